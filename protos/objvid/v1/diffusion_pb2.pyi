@@ -1,0 +1,51 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GenerateStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GENERATE_STAGE_UNSPECIFIED: _ClassVar[GenerateStage]
+    GENERATE_STAGE_ENCODE: _ClassVar[GenerateStage]
+    GENERATE_STAGE_DENOISE: _ClassVar[GenerateStage]
+    GENERATE_STAGE_DECODE: _ClassVar[GenerateStage]
+    GENERATE_STAGE_DONE: _ClassVar[GenerateStage]
+GENERATE_STAGE_UNSPECIFIED: GenerateStage
+GENERATE_STAGE_ENCODE: GenerateStage
+GENERATE_STAGE_DENOISE: GenerateStage
+GENERATE_STAGE_DECODE: GenerateStage
+GENERATE_STAGE_DONE: GenerateStage
+
+class GenerateOptions(_message.Message):
+    __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    negative_prompt: str
+    seed: int
+    num_steps: int
+    guidance: float
+    fps: float
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class GenerateProgress(_message.Message):
+    __slots__ = ("step", "total", "stage", "message", "model", "preview")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    total: int
+    stage: GenerateStage
+    message: str
+    model: str
+    preview: bool
+    def __init__(self, step: _Optional[int] = ..., total: _Optional[int] = ..., stage: _Optional[_Union[GenerateStage, str]] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., preview: _Optional[bool] = ...) -> None: ...

@@ -92,7 +92,9 @@ def test_camera_codec():
     np.testing.assert_array_equal(K2, K)
     np.testing.assert_array_equal(w2c2, w2c)
     assert (w, h) == (64, 48)
-    bad = types_pb2.Camera(intrinsics=[1.0] * 8, world_to_camera=np.eye(4).ravel().tolist(), width=1, height=1)
+    bad = types_pb2.Camera(
+        intrinsics=[1.0] * 8, world_to_camera=np.eye(4).ravel().tolist(), width=1, height=1
+    )
     with pytest.raises(ValueError, match="cam.intrinsics: expected 9 values"):
         wire.decode_camera(bad, "cam")
     nan = wire.encode_camera(K, w2c, 4, 4)
@@ -122,9 +124,15 @@ def test_server_health_and_reflection():
             health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=2)
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        responses = list(
+            refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        )
         names = {s.name for s in responses[0].list_services_response.service}
-        assert {"objvid.v1.CacheService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+        assert {
+            "objvid.v1.CacheService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        } <= names
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         assert len(stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=2).scenes) == 0
         # Frames larger than gRPC's default 4 MiB pass both ways.

@@ -56,7 +56,9 @@ def encode_tensor(array, name: str = "tensor") -> types_pb2.Tensor:
     native = array.dtype.newbyteorder("=") if array.dtype.itemsize > 1 else array.dtype
     code = _PROTO_DTYPE.get(native)
     if code is None:
-        raise ValueError(f"{name}: unsupported dtype {array.dtype} (supported: {[str(d) for d in _DTYPES.values()]})")
+        raise ValueError(
+            f"{name}: unsupported dtype {array.dtype} (supported: {[str(d) for d in _DTYPES.values()]})"
+        )
     array = np.ascontiguousarray(array, dtype=_DTYPES[code])
     return types_pb2.Tensor(dtype=code, shape=list(array.shape), data=array.tobytes())
 
@@ -102,7 +104,9 @@ def decode_tensor(
     if ndim is not None and len(dims) != ndim:
         raise ValueError(f"{name}: expected {ndim} dims, got shape {dims}")
     if shape is not None:
-        if len(shape) != len(dims) or any(s is not None and s != d for s, d in zip(shape, dims, strict=False)):
+        if len(shape) != len(dims) or any(
+            s is not None and s != d for s, d in zip(shape, dims, strict=False)
+        ):
             want = ["*" if s is None else s for s in shape]
             raise ValueError(f"{name}: expected shape {want}, got {dims}")
     return np.frombuffer(msg.data, dtype=dt).reshape(dims)
@@ -165,7 +169,9 @@ def decode_image(msg: types_pb2.Image, name: str = "image", *, grayscale: bool =
         return decode_image_bytes(msg.encoded, name, grayscale=grayscale)
     if kind == "pixels":
         if grayscale:
-            return decode_tensor(msg.pixels, name, dtype=[np.uint8, np.bool_], ndim=2).astype(np.uint8, copy=False)
+            return decode_tensor(msg.pixels, name, dtype=[np.uint8, np.bool_], ndim=2).astype(
+                np.uint8, copy=False
+            )
         arr = decode_tensor(msg.pixels, name, dtype=np.uint8, ndim=3)
         if arr.shape[2] != 3:
             raise ValueError(f"{name}: raw pixels must be (H, W, 3), got {list(arr.shape)}")
@@ -182,14 +188,19 @@ def encode_camera(K: np.ndarray, w2c: np.ndarray, width: int, height: int) -> ty
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
     w2c = np.asarray(w2c, dtype=np.float64).reshape(4, 4)
     return types_pb2.Camera(
-        intrinsics=K.ravel().tolist(), world_to_camera=w2c.ravel().tolist(), width=int(width), height=int(height)
+        intrinsics=K.ravel().tolist(),
+        world_to_camera=w2c.ravel().tolist(),
+        width=int(width),
+        height=int(height),
     )
 
 
 def decode_matrix(values: Sequence[float], rows: int, cols: int, name: str) -> np.ndarray:
     """Row-major repeated double -> (rows, cols) float64; ValueError on wrong count or non-finite values."""
     if len(values) != rows * cols:
-        raise ValueError(f"{name}: expected {rows * cols} values ({rows}x{cols} row-major), got {len(values)}")
+        raise ValueError(
+            f"{name}: expected {rows * cols} values ({rows}x{cols} row-major), got {len(values)}"
+        )
     m = np.asarray(values, dtype=np.float64).reshape(rows, cols)
     if not np.isfinite(m).all():
         raise ValueError(f"{name}: values must be finite")
@@ -235,7 +246,9 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 class ServerHandle:
     """A started gRPC server with its health servicer; ``port`` is the bound port."""
 
-    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, port: int, names: list[str]):
+    def __init__(
+        self, server: grpc.Server, health_servicer: health.HealthServicer, port: int, names: list[str]
+    ):
         self.server = server
         self.health = health_servicer
         self.port = port
@@ -243,7 +256,9 @@ class ServerHandle:
 
     def set_serving(self, serving: bool = True) -> None:
         """Report SERVING / NOT_SERVING for the overall server ("") and every registered service."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ["", *self.service_names]:
             self.health.set(name, status)
 
@@ -293,7 +308,9 @@ def build_server(
         if not (tls_cert and tls_key):
             raise ValueError("tls: both a certificate and a key are needed")
         creds = grpc.ssl_server_credentials(
-            [(tls_key, tls_cert)], root_certificates=tls_client_ca, require_client_auth=tls_client_ca is not None
+            [(tls_key, tls_cert)],
+            root_certificates=tls_client_ca,
+            require_client_auth=tls_client_ca is not None,
         )
         bound = server.add_secure_port(address, creds)
     else:
@@ -303,7 +320,9 @@ def build_server(
     server.start()
     handle = ServerHandle(server, health_servicer, bound, names)
     handle.set_serving(serving)
-    log.info("event=server_started address=%s:%d services=%s tls=%s", host, bound, ",".join(names), bool(tls_cert))
+    log.info(
+        "event=server_started address=%s:%d services=%s tls=%s", host, bound, ",".join(names), bool(tls_cert)
+    )
     return handle
 
 
@@ -317,7 +336,9 @@ def make_channel(
 ) -> grpc.Channel:
     """A channel with the project's options; TLS when tls_ca/cert given or ``tls`` is True (system roots)."""
     if tls or tls_ca or tls_cert:
-        creds = grpc.ssl_channel_credentials(root_certificates=tls_ca, private_key=tls_key, certificate_chain=tls_cert)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=tls_ca, private_key=tls_key, certificate_chain=tls_cert
+        )
         return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
     return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
 

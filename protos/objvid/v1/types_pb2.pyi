@@ -7,19 +7,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class Dtype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    DTYPE_UNSPECIFIED: _ClassVar[DType]
-    DTYPE_UINT8: _ClassVar[DType]
-    DTYPE_INT8: _ClassVar[DType]
-    DTYPE_UINT16: _ClassVar[DType]
-    DTYPE_INT16: _ClassVar[DType]
-    DTYPE_INT32: _ClassVar[DType]
-    DTYPE_INT64: _ClassVar[DType]
-    DTYPE_FLOAT16: _ClassVar[DType]
-    DTYPE_FLOAT32: _ClassVar[DType]
-    DTYPE_FLOAT64: _ClassVar[DType]
-    DTYPE_BOOL: _ClassVar[DType]
+    DTYPE_UNSPECIFIED: _ClassVar[Dtype]
+    DTYPE_UINT8: _ClassVar[Dtype]
+    DTYPE_INT8: _ClassVar[Dtype]
+    DTYPE_UINT16: _ClassVar[Dtype]
+    DTYPE_INT16: _ClassVar[Dtype]
+    DTYPE_INT32: _ClassVar[Dtype]
+    DTYPE_INT64: _ClassVar[Dtype]
+    DTYPE_FLOAT16: _ClassVar[Dtype]
+    DTYPE_FLOAT32: _ClassVar[Dtype]
+    DTYPE_FLOAT64: _ClassVar[Dtype]
+    DTYPE_BOOL: _ClassVar[Dtype]
 
 class TrajectoryPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -39,17 +39,17 @@ class CameraRotation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAMERA_ROTATION_CENTER_FACING: _ClassVar[CameraRotation]
     CAMERA_ROTATION_NO_ROTATION: _ClassVar[CameraRotation]
     CAMERA_ROTATION_TRAJECTORY_ALIGNED: _ClassVar[CameraRotation]
-DTYPE_UNSPECIFIED: DType
-DTYPE_UINT8: DType
-DTYPE_INT8: DType
-DTYPE_UINT16: DType
-DTYPE_INT16: DType
-DTYPE_INT32: DType
-DTYPE_INT64: DType
-DTYPE_FLOAT16: DType
-DTYPE_FLOAT32: DType
-DTYPE_FLOAT64: DType
-DTYPE_BOOL: DType
+DTYPE_UNSPECIFIED: Dtype
+DTYPE_UINT8: Dtype
+DTYPE_INT8: Dtype
+DTYPE_UINT16: Dtype
+DTYPE_INT16: Dtype
+DTYPE_INT32: Dtype
+DTYPE_INT64: Dtype
+DTYPE_FLOAT16: Dtype
+DTYPE_FLOAT32: Dtype
+DTYPE_FLOAT64: Dtype
+DTYPE_BOOL: Dtype
 TRAJECTORY_PRESET_UNSPECIFIED: TrajectoryPreset
 TRAJECTORY_PRESET_LEFT: TrajectoryPreset
 TRAJECTORY_PRESET_RIGHT: TrajectoryPreset
@@ -69,10 +69,10 @@ class Tensor(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    dtype: DType
+    dtype: Dtype
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, dtype: _Optional[_Union[Dtype, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("encoded", "pixels")

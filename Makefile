@@ -1,0 +1,67 @@
+# objvid developer entry points. `make test` and `make demo` work on a fresh clone (Debian, Python >= 3.11).
+# Every step is idempotent: stamps under .stamps/ skip what is already installed.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMPS := .stamps
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+TORCH_VERSION := 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint demo proto clean-env images k8s-validate
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "objvid needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first: the CPU build is the supported path here; later ranges that 2.13.0 satisfies install nothing.
+$(STAMPS)/torch: | $(PY)
+	@mkdir -p $(STAMPS)
+	@$(PY) -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "$(TORCH_VERSION)")' 2>/dev/null \
+		|| $(PIP) install -q torch==$(TORCH_VERSION)
+	@touch $@
+
+# The project with every extra; MoGe without its dependency list (it would pull a CUDA torch and numpy 2).
+$(STAMPS)/objvid: pyproject.toml $(STAMPS)/torch
+	$(PIP) install -q -e '.[all,dev]'
+	$(PIP) install -q --no-deps dlr-moge==2.0.0
+	@touch $@
+
+# Open3D needs Debian's libusb-1.0-0 at import time.
+$(STAMPS)/libusb:
+	@mkdir -p $(STAMPS)
+	@if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+		else \
+			echo "Open3D needs libusb: run  sudo apt-get install -y libusb-1.0-0"; exit 1; \
+		fi; \
+	fi
+	@touch $@
+
+$(BUF):
+	npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
+
+setup: $(STAMPS)/objvid $(STAMPS)/libusb $(BUF)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd protos && ../$(BUF) lint
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Regenerate the committed schema code (tests/test_schema.py checks it is current).
+proto: setup
+	$(PY) protos/generate.py
+
+clean-env:
+	rm -rf $(VENV) $(STAMPS) .tools
+
+-include deploy/Makefile.mk

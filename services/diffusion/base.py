@@ -135,6 +135,8 @@ class VideoModel(abc.ABC):
 
     def check_frames(self, num_frames: int) -> None:
         """Raise ValueError when the model cannot generate ``num_frames`` frames in one chunk."""
+        if num_frames < 2:
+            raise ValueError(f"RENDERS must hold at least 2 frames, got {num_frames}")
 
     @abc.abstractmethod
     def generate(self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None) -> np.ndarray:

@@ -1,0 +1,333 @@
+"""Load test of the cache service: N concurrent clients x M per-frame ``Render`` calls.
+
+Against a running server (``--address host:port``) or one it starts itself (``--spawn``, a subprocess
+``python -m objvid.cache serve`` on 127.0.0.1). Each client is a thread with its own channel; every call
+renders a different camera of a GEN3C-like lateral path on a synthetic RGB-D scene (one point per pixel,
+optionally with an object). Prints throughput, p50/p99 latency, errors and server memory (RSS from
+/proc or /metrics, device bytes from GetScene and /metrics), and writes JSON to ``--out`` (default
+``$OUT/cache_load.json`` when $OUT is set, else ``bench/results/cache_load-<device>-<H>x<W>.json``).
+
+GPU target (lead runs it): ``--spawn --device cuda --height 704 --width 1280 --outputs rgb,mask,depth
+--clients 1,8``: p50 <= 15 ms and >= 100 frames/s with one client. ``--small`` is a seconds-long CPU run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from objvid import wire
+from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
+
+_OUTPUT_CODES = {"rgb": 1, "mask": 2, "depth": 3, "object_mask": 4}
+_MODES = {"fused": 1, "full": 2, "scene": 3, "objects": 4}
+_SPLATS = {"gen3c": 1, "zbuffer": 2}
+
+
+def synthetic_rgbd(height: int, width: int, seed: int = 0):
+    """A floor + back wall depth map with texture; K with f = 0.9 W. -> (image, depth, K)."""
+    rng = np.random.default_rng(seed)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    f = 0.9 * width
+    K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], np.float64)
+    wall = np.full((height, width), 4.0, np.float32)
+    y = (v - K[1, 2]) / f  # ray slope downwards
+    floor = np.where(y > 1e-3, 1.2 / np.maximum(y, 1e-3), np.inf).astype(
+        np.float32
+    )  # camera 1.2 above the floor
+    depth = np.minimum(wall, floor) * (1 + 0.02 * np.sin(u / 7.0)).astype(np.float32)
+    image = np.stack([u * 255 / width, v * 255 / height, rng.integers(0, 256, (height, width))], -1).astype(
+        np.uint8
+    )
+    return image, depth.astype(np.float32), K
+
+
+def camera_path(count: int, distance: float = 0.3) -> np.ndarray:
+    """(count, 4, 4) w2c: the camera slides left by up to ``distance`` (pure translation)."""
+    w2cs = np.tile(np.eye(4), (count, 1, 1))
+    w2cs[:, 0, 3] = np.linspace(0, distance, count)  # camera moves -x => world shifts +x in camera frame
+    return w2cs
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_from_proc(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _scrape(url: str | None) -> dict[str, float]:
+    if not url:
+        return {}
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for name in (
+        "process_resident_memory_bytes",
+        "objvid_cache_device_bytes",
+        "objvid_cache_evictions_total",
+    ):
+        m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+        if m:
+            out[name] = float(m.group(1))
+    return out
+
+
+class SpawnedServer:
+    """``python -m objvid.cache serve`` on 127.0.0.1 with a free metrics port; reads the bound port."""
+
+    def __init__(self, device: str, memory_budget: str, extra: list[str] | None = None):
+        self.metrics_port = _free_port()
+        cmd = [sys.executable, "-m", "objvid.cache", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--device", device, "--memory-budget", memory_budget, "--metrics-port", str(self.metrics_port),
+               "--log-level", "warning", *(extra or [])]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on [^:]+:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start (first line: {line!r}, exit {self.proc.poll()})")
+        self.address = f"127.0.0.1:{m.group(1)}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def rss(self) -> int | None:
+        return _rss_from_proc(self.proc.pid)
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def _make_channel(args):
+    ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    return wire.make_channel(args.address, tls_ca=ca)
+
+
+def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
+    image, depth, K = synthetic_rgbd(args.height, args.width)
+    view = cache_pb2.RgbdView(
+        image=wire.encode_image(image), depth=wire.encode_tensor(depth),
+        camera=wire.encode_camera(K, np.eye(4), args.width, args.height),
+    )  # fmt: skip
+    info = stub.CreateScene(cache_pb2.CreateSceneRequest(rgbd=view), metadata=metadata, timeout=300).scene
+    if args.object_points:
+        rng = np.random.default_rng(1)
+        pts = (rng.random((args.object_points, 3)) - 0.5).astype(np.float32) * 0.5
+        cols = rng.integers(0, 256, (args.object_points, 3), dtype=np.uint8)
+        pose = types_pb2.Transform(pose=types_pb2.Pose(translation=[0.0, 0.6, 2.5]))
+        stub.AddObject(
+            cache_pb2.AddObjectRequest(
+                scene_id=info.scene_id,
+                cloud=types_pb2.PointCloud(
+                    positions=wire.encode_tensor(pts), colors=wire.encode_tensor(cols)
+                ),
+                transform=pose,
+            ),
+            metadata=metadata,
+            timeout=300,
+        )
+    return stub.GetScene(
+        cache_pb2.GetSceneRequest(scene_id=info.scene_id), metadata=metadata, timeout=60
+    ).scene
+
+
+def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata) -> dict:
+    """``clients`` threads x ``requests`` Render calls; returns latencies (s), errors, wall time."""
+    options = cache_pb2.RenderOptions(
+        mode=_MODES[args.mode], splat=_SPLATS[args.splat],
+        outputs=[_OUTPUT_CODES[o] for o in args.outputs.split(",")],
+        encoding=2 if args.encoding == "png" else 1,
+    )  # fmt: skip
+    path = camera_path(max(requests, 2))
+    cams = [wire.encode_camera(K, w2c, args.width, args.height) for w2c in path]
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    lock = threading.Lock()
+    start_gate = threading.Barrier(clients + 1)
+
+    def client(i: int):
+        channel = _make_channel(args)
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        # One warm call per client (connection set-up) outside the measurement.
+        try:
+            stub.Render(cache_pb2.RenderRequest(scene_id=scene_id, camera=cams[0], options=options),
+                        metadata=metadata, timeout=args.timeout)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - counted below
+            with lock:
+                errors.append(f"warmup: {exc}")
+        start_gate.wait()
+        for r in range(requests):
+            req = cache_pb2.RenderRequest(
+                scene_id=scene_id, camera=cams[(r + i) % len(cams)], options=options
+            )
+            t0 = time.perf_counter()
+            try:
+                resp = stub.Render(req, metadata=metadata, timeout=args.timeout)
+                ok = resp.frame.num_slots >= 1
+            except Exception as exc:  # noqa: BLE001
+                ok = False
+                with lock:
+                    errors.append(_describe_error(exc))
+            if ok:
+                lat[i].append(time.perf_counter() - t0)
+        channel.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    flat = np.array([x for per in lat for x in per]) if any(lat) else np.array([np.nan])
+    return {
+        "clients": clients,
+        "requests_per_client": requests,
+        "frames": int(sum(len(per) for per in lat)),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "wall_s": wall,
+        "throughput_fps": float(sum(len(per) for per in lat) / wall) if wall > 0 else 0.0,
+        "p50_ms": float(np.percentile(flat, 50) * 1e3),
+        "p99_ms": float(np.percentile(flat, 99) * 1e3),
+        "mean_ms": float(np.mean(flat) * 1e3),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", help="host:port of a running server")
+    where.add_argument("--spawn", action="store_true", help="start a server subprocess on 127.0.0.1")
+    p.add_argument("--device", default="cpu", help="device of the spawned server")
+    p.add_argument("--memory-budget", default="auto", help="budget of the spawned server")
+    p.add_argument("--metrics-url", help="/metrics URL of a running server (memory readings)")
+    p.add_argument("--clients", default="1,8", help="comma-separated client counts, one run each")
+    p.add_argument("--requests", type=int, default=200, help="Render calls per client")
+    p.add_argument("--height", type=int, default=704)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--outputs", default="rgb,mask,depth", help="comma-separated: rgb,mask,depth,object_mask")
+    p.add_argument("--encoding", choices=("raw", "png"), default="raw")
+    p.add_argument("--mode", choices=tuple(_MODES), default="fused")
+    p.add_argument("--splat", choices=tuple(_SPLATS), default="gen3c")
+    p.add_argument("--object-points", type=int, default=50_000, help="object added to the scene (0 = none)")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-call deadline, seconds")
+    p.add_argument("--token", help="bearer token")
+    p.add_argument("--tls-ca", help="CA bundle (PEM) for a TLS server")
+    p.add_argument("--out", help="JSON output path")
+    p.add_argument("--small", action="store_true", help="tiny CPU run: 48x64, 2 clients, 20 calls each")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.small:
+        args.height, args.width, args.requests, args.object_points = 48, 64, 20, 500
+        args.clients = "1,2" if args.clients == "1,8" else args.clients
+        if args.memory_budget == "auto":
+            args.memory_budget = "256M"
+    if not args.address and not args.spawn:
+        args.spawn = True
+    server = SpawnedServer(args.device, args.memory_budget) if args.spawn else None
+    if server is not None:
+        args.address = server.address
+        args.metrics_url = server.metrics_url
+    metadata = wire.bearer_metadata(args.token)
+    try:
+        channel = _make_channel(args)
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        info = create_scene(stub, args, metadata)
+        K = np.array(info.seed_camera.intrinsics).reshape(3, 3)
+        memory_before = {"rss": server.rss() if server else None, **_scrape(args.metrics_url)}
+        runs = []
+        for n in [int(c) for c in args.clients.split(",")]:
+            run = run_clients(args, info.scene_id, n, args.requests, K, metadata)
+            info_now = stub.GetScene(
+                cache_pb2.GetSceneRequest(scene_id=info.scene_id), metadata=metadata
+            ).scene
+            run["memory"] = {
+                "rss": server.rss() if server else None,
+                "scene_device_bytes": info_now.device_bytes,
+                **_scrape(args.metrics_url),
+            }
+            runs.append(run)
+            print(
+                f"clients={n:<3d} frames={run['frames']:<6d} fps={run['throughput_fps']:8.1f} "
+                f"p50={run['p50_ms']:7.2f}ms p99={run['p99_ms']:7.2f}ms errors={run['errors']} "
+                f"rss={_mb(run['memory'].get('rss') or run['memory'].get('process_resident_memory_bytes'))} "
+                f"device={_mb(run['memory'].get('objvid_cache_device_bytes', info_now.device_bytes))}",
+                flush=True,
+            )
+            for e in run["error_samples"]:
+                print(f"  error: {e}", flush=True)
+        channel.close()
+    finally:
+        if server is not None:
+            server.stop()
+    result = {
+        "benchmark": "cache_load",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": {k: v for k, v in vars(args).items() if k not in ("token",)},
+        "scene": {
+            "scene_id": info.scene_id,
+            "num_points": info.num_points,
+            "device_bytes": info.device_bytes,
+        },
+        "memory_before": memory_before,
+        "runs": runs,
+    }
+    out = args.out or (
+        os.path.join(os.environ["OUT"], "cache_load.json")
+        if os.environ.get("OUT")
+        else str(
+            Path(__file__).parent / "results" / f"cache_load-{args.device}-{args.height}x{args.width}.json"
+        )
+    )
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {out}", flush=True)
+    return result
+
+
+def _describe_error(exc: Exception) -> str:
+    details = getattr(exc, "details", None)
+    code = getattr(exc, "code", None)
+    if callable(details) and callable(code):
+        return f"{code().name}: {details()}"
+    return repr(exc)
+
+
+def _mb(x) -> str:
+    return "n/a" if x is None else f"{float(x) / 2**20:.0f}MiB"
+
+
+if __name__ == "__main__":
+    res = main()
+    sys.exit(1 if any(r["errors"] for r in res["runs"]) else 0)

@@ -1,0 +1,416 @@
+"""Triton-lang fast path (CUDA; runs on CPU tensors under ``TRITON_INTERPRET=1`` for tests).
+
+Same primitives and semantics as ``render_torch`` (see there and ``render_common``):
+- ``gen3c_acc``: pass 1 ``_zmax_kernel`` (per-camera max z, for the log-depth normaliser), pass 2
+  ``_gen3c_kernel`` (project + weight + 5 float atomic adds at each of the 4 bilinear neighbours).
+- ``zbuffer``: ``_zbuf_kernel`` (project + footprint + packed (z, index) int64 ``atomic_min``, skipped
+  when a plain load already shows a nearer key: keys only decrease, so a stale read is safe).
+- ``resolve``: ``_resolve_kernel`` (one pass per pixel: scene accumulator or keys, object keys, depth
+  test, writes uint8 RGB, bool mask, float32 depth, int16 object id, optional float RGB).
+Each point program keeps its points in registers and loops over the cameras of the chunk, so the
+points are read from memory once per call. Projection runs in float64 (as in ``render_torch``).
+No state is kept between calls; kernels compile once per process (Triton's own cache).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .render_common import DEPTH_WEIGHT_SCALE, KEY_EMPTY, LOG_EPS, SNAP_PX, Footprint
+
+POINT_BLOCK = 256
+PIXEL_BLOCK = 1024
+
+
+@triton.jit
+def _project(x, y, z, P_ptr, c):
+    """float64 point coordinates, camera c of the (C,3,4) float64 table -> (u, v) snapped, z (float64)."""
+    p = P_ptr + c * 12
+    px = tl.load(p + 0) * x + tl.load(p + 1) * y + tl.load(p + 2) * z + tl.load(p + 3)
+    py = tl.load(p + 4) * x + tl.load(p + 5) * y + tl.load(p + 6) * z + tl.load(p + 7)
+    pz = tl.load(p + 8) * x + tl.load(p + 9) * y + tl.load(p + 10) * z + tl.load(p + 11)
+    safe = tl.where(pz > 0, pz, 1.0)
+    u = px / safe
+    v = py / safe
+    ru = tl.floor(u + 0.5)
+    rv = tl.floor(v + 0.5)
+    u = tl.where(tl.abs(u - ru) <= SNAP, ru, u)
+    v = tl.where(tl.abs(v - rv) <= SNAP, rv, v)
+    return u, v, pz
+
+
+SNAP = tl.constexpr(SNAP_PX)
+
+
+@triton.jit
+def _load_points(xyz_ptr, stride, offs, m):
+    x = tl.load(xyz_ptr + offs, mask=m, other=0.0).to(tl.float64)
+    y = tl.load(xyz_ptr + stride + offs, mask=m, other=0.0).to(tl.float64)
+    z = tl.load(xyz_ptr + 2 * stride + offs, mask=m, other=0.0).to(tl.float64)
+    return x, y, z
+
+
+@triton.jit
+def _zmax_kernel(xyz_ptr, stride, n, P_ptr, zmax_ptr, C, BLOCK: tl.constexpr):
+    """zmax[c] = max over points of max(z_c, 0), stored as float32 bits in int32 (monotone for z >= 0)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    x, y, z = _load_points(xyz_ptr, stride, offs, m)
+    for c in range(C):
+        _, _, pz = _project(x, y, z, P_ptr, c)
+        zf = tl.where(m & (pz > 0), pz, 0.0).to(tl.float32)
+        zb = tl.max(zf.to(tl.int32, bitcast=True), axis=0)
+        tl.atomic_max(zmax_ptr + c, zb, sem="relaxed")
+
+
+@triton.jit
+def _gen3c_kernel(xyz_ptr, stride, packed_ptr, n, P_ptr, zmax_ptr, acc_ptr, C, H, W, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    x, y, z = _load_points(xyz_ptr, stride, offs, m)
+    pk = tl.load(packed_ptr + offs, mask=m, other=0)
+    valid = m & (((pk >> 24) & 1) != 0)
+    r = (pk & 255).to(tl.float32)
+    g = ((pk >> 8) & 255).to(tl.float32)
+    b = ((pk >> 16) & 255).to(tl.float32)
+    HW = H * W
+    for c in range(C):
+        u, v, pz = _project(x, y, z, P_ptr, c)
+        zmax = tl.load(zmax_ptr + c).to(tl.float32, bitcast=True).to(tl.float64)
+        scale = DEPTH_SCALE / (tl.log(1.0 + zmax) + LOG_EPS_C)
+        zf = pz.to(tl.float32)
+        zl = tl.log(1.0 + tl.maximum(pz, 0.0))
+        wd = tl.exp((-zl * scale).to(tl.float32))
+        ok = valid & (pz > 0) & (u > -1.0) & (u < W) & (v > -1.0) & (v < H)
+        x0 = tl.floor(u)
+        y0 = tl.floor(v)
+        x1 = tl.ceil(u)
+        y1 = tl.ceil(v)
+        wx0 = (1.0 - (u - x0)).to(tl.float32)
+        wx1 = (1.0 - (x1 - u)).to(tl.float32)
+        wy0 = (1.0 - (v - y0)).to(tl.float32)
+        wy1 = (1.0 - (y1 - v)).to(tl.float32)
+        ix0 = tl.where(ok, x0, -1.0).to(tl.int64)
+        ix1 = tl.where(ok, x1, -1.0).to(tl.int64)
+        iy0 = tl.where(ok, y0, -1.0).to(tl.int64)
+        iy1 = tl.where(ok, y1, -1.0).to(tl.int64)
+        base = c * HW
+        _splat(acc_ptr, base, ix0, iy0, wx0 * wy0 * wd, r, g, b, zf, ok, H, W)
+        _splat(acc_ptr, base, ix0, iy1, wx0 * wy1 * wd, r, g, b, zf, ok, H, W)
+        _splat(acc_ptr, base, ix1, iy0, wx1 * wy0 * wd, r, g, b, zf, ok, H, W)
+        _splat(acc_ptr, base, ix1, iy1, wx1 * wy1 * wd, r, g, b, zf, ok, H, W)
+
+
+DEPTH_SCALE = tl.constexpr(DEPTH_WEIGHT_SCALE)
+LOG_EPS_C = tl.constexpr(LOG_EPS)
+
+
+@triton.jit
+def _splat(acc_ptr, base, ix, iy, w, r, g, b, zf, ok, H, W):
+    m = ok & (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
+    a = acc_ptr + (base + iy * W + ix) * 5
+    tl.atomic_add(a, w, mask=m, sem="relaxed")
+    tl.atomic_add(a + 1, w * r, mask=m, sem="relaxed")
+    tl.atomic_add(a + 2, w * g, mask=m, sem="relaxed")
+    tl.atomic_add(a + 3, w * b, mask=m, sem="relaxed")
+    tl.atomic_add(a + 4, w * zf, mask=m, sem="relaxed")
+
+
+@triton.jit
+def _zbuf_kernel(
+    xyz_ptr,
+    stride,
+    packed_ptr,
+    n,
+    P_ptr,
+    keys_ptr,
+    C,
+    H,
+    W,
+    index_base,
+    r2,
+    DISC: tl.constexpr,
+    K: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """K = footprint size (square) or window width 2R+1 (disc of squared radius r2)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    x, y, z = _load_points(xyz_ptr, stride, offs, m)
+    pk = tl.load(packed_ptr + offs, mask=m, other=0)
+    valid = m & (((pk >> 24) & 1) != 0)
+    idx = offs.to(tl.int64) + index_base
+    HW = H * W
+    for c in range(C):
+        u, v, pz = _project(x, y, z, P_ptr, c)
+        ok = valid & (pz > 0) & (u > -K) & (u < W + K) & (v > -K) & (v < H + K)
+        zb = pz.to(tl.float32).to(tl.int32, bitcast=True).to(tl.int64)
+        key = (zb << 32) | idx
+        u = tl.where(ok, u, 0.0)
+        v = tl.where(ok, v, 0.0)
+        base = keys_ptr + c * HW
+        if DISC:
+            R: tl.constexpr = (K - 1) // 2
+            cx = tl.floor(u + 0.5)
+            cy = tl.floor(v + 0.5)
+            for dy in tl.static_range(K):
+                for dx in tl.static_range(K):
+                    px = cx + (dx - R)
+                    py = cy + (dy - R)
+                    inc = ((px - u) * (px - u) + (py - v) * (py - v)) <= r2
+                    if dx == R and dy == R:
+                        inc = ok
+                    _zmin(base, px, py, key, ok & inc, H, W)
+        else:
+            H2: tl.constexpr = K // 2
+            if K % 2 == 1:
+                fx = tl.floor(u + 0.5) - H2
+                fy = tl.floor(v + 0.5) - H2
+                gx = fx
+                gy = fy
+            else:
+                fx = tl.floor(u) - (H2 - 1)
+                fy = tl.floor(v) - (H2 - 1)
+                gx = tl.ceil(u) - H2  # offsets >= H2 continue from ceil
+                gy = tl.ceil(v) - H2
+            for dy in tl.static_range(K):
+                for dx in tl.static_range(K):
+                    if K % 2 == 0 and dx >= H2:
+                        px = gx + dx
+                    else:
+                        px = fx + dx
+                    if K % 2 == 0 and dy >= H2:
+                        py = gy + dy
+                    else:
+                        py = fy + dy
+                    _zmin(base, px, py, key, ok, H, W)
+
+
+@triton.jit
+def _zmin(base, px, py, key, ok, H, W):
+    m = ok & (px >= 0) & (px < W) & (py >= 0) & (py < H)
+    addr = base + tl.where(m, py * W + px, 0.0).to(tl.int64)
+    cur = tl.load(addr, mask=m, other=0)
+    tl.atomic_min(addr, key, mask=m & (key < cur), sem="relaxed")
+
+
+@triton.jit
+def _decode(keys, valid, obj_packed_ptr, obj_oid_ptr, scene_packed_ptr, n_obj):
+    idx = keys - ((keys >> 32) << 32)  # low 32 bits, in int64 arithmetic
+    z = (keys >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+    is_obj = idx < n_obj
+    po = tl.load(obj_packed_ptr + idx, mask=valid & is_obj, other=0)
+    ps = tl.load(scene_packed_ptr + (idx - n_obj), mask=valid & (idx >= n_obj), other=0)
+    pk = tl.where(is_obj, po, ps)
+    oid = tl.load(obj_oid_ptr + idx, mask=valid & is_obj, other=-1).to(tl.int32)
+    oid = tl.where(valid & is_obj, oid, -1)
+    r = (pk & 255).to(tl.float32)
+    g = ((pk >> 8) & 255).to(tl.float32)
+    b = ((pk >> 16) & 255).to(tl.float32)
+    return r, g, b, z, oid
+
+
+EMPTY = tl.constexpr(KEY_EMPTY)
+
+
+@triton.jit
+def _resolve_kernel(
+    acc_ptr,
+    skeys_ptr,
+    okeys_ptr,
+    scene_packed_ptr,
+    obj_packed_ptr,
+    obj_oid_ptr,
+    n_obj,
+    rgb_ptr,
+    mask_ptr,
+    depth_ptr,
+    oid_ptr,
+    rgbf_ptr,
+    st_rgb,
+    st_mask,
+    st_depth,
+    st_oid,
+    st_rgbf,
+    total,
+    HW,
+    SCENE: tl.constexpr,
+    HAS_OBJ: tl.constexpr,
+    W_RGB: tl.constexpr,
+    W_MASK: tl.constexpr,
+    W_DEPTH: tl.constexpr,
+    W_OID: tl.constexpr,
+    W_RGBF: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """SCENE: 0 none, 1 GEN3C accumulator, 2 z-buffer keys. Outputs are strided per camera (st_*)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < total
+    c = offs // HW
+    p = offs % HW
+    if SCENE == 1:
+        a = acc_ptr + offs * 5
+        w = tl.load(a, mask=m, other=0.0)
+        s_valid = w > 0
+        safe = tl.where(s_valid, w, 1.0)
+        r = tl.minimum(tl.maximum(tl.load(a + 1, mask=m, other=0.0) / safe, 0.0), 255.0)
+        g = tl.minimum(tl.maximum(tl.load(a + 2, mask=m, other=0.0) / safe, 0.0), 255.0)
+        b = tl.minimum(tl.maximum(tl.load(a + 3, mask=m, other=0.0) / safe, 0.0), 255.0)
+        z = tl.load(a + 4, mask=m, other=0.0) / safe
+        oid = tl.full([BLOCK], -1, tl.int32)
+    elif SCENE == 2:
+        k = tl.load(skeys_ptr + offs, mask=m, other=EMPTY)
+        s_valid = k != EMPTY
+        r, g, b, z, oid = _decode(k, s_valid, obj_packed_ptr, obj_oid_ptr, scene_packed_ptr, n_obj)
+    else:
+        s_valid = offs < 0
+        r = tl.zeros([BLOCK], tl.float32)
+        g = r
+        b = r
+        z = r
+        oid = tl.full([BLOCK], -1, tl.int32)
+    if HAS_OBJ:
+        k = tl.load(okeys_ptr + offs, mask=m, other=EMPTY)
+        o_valid = k != EMPTY
+        orr, og, ob, oz, ooid = _decode(k, o_valid, obj_packed_ptr, obj_oid_ptr, scene_packed_ptr, n_obj)
+        take = o_valid & ((~s_valid) | (oz <= z))
+        r = tl.where(take, orr, r)
+        g = tl.where(take, og, g)
+        b = tl.where(take, ob, b)
+        z = tl.where(take, oz, z)
+        oid = tl.where(take, ooid, oid)
+        s_valid = s_valid | o_valid
+    r = tl.where(s_valid, r, 0.0)
+    g = tl.where(s_valid, g, 0.0)
+    b = tl.where(s_valid, b, 0.0)
+    if W_RGB:
+        q = rgb_ptr + c * st_rgb + p * 3
+        tl.store(q, tl.floor(r + 0.5).to(tl.uint8), mask=m)
+        tl.store(q + 1, tl.floor(g + 0.5).to(tl.uint8), mask=m)
+        tl.store(q + 2, tl.floor(b + 0.5).to(tl.uint8), mask=m)
+    if W_RGBF:
+        q = rgbf_ptr + c * st_rgbf + p * 3
+        tl.store(q, r, mask=m)
+        tl.store(q + 1, g, mask=m)
+        tl.store(q + 2, b, mask=m)
+    if W_MASK:
+        tl.store(mask_ptr + c * st_mask + p, s_valid.to(tl.uint8), mask=m)
+    if W_DEPTH:
+        tl.store(depth_ptr + c * st_depth + p, tl.where(s_valid, z, 0.0), mask=m)
+    if W_OID:
+        tl.store(oid_ptr + c * st_oid + p, tl.where(s_valid, oid, -1).to(tl.int16), mask=m)
+
+
+# ------------------------------------------------------------------------------------------ launchers
+def _grid(n: int, block: int) -> tuple[int]:
+    return (triton.cdiv(n, block),)
+
+
+def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(C, H*W, 5) float32 GEN3C accumulators (see ``render_torch.gen3c_acc``)."""
+    C, n = P.shape[0], xyz.shape[1]
+    acc = torch.zeros(C * H * W * 5, dtype=torch.float32, device=xyz.device)
+    if n:
+        P = P.contiguous()
+        zmax = torch.zeros(C, dtype=torch.int32, device=xyz.device)
+        _zmax_kernel[_grid(n, POINT_BLOCK)](xyz, xyz.stride(0), n, P, zmax, C, BLOCK=POINT_BLOCK)
+        _gen3c_kernel[_grid(n, POINT_BLOCK)](
+            xyz, xyz.stride(0), packed, n, P, zmax, acc, C, H, W, BLOCK=POINT_BLOCK
+        )
+    return acc.view(C, H * W, 5)
+
+
+def new_keys(C: int, H: int, W: int, device) -> torch.Tensor:
+    return torch.full((C, H, W), KEY_EMPTY, dtype=torch.int64, device=device)
+
+
+def zbuffer(
+    keys: torch.Tensor,
+    xyz: torch.Tensor,
+    packed: torch.Tensor,
+    P: torch.Tensor,
+    index_base: int,
+    fp: Footprint,
+) -> None:
+    """Atomic-min rasterisation of packed (z, index) keys into ``keys`` (C, H, W) int64."""
+    C, H, W = keys.shape
+    n = xyz.shape[1]
+    if n == 0:
+        return
+    assert xyz.stride(1) == 1 and packed.is_contiguous() and keys.is_contiguous()
+    _zbuf_kernel[_grid(n, POINT_BLOCK)](
+        xyz,
+        xyz.stride(0),
+        packed,
+        n,
+        P.contiguous(),
+        keys,
+        C,
+        H,
+        W,
+        index_base,
+        float(fp.radius) ** 2,
+        DISC=fp.is_disc,
+        K=fp.window,
+        BLOCK=POINT_BLOCK,
+    )
+
+
+def resolve(
+    out: dict, scene_acc, scene_keys, obj_keys, scene_packed, obj_packed, obj_oid, n_obj: int, H: int, W: int
+) -> None:
+    """Write the final images into the (C,H,W,...) views in ``out`` (see ``render_torch.resolve``)."""
+    first = scene_acc if scene_acc is not None else scene_keys if scene_keys is not None else obj_keys
+    C = first.shape[0]
+    dev = obj_packed.device
+    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=dev)
+    dummy = {
+        "rgb": torch.zeros(1, dtype=torch.uint8, device=dev),
+        "mask": torch.zeros(1, dtype=torch.uint8, device=dev),
+        "depth": torch.zeros(1, dtype=torch.float32, device=dev),
+        "object_mask": torch.zeros(1, dtype=torch.int16, device=dev),
+        "rgb_float": torch.zeros(1, dtype=torch.float32, device=dev),
+    }
+    ptrs, strides = {}, {}
+    for k in dummy:
+        t = out.get(k)
+        if t is None:
+            ptrs[k], strides[k] = dummy[k], 0
+            continue
+        frame = t[0]
+        assert frame.is_contiguous(), f"{k}: frames must be contiguous"
+        ptrs[k] = t.view(torch.uint8) if k == "mask" else t
+        strides[k] = t.stride(0)
+    scene = 1 if scene_acc is not None else 2 if scene_keys is not None else 0
+    total = C * H * W
+    _resolve_kernel[_grid(total, PIXEL_BLOCK)](
+        scene_acc if scene_acc is not None else dummy["depth"],
+        scene_keys if scene_keys is not None else dummy_i32.to(torch.int64),
+        obj_keys if obj_keys is not None else dummy_i32.to(torch.int64),
+        scene_packed if scene_packed is not None and scene_packed.numel() else dummy_i32,
+        obj_packed if obj_packed.numel() else dummy_i32,
+        obj_oid if obj_oid.numel() else dummy["object_mask"],
+        n_obj,
+        ptrs["rgb"],
+        ptrs["mask"],
+        ptrs["depth"],
+        ptrs["object_mask"],
+        ptrs["rgb_float"],
+        strides["rgb"],
+        strides["mask"],
+        strides["depth"],
+        strides["object_mask"],
+        strides["rgb_float"],
+        total,
+        H * W,
+        SCENE=scene,
+        HAS_OBJ=obj_keys is not None,
+        W_RGB="rgb" in out,
+        W_MASK="mask" in out,
+        W_DEPTH="depth" in out,
+        W_OID="object_mask" in out,
+        W_RGBF="rgb_float" in out,
+        BLOCK=PIXEL_BLOCK,
+    )

@@ -1,0 +1,92 @@
+"""Prometheus metrics of one cache server, in a private registry (several servers may share a process).
+
+Exposed names (prefix ``objvid_cache_``):
+- ``requests_total{method, code}``: finished RPCs by gRPC status code name;
+- ``request_seconds{method}``: latency histogram (for RenderTrajectory: the whole stream);
+- ``frames_rendered_total``: frames rendered (streamed or not);
+- ``scenes_resident``: scenes held on the device; ``scenes_known``: resident plus snapshot-only;
+- ``device_bytes``: bytes the resident scenes hold on the device; ``memory_budget_bytes``;
+- ``evictions_total``: scenes evicted from the device to make room;
+- ``device_queue_seconds``: time requests waited for the device;
+plus the standard ``process_*`` collector (RSS, CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+
+log = logging.getLogger("objvid.cache.metrics")
+
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class CacheMetrics:
+    """All metrics of one server. ``serve_http(port)`` exposes them; ``text()`` renders them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "objvid_cache_requests", "Finished RPCs by method and status code", ["method", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "objvid_cache_request_seconds", "RPC latency", ["method"], buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.frames = Counter("objvid_cache_frames_rendered", "Frames rendered", registry=r)
+        self.scenes_resident = Gauge("objvid_cache_scenes_resident", "Scenes held on the device", registry=r)
+        self.scenes_known = Gauge(
+            "objvid_cache_scenes_known", "Scenes resident or restorable from snapshots", registry=r
+        )
+        self.device_bytes = Gauge(
+            "objvid_cache_device_bytes", "Bytes the resident scenes hold on the device", registry=r
+        )
+        self.budget_bytes = Gauge(
+            "objvid_cache_memory_budget_bytes", "Configured device memory budget", registry=r
+        )
+        self.evictions = Counter("objvid_cache_evictions", "Scenes evicted from the device", registry=r)
+        self.queue_wait = Histogram(
+            "objvid_cache_device_queue_seconds",
+            "Time spent waiting for the device",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        ProcessCollector(registry=r)
+        self._http = None
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        self.requests.labels(method=method, code=code).inc()
+        self.latency.labels(method=method).observe(seconds)
+
+    def count(self, method: str, code: str) -> float:
+        """Current value of requests_total{method, code} (tests and the load tool read it)."""
+        return (
+            self.registry.get_sample_value("objvid_cache_requests_total", {"method": method, "code": code})
+            or 0.0
+        )
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
+        """Start the /metrics HTTP endpoint; returns the bound port (0 picks a free one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._http = server
+        bound = server.server_address[1]
+        log.info("event=metrics_started address=%s:%d", host, bound)
+        return bound
+
+    def stop_http(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

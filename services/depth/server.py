@@ -1,0 +1,188 @@
+"""Depth server lifecycle: listen (health NOT_SERVING), load the model, warm up, report SERVING, stop.
+
+In-process use (tests, benches)::
+
+    server = DepthServer(ServerConfig(model="/models/moge-vitl.pt", port=0, metrics_port=0)).start()
+    ... server.port, server.metrics_port ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import torch
+
+from objvid import wire
+from objvid.depth import lift
+from objvid.depth.metrics import DepthMetrics
+from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
+from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings
+from objvid.v1 import depth_pb2_grpc
+
+log = logging.getLogger("objvid.depth.server")
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``objvid-depth serve`` takes (see cli.py / docs/depth.md for meanings and defaults).
+
+    metrics_port: 0 picks a free port, a negative value disables the endpoint.
+    """
+
+    model: str = DEFAULT_MODEL
+    model_version: str = "auto"
+    model_dir: str = DEFAULT_MODEL_DIR
+    device: str = "auto"
+    dtype: str = "auto"
+    num_tokens: int = 0
+    resolution_level: int = 9
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9101
+    width: int = lift.GEN3C_WORKING_HW[1]
+    height: int = lift.GEN3C_WORKING_HW[0]
+    infer_width: int = lift.GEN3C_INFER_HW[1]
+    infer_height: int = lift.GEN3C_INFER_HW[0]
+    max_pixels: int = 40_000_000
+    max_images: int = 32
+    micro_batch: int = 4
+    workers: int = 8
+    decode_threads: int = 4
+    warmup: bool = True
+    grace_seconds: float = 5.0
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        for name in ("width", "height", "infer_width", "infer_height", "max_pixels", "max_images", "micro_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.workers < 1 or self.decode_threads < 1:
+            raise ValueError("workers/decode_threads: must be >= 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: must be 0..65535, got {self.port}")
+        if self.metrics_port > 65535:
+            raise ValueError(f"metrics_port: must be <= 65535, got {self.metrics_port}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert/tls_key: give both or neither")
+
+    def settings(self) -> LiftSettings:
+        return LiftSettings(
+            working_hw=(self.height, self.width),
+            infer_hw=(self.infer_height, self.infer_width),
+            max_pixels=self.max_pixels,
+            max_images=self.max_images,
+            micro_batch=self.micro_batch,
+        )
+
+
+class DepthServer:
+    """One depth server: gRPC (+ health, reflection) and the metrics endpoint."""
+
+    def __init__(self, config: ServerConfig):
+        config.validate()
+        self.config = config
+        self.metrics = DepthMetrics()
+        self.servicer = DepthServicer(config.settings(), self.metrics, config.decode_threads)
+        self.handle: wire.ServerHandle | None = None
+        self.metrics_port: int | None = None
+        self.model: MoGeDepthModel | None = None
+
+    @property
+    def port(self) -> int:
+        return self.handle.port if self.handle else 0
+
+    @property
+    def address(self) -> str:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "[::]", "::") else self.config.host
+        return f"{host}:{self.port}"
+
+    def listen(self) -> DepthServer:
+        """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet."""
+        c = self.config
+        tls_cert = open(c.tls_cert, "rb").read() if c.tls_cert else None
+        tls_key = open(c.tls_key, "rb").read() if c.tls_key else None
+        self.handle = wire.build_server(
+            [(depth_pb2_grpc.add_DepthServiceServicer_to_server, self.servicer, SERVICE_NAME)],
+            host=c.host,
+            port=c.port,
+            max_workers=c.workers,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            serving=False,
+        )
+        if c.metrics_port >= 0:
+            self.metrics_port = self.metrics.serve_http(c.metrics_port, c.metrics_host)
+        return self
+
+    def load(self) -> MoGeDepthModel:
+        """Load (and warm up) the model, then report SERVING. Raises ModelLoadError."""
+        c = self.config
+        start = time.perf_counter()
+        model = load_model(
+            c.model,
+            device=c.device,
+            dtype=c.dtype,
+            version=c.model_version,
+            num_tokens=c.num_tokens,
+            resolution_level=c.resolution_level,
+            model_dir=c.model_dir,
+        )
+        if c.warmup:
+            self._warmup(model)
+        self.model = model
+        self.servicer.set_model(model)
+        self.metrics.model_load.set(time.perf_counter() - start)
+        self.metrics.model_loaded.set(1)
+        self.handle.set_serving(True)
+        log.info(
+            "event=ready address=%s:%d metrics_port=%s model=%s version=%s device=%s dtype=%s load_seconds=%.2f",
+            c.host, self.port, self.metrics_port, model.name, model.version, model.device, model.dtype_name,
+            time.perf_counter() - start,
+        )  # fmt: skip
+        return model
+
+    def _warmup(self, model: MoGeDepthModel) -> None:
+        """One inference at the default sizes so the first request does not pay for kernel selection."""
+        c = self.config
+        blank = [lift.resize_for_inference(_gray(c.infer_height, c.infer_width), (c.infer_height, c.infer_width))]
+        lift.lift_batch(model, blank, (c.height, c.width), model.device)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+
+    def start(self) -> DepthServer:
+        """listen() then load(); on a load failure the listeners are closed and the error re-raised."""
+        self.listen()
+        try:
+            self.load()
+        except BaseException:
+            self.stop(grace=0)
+            raise
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, let in-flight RPCs finish (up to ``grace`` s), close everything."""
+        grace = self.config.grace_seconds if grace is None else grace
+        if self.handle is not None:
+            self.handle.stop(grace)
+            self.handle = None
+        self.metrics.stop_http()
+        self.metrics.model_loaded.set(0)
+        self.servicer.close()
+        log.info("event=stopped pid=%d", os.getpid())
+
+    def wait(self) -> None:
+        if self.handle is not None:
+            self.handle.wait()
+
+
+def _gray(h: int, w: int) -> np.ndarray:
+    return np.full((h, w, 3), 128, dtype=np.uint8)

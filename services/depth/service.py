@@ -1,0 +1,226 @@
+"""The ``objvid.v1.DepthService`` servicer: decode, lift with GEN3C's conventions, encode.
+
+Errors (the server keeps serving after each): empty batch, a missing/corrupt/non-image entry, bad sizes
+-> INVALID_ARGUMENT naming the field (``images[i]``, ``width``...); an image or working size above
+``max_pixels`` or a batch above ``max_images`` -> RESOURCE_EXHAUSTED; model still loading -> UNAVAILABLE;
+device out of memory -> RESOURCE_EXHAUSTED; anything unexpected -> INTERNAL (logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import torch
+
+from objvid import wire
+from objvid.depth import lift
+from objvid.depth.metrics import DepthMetrics
+from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
+
+log = logging.getLogger("objvid.depth.service")
+
+SERVICE_NAME = "objvid.v1.DepthService"
+
+
+@dataclass(frozen=True)
+class LiftSettings:
+    """Server-side lifting defaults and limits.
+
+    working_hw / infer_hw: (H, W) defaults (GEN3C: 704x1280 / 720x1280). max_pixels: limit on input images
+    and on the working size (H * W). max_images: images per request. micro_batch: images per model call.
+    """
+
+    working_hw: tuple[int, int] = lift.GEN3C_WORKING_HW
+    infer_hw: tuple[int, int] = lift.GEN3C_INFER_HW
+    max_pixels: int = 40_000_000
+    max_images: int = 32
+    micro_batch: int = 4
+
+
+class RequestError(Exception):
+    """A request the service refuses: a gRPC status code and a message naming the field."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Decoded:
+    """One decoded image: ``rgb`` (h, w, 3) uint8 already at ``infer_hw``; ``working_hw`` its output size."""
+
+    rgb: np.ndarray
+    infer_hw: tuple[int, int]
+    working_hw: tuple[int, int]
+
+
+def _peek_size(data: bytes, name: str) -> tuple[int, int]:
+    """(H, W) from an encoded image's header, without decoding the pixels."""
+    from PIL import Image as PILImage
+
+    if not data:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty image bytes")
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except PILImage.DecompressionBombError as exc:
+        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name}: {exc}") from None
+    except Exception as exc:  # PIL raises several types for garbage
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{name}: not a decodable image ({type(exc).__name__}: {exc})"
+        ) from None
+    return h, w
+
+
+class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
+    """Lift servicer. ``set_model`` once loaded; until then Lift answers UNAVAILABLE."""
+
+    def __init__(self, settings: LiftSettings | None = None, metrics: DepthMetrics | None = None, decode_threads: int = 4):
+        self.settings = settings or LiftSettings()
+        self.metrics = metrics or DepthMetrics()
+        self._model = None
+        self._model_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads), thread_name_prefix="depth-decode")
+
+    @property
+    def model(self):
+        return self._model
+
+    def set_model(self, model) -> None:
+        """``model``: callable (B, 3, h, w) float [0, 1] -> ``lift.Prediction``, with ``device`` and ``name``."""
+        self._model = model
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -------------------------------------------------------------------------------------------------
+    # gRPC entry point
+
+    def Lift(self, request: depth_pb2.LiftRequest, context: grpc.ServicerContext) -> depth_pb2.LiftResponse:
+        start = time.perf_counter()
+        code, message, response = grpc.StatusCode.OK, "", None
+        try:
+            response = self.lift(request)
+        except RequestError as exc:
+            code, message = exc.code, str(exc)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "device out of memory; send fewer or smaller images"
+        except Exception as exc:  # never let one request take the server down
+            log.exception("event=lift_failed error=%s", type(exc).__name__)
+            code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - start
+        self.metrics.observe(code.name, seconds, len(response.views) if response is not None else 0)
+        log.debug("event=lift images=%d code=%s ms=%.1f", len(request.images), code.name, seconds * 1e3)
+        if code != grpc.StatusCode.OK:
+            context.abort(code, message)
+        return response
+
+    # -------------------------------------------------------------------------------------------------
+    # Work
+
+    def lift(self, request: depth_pb2.LiftRequest) -> depth_pb2.LiftResponse:
+        """Validate, decode, lift and encode one request; raises RequestError."""
+        model = self._model
+        if model is None:
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "model is still loading; retry when health is SERVING")
+        s = self.settings
+        n = len(request.images)
+        if n == 0:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "images: empty batch; send at least one image")
+        if n > s.max_images:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"images: {n} images exceed the limit of {s.max_images} per request"
+            )
+        width, height, keep = int(request.width), int(request.height), bool(request.keep_aspect)
+        try:
+            lift.working_size((1, 1), width, height, keep, s.working_hw)  # request-level checks only
+        except ValueError as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        if not keep and width * height > s.max_pixels:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"width/height: working size {width}x{height} exceeds the pixel limit {s.max_pixels}",
+            )
+
+        t0 = time.perf_counter()
+        if n == 1:
+            decoded = [self._decode(0, request.images[0], width, height, keep)]
+        else:
+            futures = [self._pool.submit(self._decode, i, im, width, height, keep) for i, im in enumerate(request.images)]
+            decoded = [f.result() for f in futures]  # in index order: the first bad image is reported
+        self.metrics.stage("decode", time.perf_counter() - t0)
+
+        views: list[lift.LiftedView | None] = [None] * n
+        groups: dict[tuple, list[int]] = {}
+        for i, d in enumerate(decoded):
+            groups.setdefault((d.infer_hw, d.working_hw), []).append(i)
+        for (_infer_hw, working_hw), idx in groups.items():
+            for k in range(0, len(idx), s.micro_batch):
+                chunk = idx[k : k + s.micro_batch]
+                t_wait = time.perf_counter()
+                with self._model_lock:
+                    t_run = time.perf_counter()
+                    out = lift.lift_batch(model, [decoded[i].rgb for i in chunk], working_hw, model.device)
+                    t_done = time.perf_counter()
+                self.metrics.stage("queue", t_run - t_wait)
+                self.metrics.stage("lift", t_done - t_run)
+                for i, view in zip(chunk, out, strict=True):
+                    views[i] = view
+
+        t0 = time.perf_counter()
+        response = depth_pb2.LiftResponse(views=[_encode_view(v) for v in views], model=str(getattr(model, "name", "")))
+        self.metrics.stage("encode", time.perf_counter() - t0)
+        return response
+
+    def _decode(self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool) -> _Decoded:
+        """images[index] -> pixels at the inference size, with the limits checked before decoding."""
+        s = self.settings
+        name = f"images[{index}]"
+        kind = image.WhichOneof("content")
+        if kind is None:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: missing (set `encoded` or `pixels`)")
+        if kind == "pixels":
+            shape = list(image.pixels.shape)
+            if len(shape) != 3 or shape[2] != 3:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: raw pixels must be (H, W, 3), got {shape}")
+            h, w = shape[0], shape[1]
+        else:
+            h, w = _peek_size(image.encoded, name)
+        if h < 1 or w < 1:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty image ({h}x{w})")
+        if h * w > s.max_pixels:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}"
+            )
+        try:
+            rgb = wire.decode_image(image, name)
+        except ValueError as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        hw = rgb.shape[:2]
+        working_hw = lift.working_size(hw, width, height, keep_aspect, s.working_hw)
+        if working_hw[0] * working_hw[1] > s.max_pixels:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{name}: working size {working_hw[1]}x{working_hw[0]} exceeds the pixel limit {s.max_pixels}",
+            )
+        infer_hw = lift.inference_size(hw, keep_aspect, s.infer_hw)
+        return _Decoded(lift.resize_for_inference(rgb, infer_hw), infer_hw, working_hw)
+
+
+def _encode_view(view: lift.LiftedView) -> depth_pb2.LiftedView:
+    return depth_pb2.LiftedView(
+        depth=wire.encode_tensor(view.depth, "depth"),
+        mask=wire.encode_tensor(view.mask, "mask"),
+        intrinsics=view.intrinsics.ravel().tolist(),
+        width=view.width,
+        height=view.height,
+        image=types_pb2.Image(pixels=wire.encode_tensor(view.image, "image")),
+    )

@@ -1,0 +1,7 @@
+"""``python -m objvid.diffusion`` = ``objvid-diffusion``."""
+
+import sys
+
+from objvid.diffusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""GEN3C conditioning tensors, as upstream builds them (``model_gen3c.py``, ``model_v2w.py``, ``inference_utils``).
+
+- Condition latent: the first frame followed by T - 1 zero frames (zero = mid grey in [-1, 1]), VAE-encoded;
+  its first ``num_condition_latents`` latent frames are the condition region.
+- Cache latents: for each buffer slot n, the renders (holes are black = -1) and the masks mapped to {-1, 1}
+  and repeated to 3 channels, each VAE-encoded as a video; concatenated ``[warp_0, mask_0, warp_1, mask_1]``
+  with zero latents for empty slots up to ``frame_buffer_max``.
+- Condition mask (network input channel): 1 on the condition latent frames, 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def uint8_to_unit(frames: np.ndarray | torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (1, 3, T, H, W) in [-1, 1] (x / 127.5 - 1) on ``device`` in ``dtype``."""
+    t = torch.as_tensor(frames).to(device)
+    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {tuple(t.shape)} {t.dtype}")
+    return (t.float() / 127.5 - 1.0).to(dtype).permute(3, 0, 1, 2).unsqueeze(0)
+
+
+def first_frame_video(first_frame: np.ndarray, num_frames: int, device, dtype) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, num_frames, H, W): the frame in [-1, 1], then ``num_frames - 1`` zero frames."""
+    frame = uint8_to_unit(first_frame[None], device, dtype)
+    pad = frame.new_zeros((1, 3, num_frames - 1, *frame.shape[-2:]))
+    return torch.cat([frame, pad], dim=2)
+
+
+def mask_video(masks: np.ndarray, device, dtype) -> torch.Tensor:
+    """(T, H, W) uint8 {0, 1} -> (1, 3, T, H, W) in {-1, 1} (upstream ``mask * 2 - 1`` repeated to RGB)."""
+    m = torch.as_tensor(masks).to(device)
+    if m.ndim != 3:
+        raise ValueError(f"expected (T, H, W) masks, got {tuple(m.shape)}")
+    m = m.to(dtype) * 2 - 1
+    return m[None, None].expand(1, 3, *m.shape).contiguous()
+
+
+def encode_cache_latents(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    renders: np.ndarray,
+    masks: np.ndarray,
+    frame_buffer_max: int,
+    device,
+    dtype,
+    on_video: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Cache-buffer latents ``[warp_0, mask_0, ..., warp_{K-1}, mask_{K-1}]`` (K = frame_buffer_max).
+
+    encode: video (1, 3, T, H, W) [-1, 1] -> latent (1, C, T', h, w); renders: (T, N, H, W, 3) uint8;
+    masks: (T, N, H, W) uint8, 1 = rendered. Returns (1, 2 * K * C, T', h, w) float32; slots N..K-1 are zeros.
+    on_video: called after each encoded video (progress).
+    """
+    slots = renders.shape[1]
+    if not 1 <= slots <= frame_buffer_max:
+        raise ValueError(f"RENDERS buffer slots N must be in [1, {frame_buffer_max}], got {slots}")
+    parts: list[torch.Tensor] = []
+    for n in range(slots):
+        for video in (uint8_to_unit(renders[:, n], device, dtype), mask_video(masks[:, n], device, dtype)):
+            parts.append(encode(video).float())
+            if on_video is not None:
+                on_video()
+    zeros = torch.zeros_like(parts[0])
+    parts.extend([zeros] * (2 * (frame_buffer_max - slots)))
+    return torch.cat(parts, dim=1)
+
+
+def condition_indicator(latent_frames: int, num_condition_latents: int, device=None) -> torch.Tensor:
+    """(1, 1, T', 1, 1) float32: 1 on the first ``num_condition_latents`` latent frames."""
+    if not 0 <= num_condition_latents <= latent_frames:
+        raise ValueError(f"num_condition_latents must be in [0, {latent_frames}], got {num_condition_latents}")
+    ind = torch.zeros((1, 1, latent_frames, 1, 1), device=device)
+    ind[:, :, :num_condition_latents] = 1.0
+    return ind
+
+
+def condition_mask(indicator: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(1, 1, T', h, w) network input channel from the (1, 1, T', 1, 1) indicator."""
+    return indicator.expand(-1, -1, -1, height, width).contiguous()

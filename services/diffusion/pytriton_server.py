@@ -1,0 +1,134 @@
+"""Host the diffusion models locally through PyTriton (``objvid-diffusion serve``, the client's embedded stack).
+
+Same model classes and the same request code (:func:`objvid.diffusion.triton_io.run_chunk`) as the official
+repository under ``model_repository/``; same tensors, same decoupled streaming. PyTriton traps handled here:
+numpy must be < 2 (else empty outputs), ``LD_LIBRARY_PATH`` must start with this interpreter's LIBDIR (else
+the backend stub of a pyenv/uv Python fails to load models), binds default to 127.0.0.1 (PyTriton's own
+default is 0.0.0.0), and a small ``exit_timeout_secs`` keeps ``stop()`` quick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sysconfig
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from objvid.diffusion.base import VideoModel
+from objvid.diffusion.triton_io import INPUTS, OUTPUTS, ChunkError, run_chunk
+
+log = logging.getLogger("objvid.diffusion.pytriton")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Where the local Triton listens. host: bind address for HTTP, gRPC and metrics (0.0.0.0 = all)."""
+
+    host: str = DEFAULT_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    exit_timeout_secs: int = 3
+    log_verbose: int = 0
+
+
+def prepare_environment() -> None:
+    """Check numpy < 2 and put this interpreter's LIBDIR first in ``LD_LIBRARY_PATH``.
+
+    The tritonserver process and its Python backend stub inherit ``os.environ`` when PyTriton starts them,
+    so setting it here, before :func:`start_server`, is enough (no re-exec needed).
+    """
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise RuntimeError(f"PyTriton needs numpy < 2 (numpy {np.__version__} makes it return empty outputs)")
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if not libdir:
+        return
+    parts = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p and p != libdir]
+    os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *parts])
+
+
+def infer_function(model: VideoModel):
+    """PyTriton decoupled inference callable for ``model``: yields one response list per streamed message."""
+
+    def infer(requests) -> Iterator[list[dict[str, np.ndarray]]]:
+        if len(requests) != 1:  # max_batch_size 0, no batcher: Triton hands over one request per call
+            raise ChunkError("INTERNAL", f"expected one request per call, got {len(requests)}")
+        inputs = {name: requests[0].data.get(name) for name, *_ in INPUTS}
+        try:
+            for outputs in run_chunk(model, inputs):
+                yield [outputs]
+        except ChunkError as err:
+            raise ChunkError(err.code, err.reason) from None  # PyTriton sends the traceback + this message
+
+    infer.__name__ = f"infer_{model.name}"
+    return infer
+
+
+def bind_model(triton, model: VideoModel) -> None:
+    """Register ``model`` on a ``pytriton.triton.Triton`` under ``model.name`` (decoupled, no batching)."""
+    from pytriton.model_config import ModelConfig, Tensor
+
+    triton.bind(
+        model_name=model.name,
+        infer_func=infer_function(model),
+        inputs=[Tensor(name=n, dtype=dt, shape=shape, optional=opt) for n, dt, shape, opt in INPUTS],
+        outputs=[Tensor(name=n, dtype=dt, shape=shape) for n, dt, shape in OUTPUTS],
+        config=ModelConfig(batching=False, decoupled=True),
+        strict=False,
+    )
+
+
+def build_triton(config: ServerConfig):
+    """A configured, not yet started ``pytriton.triton.Triton``."""
+    prepare_environment()
+    from pytriton.triton import Triton, TritonConfig
+
+    triton_config = TritonConfig(
+        http_address=config.host,
+        http_port=config.http_port,
+        grpc_address=config.host,
+        grpc_port=config.grpc_port,
+        metrics_address=config.host,
+        metrics_port=config.metrics_port,
+        exit_timeout_secs=config.exit_timeout_secs,
+        log_verbose=config.log_verbose,
+    )
+    return Triton(config=triton_config)
+
+
+def start_server(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()):
+    """Start Triton with ``models`` bound and return the running ``Triton`` (call ``.stop()`` when done)."""
+    if not models:
+        raise ValueError("start_server needs at least one model")
+    triton = build_triton(config)
+    for model in models:
+        bind_model(triton, model)
+    triton.run()
+    log.info(
+        "event=triton_started host=%s http_port=%d grpc_port=%d metrics_port=%d models=%s",
+        config.host, config.http_port, config.grpc_port, config.metrics_port, ",".join(m.name for m in models),
+    )  # fmt: skip
+    return triton
+
+
+def serve(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()) -> None:
+    """Serve ``models`` until interrupted (blocking)."""
+    if not models:
+        raise ValueError("serve needs at least one model")
+    triton = build_triton(config)
+    for model in models:
+        bind_model(triton, model)
+    log.info(
+        "event=triton_serving host=%s http_port=%d grpc_port=%d metrics_port=%d models=%s",
+        config.host, config.http_port, config.grpc_port, config.metrics_port, ",".join(m.name for m in models),
+    )  # fmt: skip
+    with triton:
+        triton.serve()

@@ -1,0 +1,361 @@
+"""Client pieces that need no server: camera paths, poses, anchors, the 120N+1 rule, chunking, inputs,
+the mp4 writer and the demo assets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from objvid.client import assets, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.v1 import types_pb2
+
+# --- camera paths --------------------------------------------------------------------------------
+
+
+def _path_dict(n=3, w=320, h=176):
+    K = [[250.0, 0, 160], [0, 250.0, 88], [0, 0, 1]]
+    frames = []
+    for i in range(n):
+        w2c = np.eye(4)
+        w2c[0, 3] = 0.1 * i
+        frames.append({"K": K, "w2c": w2c.tolist()})
+    return {"width": w, "height": h, "frames": frames}
+
+
+def test_camera_path_roundtrip(tmp_path):
+    p = tmp_path / "cams.json"
+    p.write_text(json.dumps(_path_dict(5)))
+    cp = camera_path.load_camera_path(p)
+    assert (cp.width, cp.height, cp.num_frames) == (320, 176, 5)
+    assert cp.Ks.shape == (5, 3, 3) and cp.w2cs.shape == (5, 4, 4)
+    assert cp.w2cs[4, 0, 3] == pytest.approx(0.4)
+    out = tmp_path / "again.json"
+    camera_path.save_camera_path(out, cp.width, cp.height, cp.Ks, cp.w2cs)
+    again = camera_path.load_camera_path(out)
+    np.testing.assert_array_equal(again.w2cs, cp.w2cs)
+
+
+def _bad(mutate):
+    d = _path_dict()
+    mutate(d)
+    return d
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ([1, 2], "expected a JSON object"),
+        (_bad(lambda d: d.pop("width")), "width must be a positive integer"),
+        (_bad(lambda d: d.update(height=-4)), "height must be a positive integer"),
+        (_bad(lambda d: d.update(width=True)), "width must be a positive integer"),
+        (_bad(lambda d: d.update(frames=[])), "frames must be a non-empty list"),
+        (_bad(lambda d: d["frames"][1].pop("w2c")), r"frames\[1\]: missing w2c"),
+        (_bad(lambda d: d["frames"][2].update(K=[[1, 0], [0, 1]])), r"frames\[2\]\.K: expected a 3x3"),
+        (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, "x")), r"frames\[0\]\.K: element \[0\]\[0\] must be a finite"),
+        (_bad(lambda d: d["frames"][0]["K"][2].__setitem__(2, 2.0)), r"frames\[0\]\.K: last row must be \[0, 0, 1\]"),
+        (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, -5.0)), r"frames\[0\]\.K: focal lengths"),
+        (_bad(lambda d: d["frames"][1]["w2c"][0].__setitem__(0, 2.0)), r"frames\[1\]\.w2c: rotation block is not orthonormal"),
+        (_bad(lambda d: d["frames"][1]["w2c"][3].__setitem__(0, 1.0)), r"frames\[1\]\.w2c: last row"),
+        (_bad(lambda d: d["frames"][1].update(w2c=np.diag([1.0, 1, -1, 1]).tolist())), r"frames\[1\]\.w2c: .*det <= 0"),
+        (_bad(lambda d: d["frames"].__setitem__(0, 5)), r"frames\[0\]: expected an object"),
+    ],
+)  # fmt: skip
+def test_camera_path_errors_name_the_field(data, match):
+    with pytest.raises(ValueError, match=match):
+        camera_path.parse_camera_path(data, "cams.json")
+
+
+def test_camera_path_file_errors(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        camera_path.load_camera_path(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ nope")
+    with pytest.raises(ValueError, match=r"bad.json: not valid JSON .* line 1"):
+        camera_path.load_camera_path(bad)
+
+
+# --- frame-count rule and chunks -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frames", [121, 241, 361, 1201])
+def test_gen3c_accepts_120n_plus_1(frames):
+    pipeline.check_frame_count(frames, "gen3c")
+
+
+@pytest.mark.parametrize(
+    "frames,near",
+    [
+        (120, "121"),
+        (2, "121"),
+        (122, "121 or 241"),
+        (200, "121 or 241"),
+        (240, "121 or 241"),
+        (300, "241 or 361"),
+    ],
+)
+def test_gen3c_rejects_others_naming_the_nearest(frames, near):
+    with pytest.raises(ValueError) as err:
+        pipeline.check_frame_count(frames, "gen3c")
+    msg = str(err.value)
+    assert "120N+1" in msg and f"got {frames}" in msg and f"nearest valid: {near}" in msg
+
+
+def test_preview_takes_any_count_from_2():
+    for n in (2, 50, 122, 200):
+        pipeline.check_frame_count(n, "preview")
+    with pytest.raises(ValueError, match=">= 2"):
+        pipeline.check_frame_count(1, "preview")
+
+
+@pytest.mark.parametrize(
+    "frames,chunks",
+    [
+        (121, [(0, 121)]),
+        (241, [(0, 121), (120, 241)]),
+        (361, [(0, 121), (120, 241), (240, 361)]),
+        (50, [(0, 50)]),
+        (122, [(0, 121), (120, 122)]),
+        (200, [(0, 121), (120, 200)]),
+    ],
+)
+def test_chunk_ranges_overlap_by_one(frames, chunks):
+    got = pipeline.chunk_ranges(frames)
+    assert got == chunks
+    # Concatenating chunk 0 and the others minus their first frame gives every frame once.
+    covered = list(range(*got[0])) + [i for s, e in got[1:] for i in range(s + 1, e)]
+    assert covered == list(range(frames))
+
+
+def test_depth_service_needed_only_without_depth_or_for_long_videos(tmp_path):
+    cfg = pipeline.GenerateConfig(image=tmp_path / "a.png", depth=tmp_path / "d.npy")
+    assert not pipeline.needs_depth_service(cfg, 121)
+    assert pipeline.needs_depth_service(cfg, 241)
+    assert pipeline.needs_depth_service(pipeline.GenerateConfig(image=tmp_path / "a.png"), 121)
+
+
+# --- poses and anchors ---------------------------------------------------------------------------
+
+
+def test_pose_translation_only():
+    t = placement.parse_object_pose("0.1, -0.2, 3")
+    assert t.WhichOneof("kind") == "pose"
+    assert list(t.pose.translation) == [0.1, -0.2, 3.0]
+    assert list(t.pose.rotation_deg) == [0, 0, 0] and t.pose.scale == 1.0
+
+
+def test_pose_full_and_matrix():
+    t = placement.parse_object_pose("1,2,3,0,90,0,2")
+    m = placement.transform_matrix(t)
+    # R = Ry(90): x -> -z; scaled by 2; translated by (1, 2, 3).
+    np.testing.assert_allclose(m @ [1, 0, 0, 1], [1, 2, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, 4 * np.eye(3), atol=1e-12)
+
+
+def test_pose_euler_order_is_z_y_x():
+    R = placement.euler_matrix(90, 0, 90)  # Rz(90) @ Rx(90)
+    np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, 1], atol=1e-12)  # Rx: y -> z; Rz leaves z
+    np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # Rx: z -> -y; Rz: -y -> x
+
+
+def test_pose_json_file(tmp_path):
+    m = np.eye(4)
+    m[:3, :3] = 0.5 * placement.euler_matrix(0, 30, 0)
+    m[:3, 3] = [0.2, 1.0, 3.0]
+    p = tmp_path / "pose.json"
+    p.write_text(json.dumps(m.tolist()))
+    t = placement.parse_object_pose(str(p))
+    assert t.WhichOneof("kind") == "matrix"
+    np.testing.assert_allclose(np.reshape(t.matrix.values, (4, 4)), m)
+    p.write_text(json.dumps({"matrix": m.ravel().tolist()}))
+    np.testing.assert_allclose(placement.transform_matrix(placement.parse_object_pose(str(p))), m)
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "empty value"),
+        ("1,2", "expected 3, 6 or 7"),
+        ("1,2,3,4", "expected 3, 6 or 7"),
+        ("1,2,x", "'x' is not a number"),
+        ("1,2,inf", "finite"),
+        ("1,2,3,0,0,0,-1", "scale must be > 0"),
+        ("missing.json", "cannot read"),
+    ],
+)
+def test_pose_errors(text, match):
+    with pytest.raises(ValueError, match=f"--object-pose.*{match}"):
+        placement.parse_object_pose(text)
+
+
+@pytest.mark.parametrize(
+    "matrix,match",
+    [
+        (np.diag([1.0, 1, 1, 2]).tolist(), "last row"),
+        (np.diag([1.0, 2, 1, 1]).tolist(), "rotation times a uniform scale"),
+        (np.diag([1.0, 1, -1, 1]).tolist(), "reflection"),
+        ([[1, 2], [3, 4]], "4x4"),
+        ({"m": 1}, "'matrix'"),
+    ],
+)
+def test_pose_matrix_errors(tmp_path, matrix, match):
+    p = tmp_path / "pose.json"
+    p.write_text(json.dumps(matrix))
+    with pytest.raises(ValueError, match=match):
+        placement.parse_object_pose(str(p))
+
+
+def test_anchor_pixels_and_percent():
+    assert placement.parse_anchor("160,120", 320, 176) == (160.0, 120.0)
+    u, v = placement.parse_anchor("50%,100%", 321, 177)
+    assert (u, v) == (160.0, 176.0)
+    for bad, match in (("1", "expected U,V"), ("a,1", "U 'a' is not a number"), ("400,1", "outside")):
+        with pytest.raises(ValueError, match=match):
+            placement.parse_anchor(bad, 320, 176)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def test_depth_formats(tmp_path):
+    from PIL import Image
+
+    d = np.array([[1.0, 2.0], [np.nan, -1.0]], np.float32)
+    np.save(tmp_path / "d.npy", d)
+    depth, valid = inputs.load_depth(tmp_path / "d.npy")
+    assert valid.tolist() == [[True, True], [False, False]] and depth[1, 0] == 0
+    np.savez(tmp_path / "d.npz", depth=d)
+    np.testing.assert_array_equal(inputs.load_depth(tmp_path / "d.npz")[1], valid)
+    mm = np.array([[1000, 2500], [0, 65535]], np.uint16)
+    Image.fromarray(mm).save(tmp_path / "d.png")
+    depth, valid = inputs.load_depth(tmp_path / "d.png")
+    np.testing.assert_allclose(depth, [[1.0, 2.5], [0.0, 65.535]], rtol=1e-6)
+    assert valid.tolist() == [[True, True], [False, True]]
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "d8.png")
+    with pytest.raises(ValueError, match="16-bit millimetres"):
+        inputs.load_depth(tmp_path / "d8.png")
+    with pytest.raises(ValueError, match="unsupported depth format"):
+        inputs.load_depth(tmp_path / "d.tiff")
+
+
+def test_intrinsics_forms_and_scaling(tmp_path):
+    p = tmp_path / "K.json"
+    K = [[500.0, 0, 320], [0, 500.0, 176], [0, 0, 1]]
+    p.write_text(json.dumps({"K": K, "width": 640, "height": 352}))
+    got = inputs.load_intrinsics(p, (320, 176))  # image is half the K's size
+    np.testing.assert_allclose(got, [[250, 0, 160], [0, 250, 88], [0, 0, 1]])
+    p.write_text(json.dumps({"fx": 100, "fy": 110, "cx": 50, "cy": 40}))
+    np.testing.assert_allclose(inputs.load_intrinsics(p, (100, 80)), [[100, 0, 50], [0, 110, 40], [0, 0, 1]])
+    p.write_text(json.dumps([[1, 2], [3, 4]]))
+    with pytest.raises(ValueError, match="3x3"):
+        inputs.load_intrinsics(p, (100, 80))
+
+
+def test_object_path_checks(tmp_path):
+    (tmp_path / "x.xyz").write_text("1")
+    with pytest.raises(ValueError, match=r"unsupported format '\.xyz'"):
+        inputs.check_object_path(tmp_path / "x.xyz")
+    with pytest.raises(ValueError, match="no such file"):
+        inputs.check_object_path(tmp_path / "x.ply")
+
+
+def test_resize_nearest():
+    a = np.arange(4).reshape(2, 2)
+    np.testing.assert_array_equal(inputs.resize_nearest(a, 4, 4), np.repeat(np.repeat(a, 2, 0), 2, 1))
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+
+def test_mp4_writer_publishes_only_on_finish(tmp_path):
+    out = tmp_path / "v.mp4"
+    frames = np.random.default_rng(0).integers(0, 255, (5, 32, 48, 3), dtype=np.uint8)
+    w = video.Mp4Writer(out, 48, 32, fps=10)
+    w.append(frames)
+    assert not out.exists()
+    w.finish()
+    assert out.exists() and not w.tmp.exists()
+    assert video.probe_video(out) == (5, 48, 32)
+
+
+def test_mp4_writer_abort_leaves_nothing(tmp_path):
+    out = tmp_path / "v.mp4"
+    with pytest.raises(RuntimeError):
+        with video.Mp4Writer(out, 48, 32) as w:
+            w.append(np.zeros((3, 32, 48, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="uint8"):
+        video.Mp4Writer(out, 48, 32).append(np.zeros((1, 32, 40, 3), np.uint8))
+
+
+def test_tile_buffers_upstream_layout():
+    r = np.zeros((2, 1, 4, 3, 3), np.uint8)
+    r[:, 0] = 7
+    tiled = video.tile_buffers(r, 2)
+    assert tiled.shape == (2, 4, 6, 3)
+    assert (tiled[:, :, :3] == 7).all() and (tiled[:, :, 3:] == 0).all()
+
+
+def test_masks_roundtrip(tmp_path):
+    rng = np.random.default_rng(1)
+    m = rng.integers(0, 2, (3, 2, 5, 13), dtype=np.uint8)
+    o = rng.integers(-1, 3, (3, 5, 13)).astype(np.int16)
+    manifest.save_masks(tmp_path / "m.npz", m, o, np.arange(10, 13))
+    back = manifest.load_masks(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back["mask"], m)
+    np.testing.assert_array_equal(back["object"], o)
+    np.testing.assert_array_equal(back["frames"], [10, 11, 12])
+
+
+# --- demo assets ---------------------------------------------------------------------------------
+
+
+def test_room_is_deterministic_and_depth_is_exact():
+    img1, d1, K = assets.render_room(64, 48)
+    img2, d2, _ = assets.render_room(64, 48)
+    np.testing.assert_array_equal(img1, img2)
+    np.testing.assert_array_equal(d1, d2)
+    assert img1.shape == (48, 64, 3) and d1.dtype == np.float32
+    # The centre pixel's ray, pitched down, must hit the floor (y = 0 in the room frame).
+    pitch = np.radians(assets.CAMERA_PITCH_DEG)
+    u, v = 40, 40
+    ray = np.array([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], 1.0]) * d1[v, u]
+    y_room = -assets.CAMERA_HEIGHT + np.cos(pitch) * ray[1] + np.sin(pitch) * ray[2]
+    assert abs(y_room) < 1e-4 or d1[v, u] < 6.5  # on the floor or on furniture / walls
+    assert np.isfinite(d1).all() and (d1 > 0).all() and len(np.unique(img1.reshape(-1, 3), axis=0)) > 50
+
+
+def test_sneaker_points_and_ply(tmp_path):
+    mesh = assets.sneaker_mesh()
+    pos, col = assets.sample_surface(mesh, 2000, seed=3)
+    pos2, col2 = assets.sample_surface(mesh, 2000, seed=3)
+    np.testing.assert_array_equal(pos, pos2)
+    assert pos.shape == (2000, 3) and col.dtype == np.uint8
+    ext = pos.max(0) - pos.min(0)
+    assert ext[0] > ext[2] and ext[0] > ext[1] and pos[:, 1].min() >= 0  # long along x, sole on y=0
+    data = assets.ply_bytes(pos, col, None)
+    header, body = data.split(b"end_header\n", 1)
+    assert b"element vertex 2000" in header and len(body) == 2000 * 15
+
+
+def test_write_assets(tmp_path):
+    paths = assets.write_assets(tmp_path, 64, 48, num_points=500)
+    assert set(paths) == {"image", "depth", "intrinsics", "object", "mesh"}
+    K = json.loads((tmp_path / "room_K.json").read_text())
+    assert K["width"] == 64 and np.asarray(K["K"]).shape == (3, 3)
+    assert np.load(tmp_path / "room_depth.npy").shape == (48, 64)
+
+
+def test_generate_options_proto():
+    cfg = pipeline.GenerateConfig(image=None, prompt="p", seed=0, steps=3, guidance=0.0)
+    opts = pipeline._generate_options(cfg)
+    assert opts.HasField("seed") and opts.seed == 0 and opts.num_steps == 3 and opts.HasField("guidance")
+    assert not pipeline._generate_options(pipeline.GenerateConfig(image=None)).HasField("seed")
+
+
+def test_transform_matrix_pose_default_scale():
+    t = types_pb2.Transform(pose=types_pb2.Pose(translation=[1, 2, 3]))
+    np.testing.assert_allclose(placement.transform_matrix(t)[:3, 3], [1, 2, 3])
+    np.testing.assert_allclose(placement.transform_matrix(t)[:3, :3], np.eye(3))

@@ -1,0 +1,193 @@
+"""GEN3C pipeline on CPU: a tiny random GEN3C (2 blocks, 32 wide, tiny VAE) converted from upstream-format
+files and loaded like a real checkpoint, 9 frames at 64x96, 2 steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from objvid.diffusion.base import GenerateOptions, validate_chunk
+from objvid.diffusion.convert import convert
+from objvid.diffusion.gen3c import synthetic
+from objvid.diffusion.gen3c.memory import GpuMemoryError
+from objvid.diffusion.gen3c.model import Gen3cModel
+
+T, H, W = 9, 64, 96
+TOK_LAYOUT = synthetic.TokenizerLayout(latent_frames_stored=2)
+
+
+def make_tiny_t5(folder):
+    """A 1-layer, 16-wide T5 encoder with a word-level tokenizer (appends </s>, pads with <pad>)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate("a red cube on grass sky".split())}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = T5Config(vocab_size=16, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    T5EncoderModel(cfg).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def weights_dirs(tmp_path_factory):
+    """Two converted tiny weights directories: without a text encoder (zeros) and with a tiny T5."""
+    root = tmp_path_factory.mktemp("gen3c")
+    model_pt = synthetic.write_gen3c_checkpoint(root / "src" / "model.pt", synthetic.upstream_dit_state(seed=5))
+    tok = synthetic.write_tokenizer_dir(
+        root / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
+    )
+    t5 = make_tiny_t5(root / "src" / "t5")
+    plain = convert(model_pt, tok, root / "plain", chunk_frames=T, text_max_length=8).out_dir
+    with_t5 = convert(model_pt, tok, root / "t5", text_encoder_path=t5, chunk_frames=T, text_max_length=8).out_dir
+    return {"plain": plain, "t5": with_t5}
+
+
+@pytest.fixture(scope="module")
+def model(weights_dirs):
+    return Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def chunk():
+    rng = np.random.default_rng(0)
+    renders = rng.integers(0, 256, (T, 2, H, W, 3), dtype=np.uint8)
+    masks = (rng.random((T, 2, H, W)) > 0.3).astype(np.uint8)
+    renders[masks == 0] = 0  # holes are black, as the cache renders them
+    return validate_chunk(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), renders, masks)
+
+
+def opts(**kw):
+    kw.setdefault("num_steps", 2)
+    return GenerateOptions(**kw)
+
+
+def test_generate_shape_dtype_and_progress(model, chunk):
+    events = []
+    video = model.generate(chunk, opts(guidance=1.0), events.append)
+    assert video.shape == (T, H, W, 3) and video.dtype == np.uint8
+    stages = [e.stage for e in events]
+    assert stages[0] == "encode" and stages[-1] == "decode"
+    assert [e.step for e in events if e.stage == "encode"] == [0, 1, 2, 3, 4, 5]  # first frame + 2 x (warp, mask)
+    assert [(e.step, e.total) for e in events if e.stage == "denoise"] == [(0, 2), (1, 2), (2, 2)]
+    assert model.name == "gen3c" and not model.preview
+
+
+def test_seed_determinism(model, chunk):
+    a = model.generate(chunk, opts(seed=7))
+    b = model.generate(chunk, opts(seed=7))
+    c = model.generate(chunk, opts(seed=8))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def _record_net_inputs(model):
+    """Capture the transformer's (B, 82, T', h, w) inputs during generate (hook, no behaviour change)."""
+    seen = []
+    handle = model.net.transformer.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["hidden_states"].clone()), with_kwargs=True)
+    return seen, handle
+
+
+def test_guidance_runs_the_unconditional_branch_with_zeroed_cache(model, chunk):
+    seen, handle = _record_net_inputs(model)
+    try:
+        plain = model.generate(chunk, opts(guidance=0.0))
+        calls_plain = len(seen)
+        seen.clear()
+        guided = model.generate(chunk, opts(guidance=2.0))
+    finally:
+        handle.remove()
+    assert calls_plain == 2  # one conditional pass per step
+    assert len(seen) == 4  # conditional + unconditional per step
+    cond, uncond = seen[0], seen[1]
+    cache = slice(17, 81)  # after 16 noisy-latent channels and the condition mask
+    assert cond[:, cache].abs().sum() > 0
+    assert torch.count_nonzero(uncond[:, cache]) == 0
+    assert torch.equal(cond[:, :17], uncond[:, :17])  # same noisy latent and condition mask
+    assert torch.count_nonzero(cond[:, 81]) == 0  # padding-mask channel
+    assert not np.array_equal(plain, guided)
+
+
+def test_batched_cfg_matches_sequential(model, chunk):
+    seq = model.generate(chunk, opts(guidance=2.0))
+    model.cfg_batch = True
+    try:
+        seen, handle = _record_net_inputs(model)
+        batched = model.generate(chunk, opts(guidance=2.0))
+        handle.remove()
+    finally:
+        model.cfg_batch = False
+    assert [x.shape[0] for x in seen] == [2, 2]
+    assert np.abs(batched.astype(int) - seq.astype(int)).max() <= 1
+
+
+def test_condition_mask_channel_marks_first_latent_frame(model, chunk):
+    seen, handle = _record_net_inputs(model)
+    try:
+        model.generate(chunk, opts(num_steps=1))
+    finally:
+        handle.remove()
+    mask = seen[0][0, 16]  # (T', h, w)
+    assert torch.all(mask[0] == 1) and torch.all(mask[1:] == 0)
+
+
+def test_zero_prompt_encoder_ignores_prompts(model, chunk):
+    a = model.generate(chunk, opts(prompt="a red cube", negative_prompt="sky", guidance=2.0))
+    b = model.generate(chunk, opts(prompt="grass", guidance=2.0))
+    assert np.array_equal(a, b)
+
+
+def test_t5_prompt_changes_the_video(weights_dirs, chunk):
+    t5_model = Gen3cModel.from_pretrained(weights_dirs["t5"], device="cpu")
+    emb = t5_model.prompt_encoder.encode(["a red cube", ""])
+    assert emb.shape == (2, 8, 16)
+    assert emb[0, :4].abs().sum(-1).min() > 0 and torch.count_nonzero(emb[0, 4:]) == 0  # 3 words + </s>
+    assert emb[1, :1].abs().sum() > 0 and torch.count_nonzero(emb[1, 1:]) == 0
+    a = t5_model.generate(chunk, opts(prompt="a red cube"))
+    b = t5_model.generate(chunk, opts(prompt="grass sky"))
+    c = t5_model.generate(chunk, opts(prompt="a red cube", negative_prompt="sky", guidance=3.0))
+    assert not np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_one_buffer_slot_is_accepted(model, chunk):
+    one = validate_chunk(chunk.first_frame, chunk.renders[:, :1].copy(), chunk.masks[:, :1].copy())
+    assert model.generate(one, opts(num_steps=1)).shape == (T, H, W, 3)
+
+
+def test_bad_inputs_are_rejected(model, chunk):
+    assert model.chunk_frames == T
+    model.check_frames(T)
+    with pytest.raises(ValueError, match=r"frame count T must be 9 \(one GEN3C chunk\), got 121"):
+        model.check_frames(121)
+    big = np.zeros((T, 1, 272, 96, 3), np.uint8)
+    with pytest.raises(ValueError, match="exceeds GEN3C's maximum of 256x256"):
+        model.generate(validate_chunk(np.zeros((272, 96, 3), np.uint8), big, big[..., 0]), opts())
+    with pytest.raises(ValueError, match="num_steps"):
+        model.generate(chunk, opts(num_steps=0))
+
+
+def test_out_of_memory_becomes_gpu_memory_error(model, chunk):
+    def fail(*_a, **_k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    handle = model.net.transformer.register_forward_pre_hook(fail)
+    try:
+        with pytest.raises(GpuMemoryError, match=r"during denoising: offload: vae \(0.0 GiB\) \(offload option names"):
+            model.generate(chunk, opts())
+    finally:
+        handle.remove()
+    assert model.generate(chunk, opts(num_steps=1)).shape == (T, H, W, 3)  # still serves
+
+
+def test_missing_weights_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Gen3cModel.from_pretrained(tmp_path / "nope", device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="gen3c.json"):
+        Gen3cModel.from_pretrained(tmp_path / "empty", device="cpu")

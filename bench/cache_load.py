@@ -8,19 +8,21 @@ optionally with an object). Prints throughput, p50/p99 latency, errors and serve
 ``$OUT/cache_load.json`` when $OUT is set, else ``bench/results/cache_load-<device>-<H>x<W>.json``).
 
 GPU target (lead runs it): ``--spawn --device cuda --height 704 --width 1280 --outputs rgb,mask,depth
---clients 1,8``: p50 <= 15 ms and >= 100 frames/s with one client. ``--small`` is a seconds-long CPU run.
+--clients 1,8``: p50 <= 15 ms and >= 100 frames/s with one client. Clients are threads of this process by
+default; ``--procs`` gives each its own process, so 8 clients do not share one GIL for decoding 7 MB
+responses. ``--small`` is a seconds-long CPU run.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -157,67 +159,88 @@ def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
     ).scene
 
 
-def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata) -> dict:
-    """``clients`` threads x ``requests`` Render calls; returns latencies (s), errors, wall time."""
+def client_worker(cfg: dict, i: int, start_at: float) -> dict:
+    """One client: its own channel, a warm-up call, then ``requests`` timed Render calls from ``start_at``
+    (a ``time.time()`` value shared by all clients). Picklable, for threads and processes alike."""
+    import grpc  # noqa: F401 - imported here so a spawned process sets it up itself
+
+    channel = wire.make_channel(
+        cfg["address"], tls_ca=Path(cfg["tls_ca"]).read_bytes() if cfg["tls_ca"] else None
+    )
+    stub = cache_pb2_grpc.CacheServiceStub(channel)
+    metadata = wire.bearer_metadata(cfg["token"])
+    options = cache_pb2.RenderOptions.FromString(cfg["options"])
+    K = np.array(cfg["K"]).reshape(3, 3)
+    path = camera_path(max(cfg["requests"], 2))
+    cams = [wire.encode_camera(K, w2c, cfg["width"], cfg["height"]) for w2c in path]
+    lat, errors = [], []
+    try:
+        stub.Render(cache_pb2.RenderRequest(scene_id=cfg["scene_id"], camera=cams[0], options=options),
+                    metadata=metadata, timeout=cfg["timeout"])  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - counted
+        errors.append(f"warmup: {_describe_error(exc)}")
+    late = time.time() > start_at
+    time.sleep(max(0.0, start_at - time.time()))
+    for r in range(cfg["requests"]):
+        req = cache_pb2.RenderRequest(
+            scene_id=cfg["scene_id"], camera=cams[(r + i) % len(cams)], options=options
+        )
+        t0 = time.perf_counter()
+        try:
+            resp = stub.Render(req, metadata=metadata, timeout=cfg["timeout"])
+            ok = resp.frame.num_slots >= 1
+        except Exception as exc:  # noqa: BLE001
+            ok = False
+            errors.append(_describe_error(exc))
+        if ok:
+            lat.append(time.perf_counter() - t0)
+    channel.close()
+    return {"lat": lat, "errors": errors, "end": time.time(), "late": late}
+
+
+def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata=None) -> dict:
+    """``clients`` concurrent clients (threads, or processes with ``--procs``) x ``requests`` Render calls."""
     options = cache_pb2.RenderOptions(
         mode=_MODES[args.mode], splat=_SPLATS[args.splat],
         outputs=[_OUTPUT_CODES[o] for o in args.outputs.split(",")],
         encoding=2 if args.encoding == "png" else 1,
     )  # fmt: skip
-    path = camera_path(max(requests, 2))
-    cams = [wire.encode_camera(K, w2c, args.width, args.height) for w2c in path]
-    lat: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
-    lock = threading.Lock()
-    start_gate = threading.Barrier(clients + 1)
+    cfg = {
+        "address": args.address, "tls_ca": args.tls_ca, "token": args.token, "scene_id": scene_id,
+        "K": np.asarray(K, np.float64).ravel().tolist(), "width": args.width, "height": args.height,
+        "options": options.SerializeToString(), "requests": requests, "timeout": args.timeout,
+    }  # fmt: skip
+    if args.procs:
+        import multiprocessing as mp
 
-    def client(i: int):
-        channel = _make_channel(args)
-        stub = cache_pb2_grpc.CacheServiceStub(channel)
-        # One warm call per client (connection set-up) outside the measurement.
-        try:
-            stub.Render(cache_pb2.RenderRequest(scene_id=scene_id, camera=cams[0], options=options),
-                        metadata=metadata, timeout=args.timeout)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - counted below
-            with lock:
-                errors.append(f"warmup: {exc}")
-        start_gate.wait()
-        for r in range(requests):
-            req = cache_pb2.RenderRequest(
-                scene_id=scene_id, camera=cams[(r + i) % len(cams)], options=options
-            )
-            t0 = time.perf_counter()
-            try:
-                resp = stub.Render(req, metadata=metadata, timeout=args.timeout)
-                ok = resp.frame.num_slots >= 1
-            except Exception as exc:  # noqa: BLE001
-                ok = False
-                with lock:
-                    errors.append(_describe_error(exc))
-            if ok:
-                lat[i].append(time.perf_counter() - t0)
-        channel.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for t in threads:
-        t.start()
-    start_gate.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    flat = np.array([x for per in lat for x in per]) if any(lat) else np.array([np.nan])
+        pool = concurrent.futures.ProcessPoolExecutor(clients, mp_context=mp.get_context("spawn"))
+        start_at = time.time() + 5.0 + 0.5 * clients  # spawned interpreters import numpy/grpc first
+    else:
+        pool = concurrent.futures.ThreadPoolExecutor(clients)
+        start_at = time.time() + 1.0 + 0.1 * clients
+    with pool:
+        results = list(pool.map(client_worker, [cfg] * clients, range(clients), [start_at] * clients))
+    wall = max(r["end"] for r in results) - start_at
+    lat = (
+        np.array([x for r in results for x in r["lat"]])
+        if any(r["lat"] for r in results)
+        else np.array([np.nan])
+    )
+    errors = [e for r in results for e in r["errors"]]
+    frames = sum(len(r["lat"]) for r in results)
     return {
         "clients": clients,
+        "client_kind": "process" if args.procs else "thread",
+        "late_starts": sum(r["late"] for r in results),
         "requests_per_client": requests,
-        "frames": int(sum(len(per) for per in lat)),
+        "frames": int(frames),
         "errors": len(errors),
         "error_samples": errors[:5],
         "wall_s": wall,
-        "throughput_fps": float(sum(len(per) for per in lat) / wall) if wall > 0 else 0.0,
-        "p50_ms": float(np.percentile(flat, 50) * 1e3),
-        "p99_ms": float(np.percentile(flat, 99) * 1e3),
-        "mean_ms": float(np.mean(flat) * 1e3),
+        "throughput_fps": float(frames / wall) if wall > 0 else 0.0,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "mean_ms": float(np.mean(lat) * 1e3),
     }
 
 
@@ -230,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", default="auto", help="budget of the spawned server")
     p.add_argument("--metrics-url", help="/metrics URL of a running server (memory readings)")
     p.add_argument("--clients", default="1,8", help="comma-separated client counts, one run each")
-    p.add_argument("--requests", type=int, default=200, help="Render calls per client")
+    p.add_argument(
+        "--procs", action="store_true", help="one process per client (no shared GIL) instead of threads"
+    )
+    p.add_argument("--requests", type=int, help="Render calls per client (default 200, --small 20)")
     p.add_argument("--height", type=int, default=704)
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--outputs", default="rgb,mask,depth", help="comma-separated: rgb,mask,depth,object_mask")
@@ -249,10 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.small:
-        args.height, args.width, args.requests, args.object_points = 48, 64, 20, 500
+        args.height, args.width, args.object_points = 48, 64, 500
+        args.requests = args.requests or 20
         args.clients = "1,2" if args.clients == "1,8" else args.clients
         if args.memory_budget == "auto":
             args.memory_budget = "256M"
+    args.requests = args.requests or 200
     if not args.address and not args.spawn:
         args.spawn = True
     server = SpawnedServer(args.device, args.memory_budget) if args.spawn else None
@@ -268,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         memory_before = {"rss": server.rss() if server else None, **_scrape(args.metrics_url)}
         runs = []
         for n in [int(c) for c in args.clients.split(",")]:
-            run = run_clients(args, info.scene_id, n, args.requests, K, metadata)
+            run = run_clients(args, info.scene_id, n, args.requests, K)
             info_now = stub.GetScene(
                 cache_pb2.GetSceneRequest(scene_id=info.scene_id), metadata=metadata
             ).scene

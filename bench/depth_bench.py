@@ -75,7 +75,9 @@ def synthetic_photo(h: int, w: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 37.0 + yy / 53.0)], -1) * 180
-    blobs = cv2.resize(rng.random((h // 40 + 1, w // 40 + 1, 3), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    blobs = cv2.resize(
+        rng.random((h // 40 + 1, w // 40 + 1, 3), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     img = base + 60 * blobs + rng.normal(0, 4, (h, w, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -150,7 +152,6 @@ def _stage_sums(metrics_port: int) -> dict[str, float]:
 def run(args) -> dict:
     _bootstrap()
     import grpc
-    import numpy as np
     import torch
 
     from objvid import wire
@@ -160,9 +161,15 @@ def run(args) -> dict:
     from objvid.v1 import depth_pb2, depth_pb2_grpc
 
     if args.small:
-        config, settings = SMALL_V1_CONFIG, {"infer_hw": (144, 256), "working_hw": (128, 256), "num_tokens": 64}
+        config, settings = (
+            SMALL_V1_CONFIG,
+            {"infer_hw": (144, 256), "working_hw": (128, 256), "num_tokens": 64},
+        )
     else:
-        config, settings = VITL_V1_CONFIG, {"infer_hw": (720, 1280), "working_hw": (704, 1280), "num_tokens": 0}
+        config, settings = (
+            VITL_V1_CONFIG,
+            {"infer_hw": (720, 1280), "working_hw": (704, 1280), "num_tokens": 0},
+        )
     tmp = tempfile.mkdtemp(prefix="depth-bench-")
     ckpt = os.path.join(tmp, "moge-random.pt")
     t0 = time.perf_counter()
@@ -178,7 +185,9 @@ def run(args) -> dict:
     result = {
         "bench": "depth",
         "mode": "small" if args.small else "full",
-        "model": "MoGe v1 " + ("ViT-S small" if args.small else "ViT-L (moge-vitl shape)") + ", random weights",
+        "model": "MoGe v1 "
+        + ("ViT-S small" if args.small else "ViT-L (moge-vitl shape)")
+        + ", random weights",
         "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 1),
         "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
@@ -195,10 +204,14 @@ def run(args) -> dict:
     # Raw model: the MoGe call alone on an input already on the device at the inference size.
     for b in args.batches:
         x = lift.images_to_tensor([photo] * b, dev)
-        raw = _time(lambda x=x: model(x), args.iters, args.warmup, dev)
-        core = _time(lambda b=b: lift.lift_batch(model, [photo] * b, (wh, ww), dev), args.iters, args.warmup, dev)
+        raw = _time(lambda x=x, m=model: m(x), args.iters, args.warmup, dev)
+        core = _time(
+            lambda b=b, m=model: lift.lift_batch(m, [photo] * b, (wh, ww), dev), args.iters, args.warmup, dev
+        )
         rows.append({"path": "raw model call", "batch": b, **_stats(raw, b)})
-        rows.append({"path": "lift core in-process (upload+model+GEN3C post+download)", "batch": b, **_stats(core, b)})
+        rows.append(
+            {"path": "lift core in-process (upload+model+GEN3C post+download)", "batch": b, **_stats(core, b)}
+        )
     del model
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -227,7 +240,14 @@ def run(args) -> dict:
                 after = _stage_sums(metrics_port)
                 calls = (args.iters + args.warmup) * b
                 stages = {k: round(1e3 * (v - before.get(k, 0.0)) / calls, 3) for k, v in after.items()}
-                rows.append({"path": f"service, {kind} input", "batch": b, **_stats(samples, b), "server_stage_ms": stages})
+                rows.append(
+                    {
+                        "path": f"service, {kind} input",
+                        "batch": b,
+                        **_stats(samples, b),
+                        "server_stage_ms": stages,
+                    }
+                )
         channel.close()
     finally:
         proc.terminate()
@@ -261,7 +281,9 @@ def print_table(result: dict) -> None:
     print("-" * len(header))
     for r in result["rows"]:
         over = f"{r['overhead_ms']:+.2f} ({r['overhead_pct']:+.1f}%)" if "overhead_ms" in r else ""
-        print(f"{r['path']:<58} {r['batch']:>5} {r['mean_ms']:>9.2f} {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {over:>16}")
+        print(
+            f"{r['path']:<58} {r['batch']:>5} {r['mean_ms']:>9.2f} {r['p50_ms']:>9.2f} {r['p90_ms']:>9.2f} {over:>16}"
+        )
         if "server_stage_ms" in r:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in r["server_stage_ms"].items())
             print(f"{'':<6}server stages ms/img: {stages}")
@@ -276,9 +298,15 @@ def main(argv=None) -> dict | int:
     parser.add_argument("--small", action="store_true", help="ViT-S model at 144x256 (CPU smoke run)")
     parser.add_argument("--device", default="auto", help="auto, cuda, cpu")
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA), float16, float32")
-    parser.add_argument("--iters", type=int, default=None, help="timed calls per row (default 30; 5 with --small)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 5; 2 with --small)")
-    parser.add_argument("--batches", default=None, help="comma-separated batch sizes (default 1,4; 1,2 with --small)")
+    parser.add_argument(
+        "--iters", type=int, default=None, help="timed calls per row (default 30; 5 with --small)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed calls first (default 5; 2 with --small)"
+    )
+    parser.add_argument(
+        "--batches", default=None, help="comma-separated batch sizes (default 1,4; 1,2 with --small)"
+    )
     parser.add_argument("--out", default=None, help="output folder (default $OUT or bench/results)")
     args = parser.parse_args(argv)
     args.iters = args.iters or (5 if args.small else 30)

@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +326,10 @@ def main() -> int:
 
     if not args.no_check:
         t = time.time()
-        info["check"] = correctness_checks(scenes_obj[obj_sizes[0]], w2cs, K, H, W, backend)
+        try:
+            info["check"] = correctness_checks(scenes_obj[obj_sizes[0]], w2cs, K, H, W, backend)
+        except Exception:  # report and go on timing: one device session should bring back everything
+            info["check"] = {"error": traceback.format_exc()}
         print("check:", json.dumps(info["check"]), f"({time.time() - t:.1f}s)", flush=True)
 
     # baseline: upstream-equivalent loop, cache on the CPU
@@ -359,6 +363,7 @@ def main() -> int:
             (f"fused gen3c + {k} object", s, "fused", "gen3c", core),
             (f"fused zbuffer + {k} object", s, "fused", "zbuffer", core),
             (f"fused zbuffer + {k} object (+object_mask)", s, "fused", "zbuffer", core + ("object_mask",)),
+            (f"fused zbuffer + {k} object, object radius 1.0 px", s, "fused", "zbuffer", core, 2, 1.0),
             (f"full + {k} object", s, "full", "zbuffer", core),
             (f"objects only {k}", s, "objects", "zbuffer", core),
         ]
@@ -366,10 +371,25 @@ def main() -> int:
     for cfg in configs:
         name, s, mode, splat, outs = cfg[:5]
         fp = cfg[5] if len(cfg) > 5 else 2
-        fn = lambda s=s, mode=mode, splat=splat, outs=outs, fp=fp: s.render(  # noqa: E731
-            w2cs, K, H, W, mode=mode, splat=splat, outputs=outs, footprint=fp, backend=backend
+        rad = cfg[6] if len(cfg) > 6 else 0.75
+        fn = lambda s=s, mode=mode, splat=splat, outs=outs, fp=fp, rad=rad: s.render(  # noqa: E731
+            w2cs,
+            K,
+            H,
+            W,
+            mode=mode,
+            splat=splat,
+            outputs=outs,
+            footprint=fp,
+            object_radius_px=rad,
+            backend=backend,
         )
-        ms = timed(fn, device, args.warmup, args.reps)
+        try:
+            ms = timed(fn, device, args.warmup, args.reps)
+        except Exception:
+            print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
+            rows.append({"name": name, "error": traceback.format_exc()})
+            continue
         med = statistics.median(ms)
         slots = 1 if mode == "objects" else s.num_slots
         pts = (0 if mode == "objects" else s.num_points) + s.num_object_points
@@ -380,6 +400,7 @@ def main() -> int:
             "name": name,
             "mode": mode,
             "splat": splat,
+            "object_radius_px": rad,
             "footprint": fp,
             "outputs": list(outs),
             "slots": slots,
@@ -412,6 +433,9 @@ def main() -> int:
     for name, ms in base.items():
         print(f"| {name} | {ms:.1f} | 1.0x{'' if ms == baseline_ms else f' ({baseline_ms / ms:.2f})'} | | |")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['name']} | failed | | | |")
+            continue
         print(
             f"| {r['name']} | {r['ms_median']:.2f} | {r['speedup_vs_baseline']:.0f}x | {r['floor_ms']:.2f} | "
             f"{100 * r['fraction_of_floor']:.0f}% |"

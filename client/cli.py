@@ -323,15 +323,25 @@ def _config(**kw) -> pipeline.GenerateConfig:
 
 
 def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, addrs: dict) -> dict:
+    pipeline.validate(cfg, command)  # before any server starts
     reporter = out.make_reporter()
     frames = cfg.frames or (None if cfg.camera_path else pipeline.DEFAULT_FRAMES)
     need_depth = pipeline.needs_depth_service(cfg, frames) if command == "generate" else cfg.depth is None
     workdir = cfg.workdir or cfg.out.parent / f"{cfg.out.stem}_work"
+    t0 = time.perf_counter()
     with connect(out, reporter, need_depth=need_depth, need_cache=True,
                  backend=cfg.backend if command == "generate" else None, log_dir=workdir / "logs",
                  **addrs) as (client, services):  # fmt: skip
         fn = pipeline.generate if command == "generate" else pipeline.render
-        return fn(cfg, client, reporter, services)
+        result = fn(cfg, client, reporter, services)
+    timings = {"stack": services.get("stack_seconds", 0.0), **result["timings"]}
+    timings.pop("total", None)
+    order = ["stack", *pipeline.STAGES_ORDER]
+    result["timings"] = {
+        k: timings[k] for k in sorted(timings, key=lambda k: order.index(k) if k in order else 99)
+    }
+    result["timings"]["total"] = round(time.perf_counter() - t0, 3)  # includes starting and stopping servers
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------

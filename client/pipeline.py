@@ -36,6 +36,7 @@ from objvid.v1 import diffusion_pb2
 log = logging.getLogger("objvid.client.pipeline")
 
 CHUNK = 121
+STAGES_ORDER = ("inputs", "depth", "scene", "placement", "render", "diffusion", "update", "encoding")
 STRIDE = 120
 BACKENDS = ("gen3c", "preview")
 METHODS = ("fused", "full")
@@ -315,6 +316,11 @@ def _plan(run: Run, need_objects: bool = True) -> _Plan:
     return plan
 
 
+def validate(config: GenerateConfig, command: str = "generate") -> None:
+    """Check every option and input file without touching a service; ObjvidError('inputs', reason)."""
+    _plan(Run(command, config, None, None), need_objects=command == "generate")
+
+
 def _lift_input(run: Run, plan: _Plan) -> None:
     """Depth stage: the depth service lifts the image at the working size (skipped with --depth)."""
     if plan.depth is not None:
@@ -481,7 +487,8 @@ def _generate(run: Run, writers: list[Mp4Writer]) -> dict:
     with run.stage("encoding"):
         video_writer = Mp4Writer(cfg.out, plan.width, plan.height, cfg.fps)
         writers.append(video_writer)
-        renders_writer = Mp4Writer(run.workdir / "renders.mp4", plan.width * n_max, plan.height, cfg.fps)
+        renders_writer = Mp4Writer(run.workdir / "renders.mp4", plan.width * n_max, plan.height, cfg.fps,
+                                   preset="ultrafast")  # fmt: skip
         writers.append(renders_writer)
         buffer_writer = None
         if buffer_path is not None:
@@ -699,4 +706,5 @@ __all__ = [
     "needs_depth_service",
     "nearest_valid_frames",
     "render",
+    "validate",
 ]

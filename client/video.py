@@ -1,4 +1,4 @@
-"""Video output: H.264 mp4 through imageio-ffmpeg, never half-written.
+"""Video output: H.264 mp4 through the ffmpeg binary that imageio-ffmpeg ships, never half-written.
 
 :class:`Mp4Writer` streams frames into a hidden temporary file in the output folder and renames it onto
 the target only in :meth:`Mp4Writer.finish`; an error or an interrupt removes the temporary file.
@@ -8,17 +8,23 @@ the target only in :meth:`Mp4Writer.finish`; an error or an interrupt removes th
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_QUALITY = 6  # imageio-ffmpeg 0..10 -> libx264 crf = (1 - q/10) * 51 ~ 20
+DEFAULT_QUALITY = 6  # 0..10 as in imageio-ffmpeg: libx264 crf = (1 - q/10) * 51 ~ 20
 DEFAULT_PRESET = "veryfast"
 
 
 class Mp4Writer:
     """Append (T, H, W, 3) uint8 frames; ``finish()`` publishes the file, ``abort()`` (or an error in a
-    ``with`` block) deletes the partial file."""
+    ``with`` block) deletes the partial file.
+
+    ffmpeg runs in its own process group (a terminal Ctrl-C reaches only the client, which aborts it) and
+    is started without a pre-exec hook, so no fork-time handlers of gRPC run in a half-made child.
+    """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float = 24.0,
                  quality: int = DEFAULT_QUALITY, preset: str = DEFAULT_PRESET):  # fmt: skip
@@ -26,24 +32,29 @@ class Mp4Writer:
 
         if width % 2 or height % 2:
             raise ValueError(f"video size must be even for H.264, got {width}x{height}")
+        if not 0 <= quality <= 10:
+            raise ValueError(f"video quality must be in 0..10, got {quality}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.stem}.partial-{os.getpid()}.mp4"
         self.width, self.height = int(width), int(height)
         self.frames = 0
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.tmp),
-            (self.width, self.height),
-            fps=float(fps),
-            quality=quality,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            macro_block_size=1,
-            output_params=["-preset", preset, "-movflags", "+faststart"],
-            ffmpeg_log_level="error",
+        crf = round((1 - quality / 10) * 51)
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{self.width}x{self.height}", "-r", f"{float(fps):g}", "-i", "-", "-an", "-c:v", "libx264",
+            "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset, "-movflags", "+faststart", str(self.tmp),
+        ]  # fmt: skip
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, process_group=0
         )
-        self._gen.send(None)
         self._open = True
+
+    def _ffmpeg_error(self, what: str) -> OSError:
+        self._err.seek(0)
+        text = self._err.read().decode(errors="replace").strip().splitlines()
+        return OSError(f"ffmpeg {what} for {self.path}: {text[-1] if text else 'no message'}")
 
     def append(self, frames: np.ndarray) -> None:
         """frames: (T, H, W, 3) or (H, W, 3) uint8."""
@@ -54,15 +65,26 @@ class Mp4Writer:
             raise ValueError(
                 f"video frames must be uint8 (T, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}"
             )
-        for frame in frames:
-            self._gen.send(np.ascontiguousarray(frame))
-            self.frames += 1
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frames).data)
+        except (BrokenPipeError, OSError):
+            self._proc.wait()
+            raise self._ffmpeg_error(f"stopped (exit code {self._proc.returncode})") from None
+        self.frames += len(frames)
 
     def finish(self) -> Path:
         """Close the encoder and rename the file onto ``path``."""
         if self._open:
             self._open = False
-            self._gen.close()
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            code = self._proc.wait()
+            if code != 0:
+                self.tmp.unlink(missing_ok=True)
+                raise self._ffmpeg_error(f"failed (exit code {code})")
+            self._err.close()
             os.replace(self.tmp, self.path)
         return self.path
 
@@ -70,10 +92,13 @@ class Mp4Writer:
         """Stop the encoder and delete the partial file."""
         if self._open:
             self._open = False
+            self._proc.kill()
+            self._proc.wait()
             try:
-                self._gen.close()
-            except Exception:  # noqa: BLE001 - the encoder may be half-dead already
+                self._proc.stdin.close()
+            except OSError:
                 pass
+            self._err.close()
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:

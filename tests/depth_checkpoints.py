@@ -3,7 +3,10 @@ in-process servers with small sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import torch
 
 from objvid.depth.random_model import SMALL_V1_CONFIG, SMALL_V2_CONFIG, build_random, save_checkpoint
 from objvid.depth.server import DepthServer, ServerConfig
@@ -30,3 +33,12 @@ def start_small_server(checkpoint: Path, **overrides) -> DepthServer:
     options.update(metrics_port=0, grace_seconds=0.5, workers=4, decode_threads=2, **SMALL)
     options.update(overrides)
     return DepthServer(ServerConfig(**options)).start()
+
+
+def one_torch_thread() -> Iterator[None]:
+    """Run torch single-threaded for a test module, then restore: on a shared, oversubscribed CPU,
+    OpenMP teams spinning at barriers make a small MoGe call 10-50x slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -389,3 +389,24 @@ def test_errors_are_counted_and_server_stays_healthy(server, stub, scene_with_ob
     for name in ("objvid_cache_request_seconds_bucket", "objvid_cache_scenes_resident", "objvid_cache_device_bytes",
                  "objvid_cache_evictions_total", "process_resident_memory_bytes"):  # fmt: skip
         assert name in text
+
+
+def test_unexpected_failures_are_internal_with_a_reference_and_the_server_lives_on(monkeypatch):
+    server = start()
+    try:
+        _, stub = stub_for(server)
+        create_rgbd_scene(stub, scene_id="ok")
+
+        def broken(scene_id):
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(server.store, "entry", broken)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.GetScene(cache_pb2.GetSceneRequest(scene_id="ok"))
+        assert exc.value.code() == grpc.StatusCode.INTERNAL
+        assert "RuntimeError: simulated bug" in exc.value.details() and "ref=" in exc.value.details()
+        monkeypatch.undo()
+        assert stub.GetScene(cache_pb2.GetSceneRequest(scene_id="ok")).scene.scene_id == "ok"
+        assert server.metrics.count("GetScene", "INTERNAL") == 1
+    finally:
+        server.stop(0)

@@ -148,7 +148,11 @@ def test_snapshot_scenes_come_back_after_eviction(tmp_path):
     with running(snapshot_dir=str(tmp_path), memory_budget=size + size // 2) as server:
         _, stub = stub_for(server)
         create_rgbd_scene(stub, scene_id="first", seed=1)
+        pts, cols = cube_cloud()
+        T = matrix_transform(translation(0, 0.3, 1.8))
+        stub.AddObject(cache_pb2.AddObjectRequest(scene_id="first", cloud=cloud_msg(pts, cols), transform=T))
         want = _render(stub, "first")
+        assert (want["object_mask"] == 0).any()
         create_rgbd_scene(stub, scene_id="second", seed=2)  # evicts "first" from the device, not from disk
         assert not server.store.entry("first").resident
         got = _render(stub, "first")  # reloaded from its snapshot; "second" makes room
@@ -156,6 +160,29 @@ def test_snapshot_scenes_come_back_after_eviction(tmp_path):
             np.testing.assert_array_equal(want[name], got[name])
         assert not server.store.entry("second").resident and server.store.evictions == 2
         assert server.store.bytes_in_use <= server.store.budget
+
+
+def test_bursts_of_changes_coalesce_and_the_newest_state_is_kept(tmp_path):
+    pts, cols = cube_cloud()
+    with running(snapshot_dir=str(tmp_path)) as server:
+        _, stub = stub_for(server)
+        create_rgbd_scene(stub, scene_id="anim")
+        oid = stub.AddObject(
+            cache_pb2.AddObjectRequest(scene_id="anim", cloud=cloud_msg(pts, cols))
+        ).object.object_id
+        for k in range(30):  # an app moving the object every frame
+            T = matrix_transform(translation(0.01 * k, 0.3, 1.8))
+            stub.UpdateObject(cache_pb2.UpdateObjectRequest(scene_id="anim", object_id=oid, transform=T))
+        want = _render(stub, "anim")
+    with running(snapshot_dir=str(tmp_path)) as server:
+        _, stub = stub_for(server)
+        info = stub.GetScene(cache_pb2.GetSceneRequest(scene_id="anim")).scene
+        np.testing.assert_allclose(
+            np.array(info.objects[0].transform.values).reshape(4, 4), translation(0.29, 0.3, 1.8)
+        )
+        got = _render(stub, "anim")
+        for name in want:
+            np.testing.assert_array_equal(want[name], got[name])
 
 
 def test_concurrent_clients_get_correct_results():

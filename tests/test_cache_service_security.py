@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import grpc
 import pytest
 from cache_service_helpers import create_rgbd_scene, make_certs, running, stub_for
@@ -13,6 +15,8 @@ from objvid.v1 import cache_pb2, cache_pb2_grpc
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is needed to make test certificates")
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 

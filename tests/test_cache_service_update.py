@@ -36,7 +36,9 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-  # 1/d_true = SCALE / d_view + SHIFT
+
+
+# 1/d_true = SCALE / d_view + SHIFT
 
 
 def ramp_rgbd():

@@ -13,6 +13,7 @@ ports), paths of volumes (temporary directories) and, for Triton, the backend di
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra")
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 BIN = Path(sys.executable).parent
+PROBE = ROOT / "deploy" / "images" / "grpc-health-probe.py"
 READY_WAIT_S = 180  # a wait for readiness on a shared 2-core machine, not a timing assertion
 
 
@@ -50,7 +52,7 @@ def kubectl() -> str:
 @pytest.fixture(scope="module")
 def overlays(kubectl) -> dict[str, list[dict]]:
     out = {}
-    for name in ("cpu-dev", "gpu"):
+    for name in ("cpu-dev", "gpu", "gpu-tls"):
         proc = subprocess.run(
             [kubectl, "kustomize", str(K8S / "overlays" / name)], capture_output=True, text=True, check=True
         )
@@ -109,8 +111,14 @@ def console_script(name: str) -> Path:
     return path
 
 
+@functools.cache
+def _run_help(cmd: tuple[str, ...]) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=180, check=False)
+
+
 def help_text(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    """A program's --help (run once per session; importing torch takes seconds)."""
+    proc = _run_help(tuple(cmd))
     if proc.returncode != 0:
         pytest.skip(f"{' '.join(cmd[:2])} --help failed (that part is not built yet?): {proc.stderr[-300:]}")
     return proc.stdout
@@ -178,6 +186,13 @@ def grpc_health(port: int) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
+def run_probe(args: list[str]) -> subprocess.CompletedProcess:
+    """The exec probe of components/tls (deploy/images/grpc-health-probe.py)."""
+    return subprocess.run(
+        [sys.executable, str(PROBE), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def grace_period(docs: list[dict], name: str) -> int:
     return deployment(docs, name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
@@ -185,7 +200,7 @@ def grace_period(docs: list[dict], name: str) -> int:
 # ---------------------------------------------------------------- flags exist
 
 
-@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu"])
+@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu", "gpu-tls"])
 def test_depth_flags_exist(overlays, overlay):
     c = main_container(overlays[overlay], "objvid-depth")
     assert c["command"] == ["objvid-depth"]
@@ -194,7 +209,7 @@ def test_depth_flags_exist(overlays, overlay):
         assert re.search(rf"{re.escape(flag)}\b", text), f"objvid-depth serve has no {flag}"
 
 
-@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu"])
+@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu", "gpu-tls"])
 def test_cache_flags_exist(overlays, overlay):
     c = main_container(overlays[overlay], "objvid-cache")
     assert c["command"] == ["objvid-cache"]
@@ -227,7 +242,7 @@ def _triton_env(server_root: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu"])
+@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu", "gpu-tls"])
 def test_triton_flags_exist(overlays, overlay):
     root = _pytriton_server()
     args = main_container(overlays[overlay], "objvid-triton")["args"]
@@ -263,6 +278,7 @@ def test_cpu_dev_cache_answers_its_probes(overlays, tmp_path):
     try:
         server.wait_until(lambda: grpc_health(grpc_port) == "SERVING", "SERVING health")
         assert http_status(f"http://127.0.0.1:{metrics_port}/metrics") == 200
+        assert run_probe([f"--addr=127.0.0.1:{grpc_port}"]).returncode == 0
         assert server.terminate(grace_period(docs, "objvid-cache")) == 0, server.output()
     finally:
         server.close()
@@ -351,3 +367,70 @@ def test_cpu_dev_triton_serves_the_model_repository(overlays, tmp_path):
         assert server.terminate(grace_period(docs, "objvid-triton")) == 0, server.output()
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- TLS (components/tls)
+
+
+def _make_certificate(directory: Path) -> None:
+    """A CA and a server certificate for the three Service names and localhost (as docs/deploy.md)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not found: cannot make a test certificate")
+    names = "DNS:objvid-depth,DNS:objvid-cache,DNS:objvid-triton,DNS:localhost,IP:127.0.0.1"
+    (directory / "san.ext").write_text(f"subjectAltName={names}\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=objvid-test-ca",
+         "-keyout", "ca.key", "-out", "ca.crt"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=objvid", "-keyout", "tls.key", "-out", "tls.csr"],
+        ["x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+         "-extfile", "san.ext", "-out", "tls.crt"],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run([openssl, *step], cwd=directory, capture_output=True, check=True, timeout=60)
+
+
+def _probe_command(docs: list[dict], name: str, kind: str) -> list[str]:
+    command = main_container(docs, name)[kind]["exec"]["command"]
+    assert command[:2] == ["python", "/opt/objvid/bin/grpc-health-probe.py"]
+    return command[2:]
+
+
+def test_tls_cache_answers_the_tls_exec_probe(overlays, tmp_path):
+    """gpu-tls: the cache started with the component's flags serves TLS, and the exec probe the
+    manifest runs (same arguments, test paths) reports SERVING; a plaintext check fails."""
+    docs = overlays["gpu-tls"]
+    script = console_script("objvid-cache")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    _make_certificate(tls)
+    grpc_port, metrics_port = free_ports(2)
+    args = expanded_args(docs, "objvid-cache")
+    args = replace_flag(args, "--device", "cpu")  # the only GPU-bound setting
+    args = replace_flag(args, "--memory-budget", str(1 << 30))
+    args = replace_flag(args, "--host", "127.0.0.1")
+    args = replace_flag(args, "--port", str(grpc_port))
+    args = replace_flag(args, "--metrics-port", str(metrics_port))
+    args = replace_flag(args, "--snapshot-dir", str(tmp_path / "snapshots"))
+    args = [a.replace("/etc/objvid/tls", str(tls)) for a in args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBJVID_")}
+    env["OBJVID_CACHE_TOKEN"] = "test-token"  # required in the gpu overlays
+    server = Process([str(script), *args], env, tmp_path / "cache.log")
+    probe = [
+        a.replace("/etc/objvid/tls", str(tls)) for a in _probe_command(docs, "objvid-cache", "readinessProbe")
+    ]
+    probe = replace_flag(probe, "--addr", f"127.0.0.1:{grpc_port}")
+    try:
+        server.wait_until(lambda: run_probe(probe).returncode == 0, "SERVING over TLS")
+        plain = run_probe([f"--addr=127.0.0.1:{grpc_port}", "--timeout=2"])
+        assert plain.returncode == 1 and "event=probe_failed" in plain.stderr
+        wrong_name = run_probe([*replace_flag(probe, "--server-name", "elsewhere.example"), "--timeout=2"])
+        assert wrong_name.returncode == 1, "the certificate must be checked against --server-name"
+        assert server.terminate(grace_period(docs, "objvid-cache")) == 0, server.output()
+    finally:
+        server.close()
+
+
+def test_probe_reports_a_missing_ca_file(tmp_path):
+    proc = run_probe(["--addr=127.0.0.1:1", f"--tls-ca={tmp_path / 'absent.pem'}"])
+    assert proc.returncode == 1 and "field=tls_ca" in proc.stderr

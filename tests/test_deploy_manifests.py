@@ -20,8 +20,10 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra")
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ["cpu-dev", "gpu", "gpu-a100", "gpu-h100"]
-GPU_OVERLAYS = ["gpu", "gpu-a100", "gpu-h100"]
+OVERLAYS = ["cpu-dev", "gpu", "gpu-a100", "gpu-h100", "gpu-tls"]
+GPU_OVERLAYS = ["gpu", "gpu-a100", "gpu-h100", "gpu-tls"]
+TLS_OVERLAYS = ["gpu-tls"]
+PROBE_SCRIPT = "/opt/objvid/bin/grpc-health-probe.py"
 A100_80GB = {"NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"}
 H100_80GB = {"NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"}
 # service -> (Deployment, container, {port name: number}) from the services' documented defaults
@@ -167,22 +169,32 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 # ---------------------------------------------------------------- render + validate
 
 
-def _validate(text: str, version: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "-k", version, "-"]
-    return subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=300, check=False)
+@pytest.fixture(scope="session")
+def validation(rendered_text, tmp_path_factory) -> dict[str, list[str]]:
+    """kubernetes-validate --strict against the pinned version, one run for every overlay, the base and
+    the example client pod: file name -> problem lines (ERROR, and WARN for a kind without a schema)."""
+    directory = tmp_path_factory.mktemp("rendered")
+    files = {}
+    for name, text in rendered_text.items():
+        files[name] = directory / f"{name}.yaml"
+        files[name].write_text(text)
+    files["client-pod"] = K8S / "examples" / "client-pod.yaml"
+    cmd = [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", "-k", _pinned_k8s_version()]
+    proc = subprocess.run([*cmd, *map(str, files.values())], capture_output=True, text=True, timeout=600)
+    assert not proc.stderr.strip(), proc.stderr
+    problems = {name: [] for name in files}
+    for line in proc.stdout.splitlines():
+        owner = [name for name, path in files.items() if f" {path} " in line]
+        assert owner, f"unattributed validation output: {line}"
+        problems[owner[0]].append(line)
+    assert (proc.returncode == 0) == (not any(problems.values())), proc.stdout
+    return problems
 
 
-@pytest.mark.parametrize("overlay", [*OVERLAYS, "base"])
-def test_overlay_validates_strictly_against_pinned_kubernetes(rendered_text, overlay):
-    proc = _validate(rendered_text[overlay], _pinned_k8s_version())
-    # --quiet prints only problems; WARN means a kind without a schema, which must not slip through
-    assert proc.returncode == 0 and not proc.stdout.strip(), f"{overlay}:\n{proc.stdout}\n{proc.stderr}"
-
-
-def test_example_client_pod_validates():
-    text = (K8S / "examples" / "client-pod.yaml").read_text()
-    proc = _validate(text, _pinned_k8s_version())
-    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "base", "client-pod"])
+def test_manifests_validate_strictly_against_pinned_kubernetes(validation, overlay):
+    # --quiet prints only problems; a WARN (a kind without a schema) must not slip through either
+    assert validation[overlay] == [], "\n".join(validation[overlay])
 
 
 def test_overlays_render_the_expected_objects(rendered):
@@ -224,6 +236,14 @@ def test_serving_containers_have_probes_and_graceful_stop(rendered, overlay):
             assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
             assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
             assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        elif overlay in TLS_OVERLAYS:
+            # the kubelet's gRPC probe cannot speak TLS: the image's health script checks over TLS
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                command = c[probe]["exec"]["command"]
+                assert "grpc" not in c[probe], f"{overlay} {name} {probe}: two handlers"
+                assert command[:2] == ["python", PROBE_SCRIPT], f"{overlay} {name} {probe}"
+                assert f"--addr=127.0.0.1:{ports['grpc']}" in command
+                assert "--tls-ca=/etc/objvid/tls/ca.crt" in command and f"--server-name={name}" in command
         else:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert c[probe]["grpc"]["port"] == ports["grpc"], f"{overlay} {name} {probe}"
@@ -308,7 +328,12 @@ def test_gpu_pods_request_gpus_and_tolerate_the_taint(rendered, overlay):
 
 @pytest.mark.parametrize(
     ("overlay", "products"),
-    [("gpu", A100_80GB | H100_80GB), ("gpu-a100", A100_80GB), ("gpu-h100", H100_80GB)],
+    [
+        ("gpu", A100_80GB | H100_80GB),
+        ("gpu-a100", A100_80GB),
+        ("gpu-h100", H100_80GB),
+        ("gpu-tls", A100_80GB | H100_80GB),
+    ],
 )
 def test_triton_lands_on_80gb_a100_or_h100(rendered, overlay, products):
     spec = by_kind(rendered[overlay], "Deployment")["objvid-triton"]["spec"]["template"]["spec"]
@@ -604,6 +629,9 @@ def test_only_client_side_reaches_the_services(rendered, overlay):
     for name, (deployment, _, ports) in SERVICE_PORTS.items():
         labels = by_kind(docs, "Deployment")[deployment]["spec"]["template"]["metadata"]["labels"]
         client_ports = [n for key, n in ports.items() if key != "metrics"]
+        if overlay in TLS_OVERLAYS and name == "objvid-triton":
+            assert not _ingress_peers_for_port(policies, labels, ports["http"]), "plaintext HTTP open"
+            client_ports = [ports["grpc"]]
         for port in client_ports:
             peers = _ingress_peers_for_port(policies, labels, port)
             assert peers, f"{overlay} {name}: port {port} unreachable for clients"
@@ -618,3 +646,43 @@ def test_example_client_pod_carries_the_client_label():
     pod = yaml.safe_load((K8S / "examples" / "client-pod.yaml").read_text())
     assert pod["metadata"]["labels"]["objvid.io/client"] == "true"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def test_tls_covers_every_endpoint_the_client_encrypts(rendered):
+    """objvid-client encrypts depth, cache and Triton together when given --tls-ca."""
+    docs = rendered["gpu-tls"]
+    expected = {
+        "objvid-depth": {"--tls-cert=/etc/objvid/tls/tls.crt", "--tls-key=/etc/objvid/tls/tls.key"},
+        "objvid-cache": {"--tls-cert=/etc/objvid/tls/tls.crt", "--tls-key=/etc/objvid/tls/tls.key"},
+        "objvid-triton": {
+            "--grpc-use-ssl=true",
+            "--grpc-server-cert=/etc/objvid/tls/tls.crt",
+            "--grpc-server-key=/etc/objvid/tls/tls.key",
+        },
+    }
+    for deployment, (_, cname, _) in ((d, SERVICE_PORTS[d]) for d in SERVING):
+        c = container(docs, deployment, cname)
+        assert expected[deployment] <= set(c["args"]), deployment
+        spec = by_kind(docs, "Deployment")[deployment]["spec"]["template"]["spec"]
+        secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        mounts = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/objvid/tls"]
+        assert mounts and mounts[0]["readOnly"] and secrets[mounts[0]["name"]] == "objvid-tls", deployment
+    for overlay in ("cpu-dev", "gpu"):
+        for deployment in SERVING:
+            args = " ".join(container(rendered[overlay], deployment, SERVICE_PORTS[deployment][1])["args"])
+            assert "tls" not in args and "ssl" not in args, f"{overlay} {deployment}"
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_gpu_cache_requires_its_token(rendered, overlay):
+    env = {e["name"]: e for e in container(rendered[overlay], "objvid-cache", "cache")["env"]}
+    ref = env["OBJVID_CACHE_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == "objvid-cache-token" and ref["optional"] is False
+
+
+def test_cpu_dev_cache_token_is_optional(rendered):
+    env = {e["name"]: e for e in container(rendered["cpu-dev"], "objvid-cache", "cache")["env"]}
+    assert env["OBJVID_CACHE_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True

@@ -50,6 +50,8 @@ while [ $# -gt 0 ]; do
     --gen3c) [ -f "$2" ] || exit 4; shift 2 ;;
     --tokenizer|--text-encoder) [ -d "$2" ] || exit 4; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --dtype) case "$2" in bf16|fp32|keep) shift 2 ;; *) exit 2 ;; esac ;;
+    --allow-pickle) shift ;;
     *) exit 2 ;;
   esac
 done
@@ -115,6 +117,8 @@ def test_all_fetches_moge_and_converts_gen3c(volume):
     assert args["--tokenizer"] == f"{root}/raw/Cosmos-Tokenize1-CV8x8x8-720p"
     assert args["--text-encoder"] == f"{root}/raw/t5-11b"
     assert args["--out"] == f"{root}/gen3c.partial"
+    assert args["--dtype"] == "bf16"
+    assert "--allow-pickle" not in convert
     assert "event=done set=all" in proc.stdout
 
 
@@ -139,6 +143,21 @@ def test_keep_raw_keeps_the_original_checkpoints(volume):
     proc = run_script(volume, OBJVID_WEIGHTS_SET="gen3c", OBJVID_WEIGHTS_KEEP_RAW="1")
     assert proc.returncode == 0, proc.stderr
     assert (volume["root"] / "raw" / "t5-11b" / "pytorch_model.bin").exists()
+
+
+def test_conversion_options_reach_the_converter(volume):
+    proc = run_script(
+        volume,
+        OBJVID_WEIGHTS_SET="gen3c",
+        OBJVID_GEN3C_DTYPE="keep",
+        OBJVID_CONVERT_ALLOW_PICKLE="1",
+        OBJVID_T5_FILES="config.json spiece.model model.safetensors",
+    )
+    assert proc.returncode == 0, proc.stderr
+    (convert,) = [shlex.split(line) for line in calls(volume) if line.startswith("convert ")]
+    assert convert[convert.index("--dtype") + 1] == "keep" and "--allow-pickle" in convert
+    (t5,) = [line for line in calls(volume) if "google-t5/t5-11b" in line]
+    assert "config.json spiece.model model.safetensors" in t5
 
 
 def test_revision_is_passed_to_every_download(volume):
@@ -187,5 +206,5 @@ def test_script_matches_the_real_cli_flags():
     )
     if proc.returncode != 0:
         pytest.skip(f"objvid-diffusion convert is not available yet: {proc.stderr.strip()[-200:]}")
-    for flag in ("--gen3c", "--tokenizer", "--text-encoder", "--out"):
+    for flag in ("--gen3c", "--tokenizer", "--text-encoder", "--out", "--dtype", "--allow-pickle"):
         assert flag in proc.stdout, f"objvid-diffusion convert has no {flag}"

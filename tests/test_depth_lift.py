@@ -68,7 +68,12 @@ def test_working_size(image_hw, width, height, keep, expected):
 
 @pytest.mark.parametrize(
     "width, height, keep, field",
-    [(640, 0, False, "width/height"), (0, 352, False, "width/height"), (640, 480, True, "height"), (-1, 5, False, "width")],
+    [
+        (640, 0, False, "width/height"),
+        (0, 352, False, "width/height"),
+        (640, 480, True, "height"),
+        (-1, 5, False, "width"),
+    ],
 )
 def test_working_size_errors_name_the_field(width, height, keep, field):
     with pytest.raises(ValueError, match=field):
@@ -131,4 +136,9 @@ def test_lift_batch_applies_every_convention():
 
 def test_lift_batch_rejects_mixed_sizes():
     with pytest.raises(ValueError, match="inference size"):
-        lift.lift_batch(_SyntheticPredictor(), [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)], (4, 4), "cpu")
+        lift.lift_batch(
+            _SyntheticPredictor(),
+            [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)],
+            (4, 4),
+            "cpu",
+        )

@@ -6,10 +6,15 @@ import sys
 
 import pytest
 import torch
-from depth_checkpoints import small_checkpoint
+from depth_checkpoints import one_torch_thread, small_checkpoint
 
 from objvid.depth import model as depth_model
 from objvid.depth.model import ModelLoadError, load_model, pick_fp16, resolve_checkpoint
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    yield from one_torch_thread()
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +86,22 @@ def test_hub_id_found_in_model_dir_without_network(monkeypatch, ckpt_dir, tmp_pa
 
 
 def test_serve_with_offline_hub_id_fails_at_start_with_instructions(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), OBJVID_DEPTH_MODEL_DIR=str(tmp_path / "m"))
-    cmd = [sys.executable, "-m", "objvid.depth", "serve", "--model", "Ruicheng/moge-vitl", "--host", "127.0.0.1"]
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf"),
+        OBJVID_DEPTH_MODEL_DIR=str(tmp_path / "m"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "objvid.depth",
+        "serve",
+        "--model",
+        "Ruicheng/moge-vitl",
+        "--host",
+        "127.0.0.1",
+    ]
     cmd += ["--port", "0", "--metrics-port", "-1", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from depth_checkpoints import SMALL, small_checkpoint, start_small_server
+from depth_checkpoints import SMALL, one_torch_thread, small_checkpoint, start_small_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image as PILImage
@@ -28,6 +28,11 @@ from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 MAX_PIXELS = 200_000
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    yield from one_torch_thread()
+
+
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("depth-ckpt")
@@ -35,7 +40,9 @@ def ckpt_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(ckpt_dir):
-    srv = start_small_server(small_checkpoint("v1", ckpt_dir), max_pixels=MAX_PIXELS, max_images=6, micro_batch=2)
+    srv = start_small_server(
+        small_checkpoint("v1", ckpt_dir), max_pixels=MAX_PIXELS, max_images=6, micro_batch=2
+    )
     yield srv
     srv.stop(0)
 
@@ -101,14 +108,18 @@ def test_outputs_shapes_dtypes_for_raw_png_and_jpeg(stub, server):
 def test_image_output_is_the_input_resized(stub):
     rgb = np.empty((72, 128, 3), np.uint8)
     rgb[...] = (10, 200, 30)
-    view = stub.Lift(depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=96, height=48), timeout=60).views[0]
+    view = stub.Lift(
+        depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=96, height=48), timeout=60
+    ).views[0]
     assert np.all(_view_arrays(view)[2] == (10, 200, 30))
 
 
 def test_intrinsics_scale_with_the_working_size(stub, server):
     rgb = _rgb(100, 150, seed=3)
     _, _, k_norm = _direct(server, rgb, (72, 128))
-    view = stub.Lift(depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=256, height=96), timeout=60).views[0]
+    view = stub.Lift(
+        depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=256, height=96), timeout=60
+    ).views[0]
     k = np.asarray(view.intrinsics).reshape(3, 3)
     assert (view.width, view.height) == (256, 96)
     assert k[0, 2] == 128.0 and k[1, 2] == 48.0  # cx = W / 2, cy = H / 2
@@ -119,7 +130,11 @@ def test_intrinsics_scale_with_the_working_size(stub, server):
 def test_gen3c_defaults_720_to_704(ckpt_dir):
     srv = DepthServer(
         ServerConfig(
-            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=-1, num_tokens=64
+            model=str(small_checkpoint("v1", ckpt_dir)),
+            host="127.0.0.1",
+            port=0,
+            metrics_port=-1,
+            num_tokens=64,
         )
     ).start()
     try:
@@ -144,7 +159,9 @@ def test_gen3c_defaults_720_to_704(ckpt_dir):
 def test_mask_and_invalid_depth_without_resize(stub, server):
     rgb = _rgb(72, 128, seed=5)
     raw_depth, raw_mask, _ = _direct(server, rgb, (72, 128))
-    view = stub.Lift(depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=128, height=72), timeout=60).views[0]
+    view = stub.Lift(
+        depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], width=128, height=72), timeout=60
+    ).views[0]
     depth, mask, _, _ = _view_arrays(view)
     np.testing.assert_array_equal(mask, raw_mask)  # the raw validity mask
     assert mask.any() and (~mask).any()
@@ -202,22 +219,36 @@ def test_errors_and_the_server_keeps_serving(stub):
     truncated = wire.encode_image(_rgb(72, 128), png=True).encoded[:200]
     cases = [
         (depth_pb2.LiftRequest(), inv, "images: empty batch"),
-        (depth_pb2.LiftRequest(images=[good, types_pb2.Image(encoded=b"definitely not an image")]), inv, r"images\[1\]"),
+        (
+            depth_pb2.LiftRequest(images=[good, types_pb2.Image(encoded=b"definitely not an image")]),
+            inv,
+            r"images\[1\]",
+        ),
         (depth_pb2.LiftRequest(images=[good, good, types_pb2.Image(encoded=truncated)]), inv, r"images\[2\]"),
         (depth_pb2.LiftRequest(images=[types_pb2.Image()]), inv, r"images\[0\]: missing"),
         (
-            depth_pb2.LiftRequest(images=[types_pb2.Image(pixels=wire.encode_tensor(np.zeros((4, 4), np.uint8)))]),
+            depth_pb2.LiftRequest(
+                images=[types_pb2.Image(pixels=wire.encode_tensor(np.zeros((4, 4), np.uint8)))]
+            ),
             inv,
             r"images\[0\]: raw pixels must be \(H, W, 3\)",
         ),
         (
             depth_pb2.LiftRequest(
-                images=[types_pb2.Image(pixels=types_pb2.Tensor(dtype=types_pb2.DTYPE_UINT8, shape=[2, 2, 3], data=b"x"))]
+                images=[
+                    types_pb2.Image(
+                        pixels=types_pb2.Tensor(dtype=types_pb2.DTYPE_UINT8, shape=[2, 2, 3], data=b"x")
+                    )
+                ]
             ),
             inv,
             r"images\[0\]: byte count",
         ),
-        (depth_pb2.LiftRequest(images=[good, wire.encode_image(np.zeros((500, 500, 3), np.uint8))]), exh, r"images\[1\]"),
+        (
+            depth_pb2.LiftRequest(images=[good, wire.encode_image(np.zeros((500, 500, 3), np.uint8))]),
+            exh,
+            r"images\[1\]",
+        ),
         (depth_pb2.LiftRequest(images=[big_png]), exh, r"images\[0\]: 500x500"),
         (depth_pb2.LiftRequest(images=[good], width=640), inv, "width/height"),
         (depth_pb2.LiftRequest(images=[good], width=64, height=32, keep_aspect=True), inv, "height"),
@@ -242,14 +273,18 @@ def test_health_and_reflection(server):
         assert wire.check_health(channel)
         assert wire.check_health(channel, "objvid.v1.DepthService")
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-        reply = next(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        reply = next(
+            refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        )
         names = {s.name for s in reply.list_services_response.service}
         assert "objvid.v1.DepthService" in names and "grpc.health.v1.Health" in names
 
 
 def test_not_serving_until_the_model_is_loaded(ckpt_dir):
     srv = DepthServer(
-        ServerConfig(model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=-1, **SMALL)
+        ServerConfig(
+            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=-1, **SMALL
+        )
     ).listen()
     try:
         with wire.make_channel(srv.address) as channel:
@@ -285,11 +320,22 @@ def test_metrics_endpoint_counts_requests(stub, server):
     _code(lambda: stub.Lift(depth_pb2.LiftRequest(), timeout=60))
     after = _scrape(server.metrics_port)
     ok = '{code="OK"}'
-    assert _sample(after, "objvid_depth_requests_total", ok) - _sample(before, "objvid_depth_requests_total", ok) == 2
+    assert (
+        _sample(after, "objvid_depth_requests_total", ok) - _sample(before, "objvid_depth_requests_total", ok)
+        == 2
+    )
     bad = '{code="INVALID_ARGUMENT"}'
-    assert _sample(after, "objvid_depth_requests_total", bad) - _sample(before, "objvid_depth_requests_total", bad) == 1
+    assert (
+        _sample(after, "objvid_depth_requests_total", bad)
+        - _sample(before, "objvid_depth_requests_total", bad)
+        == 1
+    )
     assert _sample(after, "objvid_depth_images_total") - _sample(before, "objvid_depth_images_total") == 4
-    assert _sample(after, "objvid_depth_request_seconds_count") - _sample(before, "objvid_depth_request_seconds_count") == 3
+    assert (
+        _sample(after, "objvid_depth_request_seconds_count")
+        - _sample(before, "objvid_depth_request_seconds_count")
+        == 3
+    )
     assert _sample(after, "objvid_depth_model_load_seconds") > 0
     assert _sample(after, "objvid_depth_model_loaded") == 1
     assert _sample(after, "objvid_depth_stage_seconds_count", '{stage="lift"}') > 0
@@ -329,8 +375,29 @@ def _read_lines(stream, out: queue.Queue):
 def test_python_m_objvid_depth_serve_subprocess(ckpt_dir):
     ckpt = small_checkpoint("v1", ckpt_dir)
     env = dict(os.environ, OBJVID_DEPTH_NUM_TOKENS="64", OBJVID_DEPTH_WIDTH="96", OBJVID_DEPTH_HEIGHT="48")
-    cmd = [sys.executable, "-m", "objvid.depth", "serve", "--model", str(ckpt), "--host", "127.0.0.1", "--port", "0"]
-    cmd += ["--metrics-host", "127.0.0.1", "--metrics-port", "0", "--infer-width", "128", "--infer-height", "72"]
+    env["OMP_NUM_THREADS"] = "1"  # see depth_checkpoints.one_torch_thread
+    cmd = [
+        sys.executable,
+        "-m",
+        "objvid.depth",
+        "serve",
+        "--model",
+        str(ckpt),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]
+    cmd += [
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        "0",
+        "--infer-width",
+        "128",
+        "--infer-height",
+        "72",
+    ]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stderr, lines), daemon=True).start()
@@ -348,9 +415,11 @@ def test_python_m_objvid_depth_serve_subprocess(ckpt_dir):
         with wire.make_channel(address) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             assert wire.check_health(channel, "objvid.v1.DepthService")
-            view = depth_pb2_grpc.DepthServiceStub(channel).Lift(
-                depth_pb2.LiftRequest(images=[wire.encode_image(_rgb(72, 128), png=True)]), timeout=60
-            ).views[0]
+            view = (
+                depth_pb2_grpc.DepthServiceStub(channel)
+                .Lift(depth_pb2.LiftRequest(images=[wire.encode_image(_rgb(72, 128), png=True)]), timeout=60)
+                .views[0]
+            )
         assert (view.width, view.height) == (96, 48)  # defaults from OBJVID_DEPTH_WIDTH/HEIGHT
         assert 'objvid_depth_requests_total{code="OK"} 1.0' in _scrape(metrics_port)
         proc.send_signal(signal.SIGTERM)

@@ -121,7 +121,12 @@ def test_round_trip_copies_every_weight_exactly(sources, tmp_path):
     assert v_cfg["encoder_block_out_channels"] == [8, 16, 32, 32]
     assert v_cfg["decode_block_out_channels"] == [16, 32, 32, 32]
     cfg = Gen3cConfig.load(out)
-    assert (cfg.chunk_frames, cfg.frame_buffer_max, cfg.text_embed_dim, cfg.has_text_encoder) == (9, 2, 16, False)
+    assert (cfg.chunk_frames, cfg.frame_buffer_max, cfg.text_embed_dim, cfg.has_text_encoder) == (
+        9,
+        2,
+        16,
+        False,
+    )
     assert _no_leftovers(tmp_path) == []
 
 
@@ -133,10 +138,15 @@ def test_loaded_model_holds_the_converted_weights(sources, tmp_path):
     model = Gen3cModel.from_pretrained(out, device="cpu")
     params = dict(model.net.transformer.named_parameters())
     up = sources["dit"]
-    assert torch.equal(params["transformer_blocks.1.attn2.to_k.weight"], up["net.blocks.block1.blocks.1.block.attn.to_k.0.weight"])
+    assert torch.equal(
+        params["transformer_blocks.1.attn2.to_k.weight"],
+        up["net.blocks.block1.blocks.1.block.attn.to_k.0.weight"],
+    )
     assert torch.equal(params["patch_embed.proj.weight"], up["net.x_embedder.proj.1.weight"])
     vae = dict(model.vae.autoencoder.named_parameters())
-    assert torch.equal(vae["decoder.conv_out.conv_t.weight"], sources["tok"]["decoder.conv_out.1.conv3d.weight"])
+    assert torch.equal(
+        vae["decoder.conv_out.conv_t.weight"], sources["tok"]["decoder.conv_out.1.conv3d.weight"]
+    )
     assert model.net.transformer.transformer_blocks[0].attn1.norm_q.eps == 1e-6
 
 
@@ -214,7 +224,19 @@ def test_cli_main(sources, tmp_path, capsys):
     argv = ["--gen3c", str(sources["model_pt"]), "--tokenizer", str(sources["tok_dir"]), "--out", str(out)]
     assert conv.main(argv + ["--chunk-frames", "9", "--text-max-length", "8"]) == 0
     assert "transformer: 50 tensors" in capsys.readouterr().out
-    assert conv.main(["--gen3c", str(tmp_path / "nope.pt"), "--tokenizer", str(sources["tok_dir"]), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        conv.main(
+            [
+                "--gen3c",
+                str(tmp_path / "nope.pt"),
+                "--tokenizer",
+                str(sources["tok_dir"]),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "nope.pt: no such file" in capsys.readouterr().err
     assert conv.main(["--gen3c", str(sources["model_pt"])]) == 2
     assert "missing required flags: --tokenizer --out" in capsys.readouterr().err

@@ -22,14 +22,23 @@ def make_tiny_t5(folder):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate("a red cube on grass sky".split())}}
+    vocab = {
+        "<pad>": 0,
+        "</s>": 1,
+        "<unk>": 2,
+        **{w: i + 3 for i, w in enumerate("a red cube on grass sky".split())},
+    }
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
     fast.save_pretrained(str(folder))
     torch.manual_seed(0)
-    cfg = T5Config(vocab_size=16, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    cfg = T5Config(
+        vocab_size=16, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0
+    )
     T5EncoderModel(cfg).save_pretrained(str(folder))
     return folder
 
@@ -38,13 +47,17 @@ def make_tiny_t5(folder):
 def weights_dirs(tmp_path_factory):
     """Two converted tiny weights directories: without a text encoder (zeros) and with a tiny T5."""
     root = tmp_path_factory.mktemp("gen3c")
-    model_pt = synthetic.write_gen3c_checkpoint(root / "src" / "model.pt", synthetic.upstream_dit_state(seed=5))
+    model_pt = synthetic.write_gen3c_checkpoint(
+        root / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)
+    )
     tok = synthetic.write_tokenizer_dir(
         root / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
     )
     t5 = make_tiny_t5(root / "src" / "t5")
     plain = convert(model_pt, tok, root / "plain", chunk_frames=T, text_max_length=8).out_dir
-    with_t5 = convert(model_pt, tok, root / "t5", text_encoder_path=t5, chunk_frames=T, text_max_length=8).out_dir
+    with_t5 = convert(
+        model_pt, tok, root / "t5", text_encoder_path=t5, chunk_frames=T, text_max_length=8
+    ).out_dir
     return {"plain": plain, "t5": with_t5}
 
 
@@ -53,13 +66,24 @@ def model(weights_dirs):
     return Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu")
 
 
+def make_chunk(height: int, width: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    renders = rng.integers(0, 256, (T, 2, height, width, 3), dtype=np.uint8)
+    masks = (rng.random((T, 2, height, width)) > 0.3).astype(np.uint8)
+    renders[masks == 0] = 0  # holes are black, as the cache renders them
+    return validate_chunk(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), renders, masks)
+
+
 @pytest.fixture(scope="module")
 def chunk():
-    rng = np.random.default_rng(0)
-    renders = rng.integers(0, 256, (T, 2, H, W, 3), dtype=np.uint8)
-    masks = (rng.random((T, 2, H, W)) > 0.3).astype(np.uint8)
-    renders[masks == 0] = 0  # holes are black, as the cache renders them
-    return validate_chunk(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), renders, masks)
+    """The full test size: 9 frames at 64x96, two buffer slots."""
+    return make_chunk(H, W)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A cheaper 32x48 chunk for behaviour checks (the VAE dominates CPU time)."""
+    return make_chunk(32, 48, seed=1)
 
 
 def opts(**kw):
@@ -73,7 +97,14 @@ def test_generate_shape_dtype_and_progress(model, chunk):
     assert video.shape == (T, H, W, 3) and video.dtype == np.uint8
     stages = [e.stage for e in events]
     assert stages[0] == "encode" and stages[-1] == "decode"
-    assert [e.step for e in events if e.stage == "encode"] == [0, 1, 2, 3, 4, 5]  # first frame + 2 x (warp, mask)
+    assert [e.step for e in events if e.stage == "encode"] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # first frame + 2 x (warp, mask)
     assert [(e.step, e.total) for e in events if e.stage == "denoise"] == [(0, 2), (1, 2), (2, 2)]
     assert model.name == "gen3c" and not model.preview
 
@@ -89,17 +120,19 @@ def test_seed_determinism(model, chunk):
 def _record_net_inputs(model):
     """Capture the transformer's (B, 82, T', h, w) inputs during generate (hook, no behaviour change)."""
     seen = []
-    handle = model.net.transformer.register_forward_pre_hook(lambda _m, _a, kw: seen.append(kw["hidden_states"].clone()), with_kwargs=True)
+    handle = model.net.transformer.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(kw["hidden_states"].clone()), with_kwargs=True
+    )
     return seen, handle
 
 
-def test_guidance_runs_the_unconditional_branch_with_zeroed_cache(model, chunk):
+def test_guidance_runs_the_unconditional_branch_with_zeroed_cache(model, small):
     seen, handle = _record_net_inputs(model)
     try:
-        plain = model.generate(chunk, opts(guidance=0.0))
+        plain = model.generate(small, opts(guidance=0.0))
         calls_plain = len(seen)
         seen.clear()
-        guided = model.generate(chunk, opts(guidance=2.0))
+        guided = model.generate(small, opts(guidance=2.0))
     finally:
         handle.remove()
     assert calls_plain == 2  # one conditional pass per step
@@ -113,12 +146,12 @@ def test_guidance_runs_the_unconditional_branch_with_zeroed_cache(model, chunk):
     assert not np.array_equal(plain, guided)
 
 
-def test_batched_cfg_matches_sequential(model, chunk):
-    seq = model.generate(chunk, opts(guidance=2.0))
+def test_batched_cfg_matches_sequential(model, small):
+    seq = model.generate(small, opts(guidance=2.0))
     model.cfg_batch = True
     try:
         seen, handle = _record_net_inputs(model)
-        batched = model.generate(chunk, opts(guidance=2.0))
+        batched = model.generate(small, opts(guidance=2.0))
         handle.remove()
     finally:
         model.cfg_batch = False
@@ -126,38 +159,38 @@ def test_batched_cfg_matches_sequential(model, chunk):
     assert np.abs(batched.astype(int) - seq.astype(int)).max() <= 1
 
 
-def test_condition_mask_channel_marks_first_latent_frame(model, chunk):
+def test_condition_mask_channel_marks_first_latent_frame(model, small):
     seen, handle = _record_net_inputs(model)
     try:
-        model.generate(chunk, opts(num_steps=1))
+        model.generate(small, opts(num_steps=1))
     finally:
         handle.remove()
     mask = seen[0][0, 16]  # (T', h, w)
     assert torch.all(mask[0] == 1) and torch.all(mask[1:] == 0)
 
 
-def test_zero_prompt_encoder_ignores_prompts(model, chunk):
-    a = model.generate(chunk, opts(prompt="a red cube", negative_prompt="sky", guidance=2.0))
-    b = model.generate(chunk, opts(prompt="grass", guidance=2.0))
+def test_zero_prompt_encoder_ignores_prompts(model, small):
+    a = model.generate(small, opts(prompt="a red cube", negative_prompt="sky", guidance=2.0))
+    b = model.generate(small, opts(prompt="grass", guidance=2.0))
     assert np.array_equal(a, b)
 
 
-def test_t5_prompt_changes_the_video(weights_dirs, chunk):
+def test_t5_prompt_changes_the_video(weights_dirs, small):
     t5_model = Gen3cModel.from_pretrained(weights_dirs["t5"], device="cpu")
     emb = t5_model.prompt_encoder.encode(["a red cube", ""])
     assert emb.shape == (2, 8, 16)
     assert emb[0, :4].abs().sum(-1).min() > 0 and torch.count_nonzero(emb[0, 4:]) == 0  # 3 words + </s>
     assert emb[1, :1].abs().sum() > 0 and torch.count_nonzero(emb[1, 1:]) == 0
-    a = t5_model.generate(chunk, opts(prompt="a red cube"))
-    b = t5_model.generate(chunk, opts(prompt="grass sky"))
-    c = t5_model.generate(chunk, opts(prompt="a red cube", negative_prompt="sky", guidance=3.0))
+    a = t5_model.generate(small, opts(prompt="a red cube"))
+    b = t5_model.generate(small, opts(prompt="grass sky"))
+    c = t5_model.generate(small, opts(prompt="a red cube", negative_prompt="sky", guidance=3.0))
     assert not np.array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
-def test_one_buffer_slot_is_accepted(model, chunk):
-    one = validate_chunk(chunk.first_frame, chunk.renders[:, :1].copy(), chunk.masks[:, :1].copy())
-    assert model.generate(one, opts(num_steps=1)).shape == (T, H, W, 3)
+def test_one_buffer_slot_is_accepted(model, small):
+    one = validate_chunk(small.first_frame, small.renders[:, :1].copy(), small.masks[:, :1].copy())
+    assert model.generate(one, opts(num_steps=1)).shape == (T, 32, 48, 3)
 
 
 def test_bad_inputs_are_rejected(model, chunk):
@@ -172,17 +205,29 @@ def test_bad_inputs_are_rejected(model, chunk):
         model.generate(chunk, opts(num_steps=0))
 
 
-def test_out_of_memory_becomes_gpu_memory_error(model, chunk):
+def test_out_of_memory_becomes_gpu_memory_error(model, small):
     def fail(*_a, **_k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     handle = model.net.transformer.register_forward_pre_hook(fail)
     try:
-        with pytest.raises(GpuMemoryError, match=r"during denoising: offload: vae \(0.0 GiB\) \(offload option names"):
-            model.generate(chunk, opts())
+        with pytest.raises(
+            GpuMemoryError, match=r"during denoising: offload: vae \(0.0 GiB\) \(offload option names"
+        ):
+            model.generate(small, opts())
     finally:
         handle.remove()
-    assert model.generate(chunk, opts(num_steps=1)).shape == (T, H, W, 3)  # still serves
+    assert model.generate(small, opts(num_steps=1)).shape == (T, 32, 48, 3)  # still serves
+
+
+def test_attention_backend_is_checked(weights_dirs):
+    with pytest.raises(ValueError, match="attention_backend must be one of"):
+        Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu", attention_backend="turbo")
+    try:
+        import flash_attn.cute  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="needs the flash-attn-4 package"):
+            Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu", attention_backend="fa4")
 
 
 def test_missing_weights_dir(tmp_path):

@@ -37,7 +37,9 @@ def disk(cy, cx, r):
 
 def run(first, renders, masks, **kwargs):
     events = []
-    video = PreviewModel(**kwargs).generate(validate_chunk(first, renders, masks), GenerateOptions(), events.append)
+    video = PreviewModel(**kwargs).generate(
+        validate_chunk(first, renders, masks), GenerateOptions(), events.append
+    )
     return video, events
 
 
@@ -58,7 +60,23 @@ def test_holes_filled_and_rendered_pixels_kept(max_side):
         assert fill.min() > 60, "black hole pixels remain"
     # Frame 1 inpaints: the fill continues the surroundings (a smooth field); later frames reuse it.
     ring = disk(24, 32, 11) & ~hole
-    assert np.abs(video[1][hole].astype(int).mean(axis=0) - video[1][ring].astype(int).mean(axis=0)).max() < 25
+    assert (
+        np.abs(video[1][hole].astype(int).mean(axis=0) - video[1][ring].astype(int).mean(axis=0)).max() < 25
+    )
+
+
+def test_scattered_pixel_holes_take_the_local_colour():
+    first, renders, masks = blank_chunk()
+    rng = np.random.default_rng(0)
+    for t in range(1, T):
+        dots = rng.random((H, W)) < 0.05
+        for slot in range(N):
+            carve(renders, masks, t, slot, dots)
+    video, _ = run(first, renders, masks, max_side=24)
+    for t in range(1, T):
+        hole = masks[t].max(axis=0) == 0
+        diff = np.abs(video[t][hole].astype(int) - scene(t)[hole].astype(int))
+        assert diff.max() < 20, "scattered holes must take the surrounding colour, not black"
 
 
 def test_slot1_content_used_where_slot0_has_hole():

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-import queue
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -29,83 +26,11 @@ from objvid.v1 import diffusion_pb2
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
+from diffusion_serving_helpers import assert_serving, chunk, free_ports, generate, options  # noqa: E402
+
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1] / "services" / "diffusion" / "model_repository"
 GEN3C_FRAMES = 9  # chunk length of the tiny model (the real one: 121)
 DONE = diffusion_pb2.GENERATE_STAGE_DONE
-
-
-# -- helpers --------------------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def options(**kw) -> bytes:
-    return diffusion_pb2.GenerateOptions(**kw).SerializeToString()
-
-
-def chunk(t=5, n=2, h=32, w=48, seed=0):
-    """(first_frame, renders, masks): random content, ~25% holes per slot painted black."""
-    rng = np.random.default_rng(seed)
-    renders = rng.integers(0, 256, (t, n, h, w, 3), dtype=np.uint8)
-    masks = (rng.random((t, n, h, w)) > 0.25).astype(np.uint8)
-    renders[masks == 0] = 0
-    return renders[0, 0].copy(), renders, masks
-
-
-@dataclass
-class Reply:
-    progress: list = field(default_factory=list)  # GenerateProgress messages, in arrival order
-    video: np.ndarray | None = None
-    error: str | None = None
-
-
-def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes=("UINT8", "UINT8", "UINT8")):
-    """One streamed request, as a client does it: ends at the response with VIDEO or at an error."""
-    client = grpcclient.InferenceServerClient(url)
-    replies: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: replies.put((result, error)))
-    try:
-        inputs = []
-        for name, array, dtype in (("FIRST_FRAME", first, dtypes[0]), ("RENDERS", renders, dtypes[1]),
-                                   ("MASKS", masks, dtypes[2])):  # fmt: skip
-            tensor = grpcclient.InferInput(name, list(array.shape), dtype)
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        if opts is not None:
-            tensor = grpcclient.InferInput("OPTIONS", [1], "BYTES")
-            tensor.set_data_from_numpy(np.array([opts], dtype=np.object_))
-            inputs.append(tensor)
-        client.async_stream_infer(model, inputs)
-        reply = Reply()
-        while True:
-            result, error = replies.get(timeout=180)
-            if error is not None:
-                reply.error = str(error)
-                return reply
-            reply.progress.append(diffusion_pb2.GenerateProgress.FromString(result.as_numpy("PROGRESS")[0]))
-            video = result.as_numpy("VIDEO")
-            if video is not None:
-                reply.video = video
-                return reply
-    finally:
-        client.stop_stream()
-        client.close()
-
-
-def assert_serving(url):
-    client = grpcclient.InferenceServerClient(url)
-    assert client.is_server_live() and client.is_server_ready()
-    reply = generate(url, "preview", *chunk(t=2, seed=9))
-    assert reply.error is None and reply.video.shape == (2, 32, 48, 3)
 
 
 # -- servers ---------------------------------------------------------------------------------------------------
@@ -119,11 +44,15 @@ def tiny_gen3c_dir(tmp_path_factory) -> pathlib.Path:
 
     root = tmp_path_factory.mktemp("gen3c-tiny")
     layout = synthetic.TokenizerLayout(latent_frames_stored=2)
-    model_pt = synthetic.write_gen3c_checkpoint(root / "src" / "model.pt", synthetic.upstream_dit_state(seed=5))
+    model_pt = synthetic.write_gen3c_checkpoint(
+        root / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)
+    )
     tokenizer = synthetic.write_tokenizer_dir(
         root / "src" / "tokenizer", synthetic.upstream_tokenizer_state(layout, seed=6), layout
     )
-    return pathlib.Path(convert(model_pt, tokenizer, root / "weights", chunk_frames=GEN3C_FRAMES, text_max_length=8).out_dir)
+    return pathlib.Path(
+        convert(model_pt, tokenizer, root / "weights", chunk_frames=GEN3C_FRAMES, text_max_length=8).out_dir
+    )
 
 
 class BrokenModel(VideoModel):
@@ -281,7 +210,11 @@ def bad(kind):
     if kind == "mask_values":
         return (first, renders, masks * 255), b"", "MASKS values must be 0 or 1"
     if kind == "options_bytes":
-        return (first, renders, masks), b"not a protobuf", "OPTIONS is not a serialized objvid.v1.GenerateOptions"
+        return (
+            (first, renders, masks),
+            b"not a protobuf",
+            "OPTIONS is not a serialized objvid.v1.GenerateOptions",
+        )
     if kind == "options_other_message":
         wrong = diffusion_pb2.GenerateProgress(model="x", preview=True).SerializeToString()
         return (first, renders, masks), wrong, "OPTIONS has fields unknown"
@@ -309,7 +242,9 @@ def test_bad_inputs_get_clear_errors(url, kind):
 
 def test_wrong_dtype_rejected_by_triton_then_still_serving(url):
     first, renders, masks = chunk()
-    reply = generate(url, "preview", first, renders.astype(np.float32), masks, dtypes=("UINT8", "FP32", "UINT8"))
+    reply = generate(
+        url, "preview", first, renders.astype(np.float32), masks, dtypes=("UINT8", "FP32", "UINT8")
+    )
     assert reply.error and "RENDERS" in reply.error and "UINT8" in reply.error
     assert_serving(url)
 

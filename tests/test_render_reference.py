@@ -87,7 +87,7 @@ def test_fast_matches_reference(seed, mode, splat):
         assert_zbuffer_equal(fast, ref)
 
 
-@pytest.mark.parametrize("footprint,radius", [(1, 0.5), (3, 2.0), (4, 0.0)])
+@pytest.mark.parametrize("footprint,radius", [(1, 0.5), (3, 1.0), (4, 2.0), (2, 0.0), (2, 0.75)])
 def test_footprints_match_reference(footprint, radius):
     scene, cams, K = random_setup(3, two_slots=False)
     kw = dict(mode="full", outputs=ALL, footprint=footprint, object_radius_px=radius)

@@ -53,12 +53,12 @@ def _load_points(xyz_ptr, stride, offs, m):
 
 
 @triton.jit
-def _zmax_kernel(xyz_ptr, stride, n, P_ptr, zmax_ptr, C, BLOCK: tl.constexpr):
+def _zmax_kernel(xyz_ptr, stride, n, P_ptr, zmax_ptr, C, VPP, BLOCK: tl.constexpr):
     """zmax[c] = max over points of max(z_c, 0), stored as float32 bits in int32 (monotone for z >= 0)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     x, y, z = _load_points(xyz_ptr, stride, offs, m)
-    for c in range(C):
+    for c in range(tl.program_id(1) * VPP, tl.minimum(tl.program_id(1) * VPP + VPP, C)):
         _, _, pz = _project(x, y, z, P_ptr, c)
         zf = tl.where(m & (pz > 0), pz, 0.0).to(tl.float32)
         zb = tl.max(zf.to(tl.int32, bitcast=True), axis=0)
@@ -66,7 +66,9 @@ def _zmax_kernel(xyz_ptr, stride, n, P_ptr, zmax_ptr, C, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _gen3c_kernel(xyz_ptr, stride, packed_ptr, n, P_ptr, zmax_ptr, acc_ptr, C, H, W, BLOCK: tl.constexpr):
+def _gen3c_kernel(
+    xyz_ptr, stride, packed_ptr, n, P_ptr, zmax_ptr, acc_ptr, C, H, W, VPP, BLOCK: tl.constexpr
+):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     x, y, z = _load_points(xyz_ptr, stride, offs, m)
@@ -76,7 +78,7 @@ def _gen3c_kernel(xyz_ptr, stride, packed_ptr, n, P_ptr, zmax_ptr, acc_ptr, C, H
     g = ((pk >> 8) & 255).to(tl.float32)
     b = ((pk >> 16) & 255).to(tl.float32)
     HW = H * W
-    for c in range(C):
+    for c in range(tl.program_id(1) * VPP, tl.minimum(tl.program_id(1) * VPP + VPP, C)):
         u, v, pz = _project(x, y, z, P_ptr, c)
         zmax = tl.load(zmax_ptr + c).to(tl.float32, bitcast=True).to(tl.float64)
         scale = DEPTH_SCALE / (tl.log(1.0 + zmax) + LOG_EPS_C)
@@ -131,6 +133,7 @@ def _zbuf_kernel(
     W,
     index_base,
     r2,
+    VPP,
     DISC: tl.constexpr,
     K: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -143,7 +146,7 @@ def _zbuf_kernel(
     valid = m & (((pk >> 24) & 1) != 0)
     idx = offs.to(tl.int64) + index_base
     HW = H * W
-    for c in range(C):
+    for c in range(tl.program_id(1) * VPP, tl.minimum(tl.program_id(1) * VPP + VPP, C)):
         u, v, pz = _project(x, y, z, P_ptr, c)
         ok = valid & (pz > 0) & (u > -K) & (u < W + K) & (v > -K) & (v < H + K)
         zb = pz.to(tl.float32).to(tl.int32, bitcast=True).to(tl.int64)
@@ -151,7 +154,22 @@ def _zbuf_kernel(
         u = tl.where(ok, u, 0.0)
         v = tl.where(ok, v, 0.0)
         base = keys_ptr + c * HW
-        if DISC:
+        if DISC and K == 2:  # radius < 1: floor/ceil neighbours, the nearest pixel always included
+            nx = tl.floor(u + 0.5)
+            ny = tl.floor(v + 0.5)
+            for dy in tl.static_range(2):
+                for dx in tl.static_range(2):
+                    if dx == 0:
+                        px = tl.floor(u)
+                    else:
+                        px = tl.ceil(u)
+                    if dy == 0:
+                        py = tl.floor(v)
+                    else:
+                        py = tl.ceil(v)
+                    inc = (((px - u) * (px - u) + (py - v) * (py - v)) <= r2) | ((px == nx) & (py == ny))
+                    _zmin(base, px, py, key, ok & inc, H, W)
+        elif DISC:
             R: tl.constexpr = (K - 1) // 2
             cx = tl.floor(u + 0.5)
             cy = tl.floor(v + 0.5)
@@ -308,6 +326,18 @@ def _grid(n: int, block: int) -> tuple[int]:
     return (triton.cdiv(n, block),)
 
 
+# Point programs: each takes POINT_BLOCK points and a run of VPP cameras. Enough programs to fill the GPU
+# (small objects get short camera runs), long runs for big clouds (points stay in registers).
+TARGET_PROGRAMS = 8192
+
+
+def _point_grid(n: int, C: int) -> tuple[tuple[int, int], int]:
+    blocks = triton.cdiv(n, POINT_BLOCK)
+    groups = min(C, max(1, triton.cdiv(TARGET_PROGRAMS, blocks)))
+    vpp = triton.cdiv(C, groups)
+    return (blocks, triton.cdiv(C, vpp)), vpp
+
+
 def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """(C, H*W, 5) float32 GEN3C accumulators (see ``render_torch.gen3c_acc``)."""
     C, n = P.shape[0], xyz.shape[1]
@@ -315,10 +345,9 @@ def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, 
     if n:
         P = P.contiguous()
         zmax = torch.zeros(C, dtype=torch.int32, device=xyz.device)
-        _zmax_kernel[_grid(n, POINT_BLOCK)](xyz, xyz.stride(0), n, P, zmax, C, BLOCK=POINT_BLOCK)
-        _gen3c_kernel[_grid(n, POINT_BLOCK)](
-            xyz, xyz.stride(0), packed, n, P, zmax, acc, C, H, W, BLOCK=POINT_BLOCK
-        )
+        grid, vpp = _point_grid(n, C)
+        _zmax_kernel[grid](xyz, xyz.stride(0), n, P, zmax, C, vpp, BLOCK=POINT_BLOCK)
+        _gen3c_kernel[grid](xyz, xyz.stride(0), packed, n, P, zmax, acc, C, H, W, vpp, BLOCK=POINT_BLOCK)
     return acc.view(C, H * W, 5)
 
 
@@ -340,7 +369,8 @@ def zbuffer(
     if n == 0:
         return
     assert xyz.stride(1) == 1 and packed.is_contiguous() and keys.is_contiguous()
-    _zbuf_kernel[_grid(n, POINT_BLOCK)](
+    grid, vpp = _point_grid(n, C)
+    _zbuf_kernel[grid](
         xyz,
         xyz.stride(0),
         packed,
@@ -352,6 +382,7 @@ def zbuffer(
         W,
         index_base,
         float(fp.radius) ** 2,
+        vpp,
         DISC=fp.is_disc,
         K=fp.window,
         BLOCK=POINT_BLOCK,
@@ -365,13 +396,15 @@ def resolve(
     first = scene_acc if scene_acc is not None else scene_keys if scene_keys is not None else obj_keys
     C = first.shape[0]
     dev = obj_packed.device
-    dummy_i32 = torch.zeros(1, dtype=torch.int32, device=dev)
+    # placeholders for pointers a specialisation never touches (empty: no fill kernel launched)
+    dummy_i32 = torch.empty(1, dtype=torch.int32, device=dev)
+    dummy_i64 = torch.empty(1, dtype=torch.int64, device=dev)
     dummy = {
-        "rgb": torch.zeros(1, dtype=torch.uint8, device=dev),
-        "mask": torch.zeros(1, dtype=torch.uint8, device=dev),
-        "depth": torch.zeros(1, dtype=torch.float32, device=dev),
-        "object_mask": torch.zeros(1, dtype=torch.int16, device=dev),
-        "rgb_float": torch.zeros(1, dtype=torch.float32, device=dev),
+        "rgb": torch.empty(1, dtype=torch.uint8, device=dev),
+        "mask": torch.empty(1, dtype=torch.uint8, device=dev),
+        "depth": torch.empty(1, dtype=torch.float32, device=dev),
+        "object_mask": torch.empty(1, dtype=torch.int16, device=dev),
+        "rgb_float": torch.empty(1, dtype=torch.float32, device=dev),
     }
     ptrs, strides = {}, {}
     for k in dummy:
@@ -387,8 +420,8 @@ def resolve(
     total = C * H * W
     _resolve_kernel[_grid(total, PIXEL_BLOCK)](
         scene_acc if scene_acc is not None else dummy["depth"],
-        scene_keys if scene_keys is not None else dummy_i32.to(torch.int64),
-        obj_keys if obj_keys is not None else dummy_i32.to(torch.int64),
+        scene_keys if scene_keys is not None else dummy_i64,
+        obj_keys if obj_keys is not None else dummy_i64,
         scene_packed if scene_packed is not None and scene_packed.numel() else dummy_i32,
         obj_packed if obj_packed.numel() else dummy_i32,
         obj_oid if obj_oid.numel() else dummy["object_mask"],

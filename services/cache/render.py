@@ -133,8 +133,13 @@ def render(
     ]
     scene_fp, obj_fp = Footprint(size=int(footprint)), object_footprint(object_radius_px)
 
+    # fused + z-buffer scene == one z-buffer with object points first (their lower indices win exact
+    # depth ties), so fused/zbuffer runs exactly like full: objects are rasterised once per chunk.
+    zb_scene = mode == "full" or splat == "zbuffer"
+    objects_in_zb = has_obj and zb_scene and mode in ("full", "fused")
+    separate_layer = has_obj and (mode == "objects" or (mode == "fused" and not zb_scene))
     per_view = H * W * (20 if (splat == "gen3c" and mode in ("fused", "scene")) else 8)
-    per_view += H * W * 8 if has_obj and mode in ("fused", "objects") else 0
+    per_view += H * W * 8 if (separate_layer or (objects_in_zb and n_out > 1)) else 0
     step = max(1, TEMP_BYTES_BUDGET // max(1, per_view))
 
     def raster_objects(keys, c0, c1):
@@ -148,27 +153,28 @@ def render(
         c1 = min(T, c0 + step)
         C = c1 - c0
         obj_keys = None
-        if has_obj and mode in ("fused", "objects"):
+        if separate_layer or (objects_in_zb and n_out > 1):
             obj_keys = be.new_keys(C, H, W, device)
             raster_objects(obj_keys, c0, c1)
         for n in range(n_out):
             dst = {k: v[c0:c1, n] for k, v in out.items() if v is not None}
             scene_acc = scene_keys = scene_packed = None
+            layer = obj_keys if separate_layer else None
             if mode != "objects":
                 slot = slots[n]
                 scene_packed = slot.packed
-                if mode == "full":
-                    scene_keys = be.new_keys(C, H, W, device)
-                    if has_obj:
-                        raster_objects(scene_keys, c0, c1)
+                if zb_scene:
+                    if objects_in_zb and obj_keys is not None:  # reuse the object raster per slot
+                        scene_keys = obj_keys if n == n_out - 1 else obj_keys.clone()
+                    else:
+                        scene_keys = be.new_keys(C, H, W, device)
+                        if objects_in_zb:
+                            raster_objects(scene_keys, c0, c1)
                     be.zbuffer(scene_keys, slot.xyz, slot.packed, P_dev[c0:c1], M, scene_fp)
-                elif splat == "gen3c":
-                    scene_acc = be.gen3c_acc(slot.xyz, slot.packed, P_dev[c0:c1], H, W)
                 else:
-                    scene_keys = be.new_keys(C, H, W, device)
-                    be.zbuffer(scene_keys, slot.xyz, slot.packed, P_dev[c0:c1], M, scene_fp)
+                    scene_acc = be.gen3c_acc(slot.xyz, slot.packed, P_dev[c0:c1], H, W)
             be.resolve(
-                dst, scene_acc, scene_keys, obj_keys, scene_packed, objects.cloud.packed, objects.oid, M, H, W
+                dst, scene_acc, scene_keys, layer, scene_packed, objects.cloud.packed, objects.oid, M, H, W
             )
     return RenderOutput(**{k: out.get(k) for k in OUTPUTS})
 

@@ -42,7 +42,8 @@ class Footprint:
     centre is strictly within k/2 of the point on each axis (k=2: floor/ceil, the 4 bilinear neighbours
     of the GEN3C splat, a single pixel when the point sits exactly on a pixel centre).
     ``radius`` r > 0 (disc, used for objects): pixels whose centre is within r of the point, plus the
-    nearest pixel, so every visible point covers at least one pixel.
+    nearest pixel, so every visible point covers at least one pixel. For r < 1 only the floor/ceil
+    neighbours can qualify (window 2); otherwise the (2 ceil(r) + 1)^2 window around the nearest pixel.
     """
 
     size: int = 2
@@ -54,9 +55,10 @@ class Footprint:
 
     @property
     def window(self) -> int:
-        """Number of candidate offsets per axis."""
+        """Number of candidate offsets per axis. A disc of radius < 1 only reaches the floor/ceil
+        neighbours (any other pixel centre is >= 1 px away on one axis), so its window is 2."""
         if self.is_disc:
-            return 2 * int(np.ceil(self.radius)) + 1
+            return 2 if self.radius < 1 else 2 * int(np.ceil(self.radius)) + 1
         return self.size
 
 

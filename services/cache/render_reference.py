@@ -151,7 +151,7 @@ def render(
     mode: str = "fused",
     splat: str = "gen3c",
     footprint: int = 2,
-    object_radius_px: float = 1.0,
+    object_radius_px: float = 0.75,
     dtype=torch.float64,
 ) -> dict[str, torch.Tensor]:
     """Reference render of all cameras and slots. Returns CPU tensors: rgb_float (T,N,H,W,3) float in

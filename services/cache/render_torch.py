@@ -77,6 +77,13 @@ def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, 
 
 def _footprint_pixels(u: torch.Tensor, v: torch.Tensor, fp: Footprint):
     """Yield (px, py, include) candidate pixels (float tensors) for each footprint offset."""
+    if fp.is_disc and fp.window == 2:  # radius < 1: floor/ceil neighbours, the nearest always included
+        cx, cy = torch.floor(u + 0.5), torch.floor(v + 0.5)
+        r2 = fp.radius * fp.radius
+        for py in (torch.floor(v), torch.ceil(v)):
+            for px in (torch.floor(u), torch.ceil(u)):
+                yield px, py, ((px - u) ** 2 + (py - v) ** 2 <= r2) | ((px == cx) & (py == cy))
+        return
     if fp.is_disc:
         R = fp.window // 2
         cx, cy = torch.floor(u + 0.5), torch.floor(v + 0.5)

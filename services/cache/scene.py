@@ -300,7 +300,7 @@ class Scene:
         mode: str = "fused",
         splat: str = "gen3c",
         footprint: int = 2,
-        object_radius_px: float = 1.0,
+        object_radius_px: float = 0.75,
         outputs: Any = None,
         backend: str | None = None,
     ) -> RenderOutput:
@@ -309,8 +309,10 @@ class Scene:
         w2cs (T,4,4) or (4,4), Ks (T,3,3) or (3,3) (one K is shared), numpy or torch. ``mode``: fused |
         full | scene | objects; ``splat`` (scene layer in fused/scene): gen3c | zbuffer; ``footprint`` k
         of scene points in z-buffers (2 = GEN3C's bilinear neighbours); ``object_radius_px`` disc radius
-        of object points; ``outputs`` subset of rgb, mask, depth, object_mask, rgb_float (default the
-        first four). Returns ``RenderOutput`` with (T,N,H,W[,3]) tensors on the scene device.
+        of object points (0.75 px; 0 = nearest pixel only); ``outputs`` subset of rgb, mask, depth,
+        object_mask, rgb_float (default the first four); ``backend`` None (Triton on CUDA, else torch) |
+        triton | torch | reference. Returns ``RenderOutput`` with (T,N,H,W[,3]) tensors on the scene
+        device (N = 1 for mode objects).
         """
         H, W = V.image_size(height, width)
         w2c_np = V.rigid(w2cs, "w2cs", batch=True)

@@ -7,14 +7,15 @@ anything unexpected -> INTERNAL with a message, logged with its traceback. The s
 request.
 
 Hot path (``Render``): decode + check the camera (~50 us), one library render of only the requested outputs
-under the FIFO device lock, one device->host copy of all of them (CUDA), then the response is filled in
-place (one copy of each buffer into the message; building sub-messages and copying them costs twice).
+under the FIFO device lock, one device->host copy of all of them (CUDA), then the response bytes are
+written directly from the host arrays (``frames.py``: one copy of the pixels, no protobuf round trip).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import numpy as np
 from objvid import wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
+from .frames import add_cache_service, encode_render_response, encode_trajectory_response, outputs_to_host
 from .io import DEFAULT_COLOR, DEFAULT_SAMPLE_POINTS
 from .metrics import CacheMetrics
 from .store import (
@@ -303,71 +305,6 @@ def parse_options(opts: cache_pb2.RenderOptions, name: str = "options") -> Rende
     )
 
 
-_NP_CODES = {
-    np.dtype(np.uint8): types_pb2.DTYPE_UINT8,
-    np.dtype(np.float32): types_pb2.DTYPE_FLOAT32,
-    np.dtype(np.int16): types_pb2.DTYPE_INT16,
-}
-_TORCH_TO_NP = {"uint8": np.uint8, "bool": np.uint8, "float32": np.float32, "int16": np.int16}
-
-
-def outputs_to_host(out, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """RenderOutput tensors -> host numpy arrays (bool masks as uint8 0/1), one device->host copy in all.
-
-    On the CPU these are zero-copy views of the library's tensors.
-    """
-    tensors = {n: getattr(out, n) for n in names}
-    first = next(iter(tensors.values()))
-    if first.device.type == "cpu":
-        host = {}
-        for n, t in tensors.items():
-            a = t.contiguous().numpy()
-            host[n] = a.view(np.uint8) if a.dtype == np.bool_ else a
-        return host
-    import torch
-
-    flats = [t.contiguous().reshape(-1).view(torch.uint8) for t in tensors.values()]
-    packed = (flats[0] if len(flats) == 1 else torch.cat(flats)).cpu().numpy()
-    host, off = {}, 0
-    for n, t in tensors.items():
-        dt = np.dtype(_TORCH_TO_NP[str(t.dtype).removeprefix("torch.")])
-        nbytes = t.numel() * dt.itemsize
-        host[n] = packed[off : off + nbytes].view(dt).reshape(tuple(t.shape))
-        off += nbytes
-    return host
-
-
-def _fill_tensor(msg: types_pb2.Tensor, arr: np.ndarray) -> None:
-    msg.dtype = _NP_CODES[arr.dtype]
-    msg.shape.extend(arr.shape)
-    msg.data = arr.tobytes()
-
-
-def fill_frame(frame: cache_pb2.Frame, host: dict[str, np.ndarray], t: int, index: int, png: bool) -> None:
-    """Fill ``frame`` in place with camera ``t`` of the host outputs (per-slot rgb/mask, depth, object_mask)."""
-    any_arr = next(iter(host.values()))
-    frame.index = index
-    frame.num_slots = any_arr.shape[1]
-    if "rgb" in host:
-        for img in host["rgb"][t]:
-            msg = frame.rgb.add()
-            if png:
-                msg.encoded = wire.encode_png(img)
-            else:
-                _fill_tensor(msg.pixels, img)
-    if "mask" in host:
-        for m in host["mask"][t]:
-            msg = frame.mask.add()
-            if png:
-                msg.encoded = wire.encode_png(m * np.uint8(255))
-            else:
-                _fill_tensor(msg.pixels, m)
-    if "depth" in host:
-        _fill_tensor(frame.depth, host["depth"][t])
-    if "object_mask" in host:
-        _fill_tensor(frame.object_mask, host["object_mask"][t])
-
-
 def _ply_vertex_count(ply: bytes) -> int:
     head = ply[: ply.find(b"end_header")]
     for line in head.split(b"\n"):
@@ -464,6 +401,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self.metrics = metrics or CacheMetrics()
         self.trajectory_batch = max(1, int(trajectory_batch))
         self.frames_rendered = 0  # also in metrics; read by tests
+        self._frames_lock = threading.Lock()
         self.store = SceneStore(
             device,
             memory_budget,
@@ -507,7 +445,8 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         log.debug("event=rpc method=%s code=%s ms=%.2f", method, code.name, seconds * 1e3)
 
     def _count_frames(self, n: int) -> None:
-        self.frames_rendered += n
+        with self._frames_lock:
+            self.frames_rendered += n
         self.metrics.frames.inc(n)
 
     # -- descriptions ---------------------------------------------------------------------------------
@@ -779,9 +718,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 host = outputs_to_host(out, spec.outputs)
                 del out
         self._count_frames(1)
-        response = cache_pb2.RenderResponse()
-        fill_frame(response.frame, host, 0, 0, spec.png)
-        return response
+        return encode_render_response(host, 0, spec.png)  # serialized RenderResponse
 
     def _trajectory_cameras(self, request, entry: SceneEntry):
         """(w2cs (T, 4, 4), Ks (T, 3, 3), width, height) from explicit cameras or a TrajectorySpec."""
@@ -862,11 +799,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     host = outputs_to_host(out, spec.outputs)
                     del out
                 self._count_frames(stop - start)
-                responses = []
-                for t in range(stop - start):
-                    resp = cache_pb2.RenderTrajectoryResponse(total_frames=total)
-                    fill_frame(resp.frame, host, t, start + t, spec.png)
-                    responses.append(resp)
+                # Serialized RenderTrajectoryResponse messages (encoded before the staging memory goes).
+                responses = [
+                    encode_trajectory_response(host, t, start + t, total, spec.png)
+                    for t in range(stop - start)
+                ]
                 del host
                 yield from responses
             log.debug("event=trajectory_done scene=%s frames=%d", sid, total)
@@ -968,7 +905,7 @@ class CacheServer:
             self.metrics_port = self.metrics.serve_http(config.metrics_port, config.metrics_host)
         try:
             self.handle = wire.build_server(
-                [(cache_pb2_grpc.add_CacheServiceServicer_to_server, self.servicer, SERVICE_NAME)],
+                [(add_cache_service, self.servicer, SERVICE_NAME)],
                 host=config.host,
                 port=config.port,
                 max_workers=config.workers,
@@ -1004,6 +941,7 @@ class CacheServer:
         """Health NOT_SERVING, finish in-flight calls within ``grace`` seconds, stop /metrics."""
         self.handle.set_serving(False)
         self.handle.stop(grace)
+        self.store.close()  # queued snapshots reach the disk
         self.metrics.stop_http()
         log.info("event=cache_server_stopped port=%d", self.port)
 

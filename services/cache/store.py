@@ -7,9 +7,11 @@
 - **Eviction**: without a snapshot directory an evicted scene is gone (``SceneNotFound`` tells the caller to
   create it again). With one, eviction only drops device residency: the next request loads the snapshot
   back (making room in turn).
-- **Snapshots**: after every change the scene's ``state_dict()`` is written to ``<dir>/<id>.pt`` and its
-  description to ``<dir>/<id>.json``, each atomically (temporary file, fsync, ``os.replace``, directory
-  fsync). A new store on the same directory lists those scenes at once and loads each on first use.
+- **Snapshots**: after every change the scene's ``state_dict()`` is captured (host copy) and a background
+  writer puts it in ``<dir>/<id>.pt`` with its description in ``<dir>/<id>.json``, atomically (temporary
+  files, fsync, ``os.replace``, directory fsync). Bursts of changes coalesce: only the newest state of a
+  scene waits in the queue. ``flush()`` / ``close()`` wait for the queue (the server calls it on stop). A
+  new store on the same directory lists those scenes at once and loads each on first use.
 - **Device queue**: all library calls run under one FIFO lock (``device()``), so concurrent requests are
   served in arrival order, long trajectories yield the device between batches, and a waiting request
   gives up when its deadline passes or its client goes away.
@@ -200,9 +202,17 @@ class SceneStore:
         self._reserved = 0
         self.evictions = 0
         self._device_lock = FairLock()
+        # Snapshot writer: scene id -> (entry, state, meta) waiting to be written (newest only).
+        self._wcond = threading.Condition()
+        self._pending: dict[str, tuple[SceneEntry, dict, dict]] = {}
+        self._writing: str | None = None
+        self._closing = False
+        self._writer: threading.Thread | None = None
         if self.snapshot_dir is not None:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             self._scan_snapshots()
+            self._writer = threading.Thread(target=self._writer_loop, name="snapshot-writer", daemon=True)
+            self._writer.start()
         if metrics is not None:
             metrics.budget_bytes.set(self.budget)
         self._update_gauges()
@@ -402,12 +412,22 @@ class SceneStore:
         self._refresh(entry)
 
     def _refresh(self, entry: SceneEntry) -> None:
-        """Recompute the description and write the snapshot (caller holds entry.lock)."""
+        """Recompute the description; with snapshots, capture the state and queue its write (caller holds
+        entry.lock). The capture is synchronous (a copy to host memory), the file write is not."""
         with self.device():
             entry.info = self._describe(entry.scene, entry)
             state = self._state(entry) if self.snapshot_dir is not None else None
         if state is not None and not entry.deleted:
-            self._write_snapshot(entry, state)
+            meta = {
+                "format": SNAPSHOT_FORMAT,
+                "scene_id": entry.scene_id,
+                "nbytes": entry.nbytes,
+                "objects": {str(k): dict(v) for k, v in entry.objects.items()},
+                "info": entry.info,
+            }
+            with self._wcond:
+                self._pending[entry.scene_id] = (entry, state, meta)  # a newer state replaces a queued one
+                self._wcond.notify_all()
         self._update_gauges()
 
     def delete(self, scene_id: str) -> None:
@@ -420,6 +440,8 @@ class SceneStore:
             with self._lock:
                 self._entries.pop(scene_id, None)  # requests in flight keep their reference until done
             if self.snapshot_dir is not None:
+                with self._wcond:
+                    self._pending.pop(scene_id, None)
                 for path in (self._path(scene_id, ".pt"), self._path(scene_id, ".json")):
                     path.unlink(missing_ok=True)
         self._update_gauges()
@@ -439,37 +461,86 @@ class SceneStore:
             "state": entry.scene.state_dict(),
         }
 
-    def _atomic_write(self, path: Path, write: Callable[[Any], None]) -> None:
+    @staticmethod
+    def _write_tmp(path: Path, write: Callable[[Any], None]) -> Path:
+        """Write through ``write(file)`` into a temporary file beside ``path``, fsynced; returns its path."""
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        return Path(tmp)
+
+    def _write_snapshot(self, entry: SceneEntry, state: dict, meta: dict) -> None:
+        """Atomic: both files are written and fsynced as temporaries, then renamed under entry.lock (a
+        deleted scene's temporaries are dropped instead), then the directory is fsynced."""
+        import torch
+
+        t0 = time.perf_counter()
+        tmps = {}
+        try:
+            tmps[".pt"] = self._write_tmp(self._path(entry.scene_id, ".pt"), lambda f: torch.save(state, f))
+            tmps[".json"] = self._write_tmp(
+                self._path(entry.scene_id, ".json"), lambda f: f.write(json.dumps(meta).encode())
+            )
+            with entry.lock:
+                if not entry.deleted:
+                    for suffix, tmp in tmps.items():
+                        os.replace(tmp, self._path(entry.scene_id, suffix))
+        finally:
+            for tmp in tmps.values():
+                tmp.unlink(missing_ok=True)
+        dir_fd = os.open(self.snapshot_dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-    def _write_snapshot(self, entry: SceneEntry, state: dict) -> None:
-        import torch
-
-        t0 = time.perf_counter()
-        meta = {
-            "format": SNAPSHOT_FORMAT,
-            "scene_id": entry.scene_id,
-            "nbytes": entry.nbytes,
-            "objects": {str(k): v for k, v in entry.objects.items()},
-            "info": entry.info,
-        }
-        self._atomic_write(self._path(entry.scene_id, ".pt"), lambda f: torch.save(state, f))
-        self._atomic_write(self._path(entry.scene_id, ".json"), lambda f: f.write(json.dumps(meta).encode()))
         log.debug("event=snapshot_written scene=%s seconds=%.3f", entry.scene_id, time.perf_counter() - t0)
+
+    def _writer_loop(self) -> None:
+        """Background snapshot writer: one write at a time, the newest state of each scene, in queue order."""
+        while True:
+            with self._wcond:
+                while not self._pending and not self._closing:
+                    self._wcond.wait()
+                if not self._pending:
+                    return
+                sid = next(iter(self._pending))
+                entry, state, meta = self._pending.pop(sid)
+                self._writing = sid
+            try:
+                self._write_snapshot(entry, state, meta)
+            except Exception:  # noqa: BLE001 - the scene stays served from memory
+                log.exception("event=snapshot_failed scene=%s", sid)
+            finally:
+                with self._wcond:
+                    self._writing = None
+                    self._wcond.notify_all()
+
+    def _wait_written(self, scene_id: str) -> None:
+        with self._wcond:
+            while scene_id in self._pending or self._writing == scene_id:
+                self._wcond.wait()
+
+    def flush(self) -> None:
+        """Block until every queued snapshot is on disk."""
+        with self._wcond:
+            while self._pending or self._writing is not None:
+                self._wcond.wait()
+
+    def close(self) -> None:
+        """Flush snapshots and stop the writer thread (the store keeps serving from memory)."""
+        if self._writer is None:
+            return
+        with self._wcond:
+            self._closing = True
+            self._wcond.notify_all()
+        self._writer.join()
+        self._writer = None
 
     def _scan_snapshots(self) -> None:
         assert self.snapshot_dir is not None
@@ -500,6 +571,7 @@ class SceneStore:
                 return
             if self._factory is None or self.snapshot_dir is None:
                 raise self._not_found(entry.scene_id)
+            self._wait_written(entry.scene_id)  # its newest state may still be on its way to disk
             path = self._path(entry.scene_id, ".pt")
             try:
                 payload = torch.load(path, map_location="cpu", weights_only=True)

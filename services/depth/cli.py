@@ -69,9 +69,13 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="objvid-depth", description="MoGe depth lifting service (GEN3C conventions).")
+    parser = argparse.ArgumentParser(
+        prog="objvid-depth", description="MoGe depth lifting service (GEN3C conventions)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve objvid.v1.DepthService", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve = sub.add_parser(
+        "serve", help="serve objvid.v1.DepthService", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     for flag, kind, text in _FLAGS:
         attr = flag.replace("-", "_")
         env = _env(flag)
@@ -103,8 +107,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
-class _Interrupted(Exception):
-    """SIGTERM/SIGINT arrived while the model was still loading."""
+class _Interrupted(BaseException):
+    """SIGTERM/SIGINT arrived while the model was still loading (BaseException: no `except Exception` eats it)."""
 
 
 def serve(config: ServerConfig) -> int:

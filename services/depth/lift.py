@@ -97,7 +97,9 @@ def working_size(
         raise ValueError(f"width/height: must be >= 0, got {width}x{height}")
     if keep_aspect:
         if height:
-            raise ValueError("height: must be 0 with keep_aspect (the height follows the image's aspect ratio)")
+            raise ValueError(
+                "height: must be 0 with keep_aspect (the height follows the image's aspect ratio)"
+            )
         w = width or default_hw[1]
         ih, iw = image_hw
         return round_to_multiple(w * ih / iw), w
@@ -106,7 +108,9 @@ def working_size(
     return (height, width) if width else tuple(default_hw)
 
 
-def inference_size(image_hw: tuple[int, int], keep_aspect: bool, infer_hw: tuple[int, int]) -> tuple[int, int]:
+def inference_size(
+    image_hw: tuple[int, int], keep_aspect: bool, infer_hw: tuple[int, int]
+) -> tuple[int, int]:
     """Size (h, w) the model sees: ``infer_hw`` (GEN3C squashes every image to it), or with ``keep_aspect``
     the image's aspect ratio at the same pixel area (16:9 inputs give exactly ``infer_hw``)."""
     if not keep_aspect:
@@ -172,7 +176,12 @@ def scale_intrinsics(k_norm, infer_hw: tuple[int, int], out_hw: tuple[int, int])
     """
     k = torch.as_tensor(k_norm).detach().to("cpu", torch.float64).numpy().copy()
     (h, w), (H, W) = infer_hw, out_hw
-    for (row, col), size, ratio in (((0, 0), w, W / w), ((0, 2), w, W / w), ((1, 1), h, H / h), ((1, 2), h, H / h)):
+    for (row, col), size, ratio in (
+        ((0, 0), w, W / w),
+        ((0, 2), w, W / w),
+        ((1, 1), h, H / h),
+        ((1, 2), h, H / h),
+    ):
         k[..., row, col] *= size  # normalised -> pixels at the inference size
         k[..., row, col] *= ratio  # -> pixels at the working size
     return k
@@ -189,7 +198,9 @@ def images_to_tensor(images: Sequence[np.ndarray], device: torch.device) -> torc
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def lift_batch(predictor: Predictor, images: Sequence[np.ndarray], out_hw: tuple[int, int], device) -> list[LiftedView]:
+def lift_batch(
+    predictor: Predictor, images: Sequence[np.ndarray], out_hw: tuple[int, int], device
+) -> list[LiftedView]:
     """Lift same-size images already at the inference size (see ``resize_for_inference``).
 
     images: B arrays (h, w, 3) uint8. Returns B views at ``out_hw`` (H, W). One model call, one upload,

@@ -37,7 +37,9 @@ class DepthMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("objvid_depth_requests", "Finished Lift RPCs by status code", ["code"], registry=r)
+        self.requests = Counter(
+            "objvid_depth_requests", "Finished Lift RPCs by status code", ["code"], registry=r
+        )
         self.latency = Histogram(
             "objvid_depth_request_seconds", "Lift latency (server side)", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -45,8 +47,12 @@ class DepthMetrics:
             "objvid_depth_stage_seconds", "Time per Lift stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r
         )
         self.images = Counter("objvid_depth_images", "Images lifted", registry=r)
-        self.model_load = Gauge("objvid_depth_model_load_seconds", "Seconds it took to load the model", registry=r)
-        self.model_loaded = Gauge("objvid_depth_model_loaded", "1 once the model is loaded and serving", registry=r)
+        self.model_load = Gauge(
+            "objvid_depth_model_load_seconds", "Seconds it took to load the model", registry=r
+        )
+        self.model_loaded = Gauge(
+            "objvid_depth_model_loaded", "1 once the model is loaded and serving", registry=r
+        )
         ProcessCollector(registry=r)
         self._http = None
 

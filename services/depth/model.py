@@ -79,11 +79,17 @@ def resolve_checkpoint(spec: str, model_dir: str | os.PathLike | None = None) ->
     try:
         from huggingface_hub import constants, hf_hub_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a dependency of objvid[depth]
-        raise ModelLoadError(_placement_message(spec, placed, "huggingface_hub is not installed", None)) from exc
+        raise ModelLoadError(
+            _placement_message(spec, placed, "huggingface_hub is not installed", None)
+        ) from exc
     try:
-        downloaded = hf_hub_download(repo_id=spec, filename=CHECKPOINT_FILE, repo_type="model", local_files_only=offline)
+        downloaded = hf_hub_download(
+            repo_id=spec, filename=CHECKPOINT_FILE, repo_type="model", local_files_only=offline
+        )
     except Exception as exc:  # offline, unreachable, unknown repo, gated: all end in the same instruction
-        reason = "HF_HUB_OFFLINE is set and it is not in the cache" if offline else f"{type(exc).__name__}: {exc}"
+        reason = (
+            "HF_HUB_OFFLINE is set and it is not in the cache" if offline else f"{type(exc).__name__}: {exc}"
+        )
         raise ModelLoadError(_placement_message(spec, placed, reason, constants.HF_HUB_CACHE)) from exc
     return Checkpoint(spec, Path(downloaded))
 
@@ -121,7 +127,9 @@ def pick_fp16(dtype: str, device: torch.device) -> bool:
         return device.type == "cuda"
     if dtype == "float16":
         if device.type != "cuda":
-            raise ModelLoadError("dtype: float16 needs a CUDA device (fp16 on CPU is ~100x slower); use float32")
+            raise ModelLoadError(
+                "dtype: float16 needs a CUDA device (fp16 on CPU is ~100x slower); use float32"
+            )
         return True
     if dtype == "float32":
         return False
@@ -219,9 +227,13 @@ def load_model(
     try:
         state = torch.load(ckpt.path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
-        raise ModelLoadError(f"model: cannot read checkpoint {ckpt.path}: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"model: cannot read checkpoint {ckpt.path}: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(state, dict) or "model_config" not in state or "model" not in state:
-        raise ModelLoadError(f"model: {ckpt.path} is not a MoGe checkpoint (expected keys 'model_config' and 'model')")
+        raise ModelLoadError(
+            f"model: {ckpt.path} is not a MoGe checkpoint (expected keys 'model_config' and 'model')"
+        )
     config = dict(state["model_config"])
     ver = checkpoint_version(config) if version == "auto" else version
     try:
@@ -230,7 +242,9 @@ def load_model(
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"model: {ckpt.path} does not fit MoGe {ver}: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"model: {ckpt.path} does not fit MoGe {ver}: {type(exc).__name__}: {exc}"
+        ) from exc
     # Same strictness as MoGe's own from_pretrained: v1 strict, v2 lenient (its checkpoints may omit parts).
     if ver == "v1" and (missing or unexpected):
         raise ModelLoadError(

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 
 from objvid import wire
@@ -62,7 +61,15 @@ class ServerConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
-        for name in ("width", "height", "infer_width", "infer_height", "max_pixels", "max_images", "micro_batch"):
+        for name in (
+            "width",
+            "height",
+            "infer_width",
+            "infer_height",
+            "max_pixels",
+            "max_images",
+            "micro_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.workers < 1 or self.decode_threads < 1:
@@ -153,7 +160,9 @@ class DepthServer:
     def _warmup(self, model: MoGeDepthModel) -> None:
         """One inference at the default sizes so the first request does not pay for kernel selection."""
         c = self.config
-        blank = [lift.resize_for_inference(_gray(c.infer_height, c.infer_width), (c.infer_height, c.infer_width))]
+        blank = [
+            lift.resize_for_inference(_gray(c.infer_height, c.infer_width), (c.infer_height, c.infer_width))
+        ]
         lift.lift_batch(model, blank, (c.height, c.width), model.device)
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)

@@ -82,7 +82,12 @@ def _peek_size(data: bytes, name: str) -> tuple[int, int]:
 class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
     """Lift servicer. ``set_model`` once loaded; until then Lift answers UNAVAILABLE."""
 
-    def __init__(self, settings: LiftSettings | None = None, metrics: DepthMetrics | None = None, decode_threads: int = 4):
+    def __init__(
+        self,
+        settings: LiftSettings | None = None,
+        metrics: DepthMetrics | None = None,
+        decode_threads: int = 4,
+    ):
         self.settings = settings or LiftSettings()
         self.metrics = metrics or DepthMetrics()
         self._model = None
@@ -107,12 +112,15 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         start = time.perf_counter()
         code, message, response = grpc.StatusCode.OK, "", None
         try:
-            response = self.lift(request)
+            response = self.lift(request, context.is_active)
         except RequestError as exc:
             code, message = exc.code, str(exc)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "device out of memory; send fewer or smaller images"
+            code, message = (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "device out of memory; send fewer or smaller images",
+            )
         except Exception as exc:  # never let one request take the server down
             log.exception("event=lift_failed error=%s", type(exc).__name__)
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
@@ -126,18 +134,27 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
     # -------------------------------------------------------------------------------------------------
     # Work
 
-    def lift(self, request: depth_pb2.LiftRequest) -> depth_pb2.LiftResponse:
-        """Validate, decode, lift and encode one request; raises RequestError."""
+    def lift(self, request: depth_pb2.LiftRequest, is_active=None) -> depth_pb2.LiftResponse:
+        """Validate, decode, lift and encode one request; raises RequestError.
+
+        is_active: optional callable; when it turns False (client gone, deadline passed) no further model
+        call is started for this request.
+        """
         model = self._model
         if model is None:
-            raise RequestError(grpc.StatusCode.UNAVAILABLE, "model is still loading; retry when health is SERVING")
+            raise RequestError(
+                grpc.StatusCode.UNAVAILABLE, "model is still loading; retry when health is SERVING"
+            )
         s = self.settings
         n = len(request.images)
         if n == 0:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "images: empty batch; send at least one image")
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, "images: empty batch; send at least one image"
+            )
         if n > s.max_images:
             raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"images: {n} images exceed the limit of {s.max_images} per request"
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"images: {n} images exceed the limit of {s.max_images} per request",
             )
         width, height, keep = int(request.width), int(request.height), bool(request.keep_aspect)
         try:
@@ -154,7 +171,10 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         if n == 1:
             decoded = [self._decode(0, request.images[0], width, height, keep)]
         else:
-            futures = [self._pool.submit(self._decode, i, im, width, height, keep) for i, im in enumerate(request.images)]
+            futures = [
+                self._pool.submit(self._decode, i, im, width, height, keep)
+                for i, im in enumerate(request.images)
+            ]
             decoded = [f.result() for f in futures]  # in index order: the first bad image is reported
         self.metrics.stage("decode", time.perf_counter() - t0)
 
@@ -168,6 +188,10 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                 t_wait = time.perf_counter()
                 with self._model_lock:
                     t_run = time.perf_counter()
+                    if is_active is not None and not is_active():
+                        raise RequestError(
+                            grpc.StatusCode.CANCELLED, "request cancelled or past its deadline"
+                        )
                     out = lift.lift_batch(model, [decoded[i].rgb for i in chunk], working_hw, model.device)
                     t_done = time.perf_counter()
                 self.metrics.stage("queue", t_run - t_wait)
@@ -176,21 +200,29 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                     views[i] = view
 
         t0 = time.perf_counter()
-        response = depth_pb2.LiftResponse(views=[_encode_view(v) for v in views], model=str(getattr(model, "name", "")))
+        response = depth_pb2.LiftResponse(model=str(getattr(model, "name", "")))
+        for view in views:
+            _encode_view(response.views.add(), view)
         self.metrics.stage("encode", time.perf_counter() - t0)
         return response
 
-    def _decode(self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool) -> _Decoded:
+    def _decode(
+        self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool
+    ) -> _Decoded:
         """images[index] -> pixels at the inference size, with the limits checked before decoding."""
         s = self.settings
         name = f"images[{index}]"
         kind = image.WhichOneof("content")
         if kind is None:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: missing (set `encoded` or `pixels`)")
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{name}: missing (set `encoded` or `pixels`)"
+            )
         if kind == "pixels":
             shape = list(image.pixels.shape)
             if len(shape) != 3 or shape[2] != 3:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: raw pixels must be (H, W, 3), got {shape}")
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{name}: raw pixels must be (H, W, 3), got {shape}"
+                )
             h, w = shape[0], shape[1]
         else:
             h, w = _peek_size(image.encoded, name)
@@ -198,7 +230,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty image ({h}x{w})")
         if h * w > s.max_pixels:
             raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}"
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}",
             )
         try:
             rgb = wire.decode_image(image, name)
@@ -215,12 +248,12 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         return _Decoded(lift.resize_for_inference(rgb, infer_hw), infer_hw, working_hw)
 
 
-def _encode_view(view: lift.LiftedView) -> depth_pb2.LiftedView:
-    return depth_pb2.LiftedView(
-        depth=wire.encode_tensor(view.depth, "depth"),
-        mask=wire.encode_tensor(view.mask, "mask"),
-        intrinsics=view.intrinsics.ravel().tolist(),
-        width=view.width,
-        height=view.height,
-        image=types_pb2.Image(pixels=wire.encode_tensor(view.image, "image")),
-    )
+def _encode_view(out: depth_pb2.LiftedView, view: lift.LiftedView) -> None:
+    """Fill ``out`` in place. CopyFrom of a fresh ``wire.encode_tensor`` message shares its bytes; passing
+    the same sub-messages as constructor keywords costs a deep copy (tens of ms for a 704x1280 view)."""
+    out.depth.CopyFrom(wire.encode_tensor(view.depth, "depth"))
+    out.mask.CopyFrom(wire.encode_tensor(view.mask, "mask"))
+    out.image.pixels.CopyFrom(wire.encode_tensor(view.image, "image"))
+    out.intrinsics.extend(view.intrinsics.ravel().tolist())
+    out.width = view.width
+    out.height = view.height

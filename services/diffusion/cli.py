@@ -18,7 +18,14 @@ import logging
 import os
 import sys
 
-from objvid.diffusion.registry import DTYPES, MODEL_NAMES, OFFLOAD_PARTS, ModelSettings, load_model, parse_bool
+from objvid.diffusion.registry import (
+    DTYPES,
+    MODEL_NAMES,
+    OFFLOAD_PARTS,
+    ModelSettings,
+    load_model,
+    parse_bool,
+)
 
 log = logging.getLogger("objvid.diffusion.cli")
 
@@ -42,17 +49,27 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="comma list of models to serve, from " + ",".join(MODEL_NAMES)
         + " (default: preview, plus gen3c when --gen3c-weights is set)",
     )  # fmt: skip
-    parser.add_argument("--gen3c-weights", default=_env("gen3c-weights"), help="directory from `convert` (gen3c)")
     parser.add_argument(
-        "--host", default=_env("host", "127.0.0.1"), help="bind address for HTTP, gRPC, metrics (default 127.0.0.1)"
+        "--gen3c-weights", default=_env("gen3c-weights"), help="directory from `convert` (gen3c)"
+    )
+    parser.add_argument(
+        "--host",
+        default=_env("host", "127.0.0.1"),
+        help="bind address for HTTP, gRPC, metrics (default 127.0.0.1)",
     )
     parser.add_argument("--http-port", type=int, default=int(_env("http-port", 8000)), help="default 8000")
     parser.add_argument("--grpc-port", type=int, default=int(_env("grpc-port", 8001)), help="default 8001")
-    parser.add_argument("--metrics-port", type=int, default=int(_env("metrics-port", 8002)), help="default 8002")
     parser.add_argument(
-        "--device", default=_env("device", "auto"), help="gen3c device: auto (cuda if available), cpu, cuda, cuda:N"
+        "--metrics-port", type=int, default=int(_env("metrics-port", 8002)), help="default 8002"
     )
-    parser.add_argument("--dtype", choices=DTYPES, default=_env("dtype", "auto"), help="gen3c dtype (auto: bf16 on GPU)")
+    parser.add_argument(
+        "--device",
+        default=_env("device", "auto"),
+        help="gen3c device: auto (cuda if available), cpu, cuda, cuda:N",
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=_env("dtype", "auto"), help="gen3c dtype (auto: bf16 on GPU)"
+    )
     parser.add_argument(
         "--offload-text-encoder", action="store_true", default=_env_bool("offload-text-encoder"),
         help="keep the T5 text encoder on the CPU between uses",
@@ -71,7 +88,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="batch the guided and unguided passes (faster, more GPU memory)",
     )  # fmt: skip
     parser.add_argument(
-        "--inpaint-radius", type=int, default=int(_env("inpaint-radius", 3)), help="preview inpainting radius (3)"
+        "--inpaint-radius",
+        type=int,
+        default=int(_env("inpaint-radius", 3)),
+        help="preview inpainting radius (3)",
     )
     parser.add_argument(
         "--inpaint-max-side", type=int, default=int(_env("inpaint-max-side", 320)),
@@ -101,7 +121,9 @@ def selected_models(args: argparse.Namespace) -> list[str]:
     if unknown or not names:
         raise ValueError(f"--models: unknown model(s) {unknown}; choose from {','.join(MODEL_NAMES)}")
     if "gen3c" in names and not args.gen3c_weights:
-        raise ValueError("--models includes gen3c but --gen3c-weights (OBJVID_DIFFUSION_GEN3C_WEIGHTS) is not set")
+        raise ValueError(
+            "--models includes gen3c but --gen3c-weights (OBJVID_DIFFUSION_GEN3C_WEIGHTS) is not set"
+        )
     return list(dict.fromkeys(names))
 
 

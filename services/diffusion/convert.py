@@ -100,13 +100,25 @@ TRANSFORMER_RULES: list[tuple[str, str]] = [
 ]
 for _sub, _attn in (("0", "attn1"), ("1", "attn2")):
     TRANSFORMER_RULES += [
-        (_BLK + rf"\.{_sub}\.block\.attn\.to_([qkv])\.0\.weight$", rf"transformer_blocks.\1.{_attn}.to_\2.weight"),
-        (_BLK + rf"\.{_sub}\.block\.attn\.to_([qk])\.1\.weight$", rf"transformer_blocks.\1.{_attn}.norm_\2.weight"),
-        (_BLK + rf"\.{_sub}\.block\.attn\.to_out\.0\.weight$", rf"transformer_blocks.\1.{_attn}.to_out.0.weight"),
+        (
+            _BLK + rf"\.{_sub}\.block\.attn\.to_([qkv])\.0\.weight$",
+            rf"transformer_blocks.\1.{_attn}.to_\2.weight",
+        ),
+        (
+            _BLK + rf"\.{_sub}\.block\.attn\.to_([qk])\.1\.weight$",
+            rf"transformer_blocks.\1.{_attn}.norm_\2.weight",
+        ),
+        (
+            _BLK + rf"\.{_sub}\.block\.attn\.to_out\.0\.weight$",
+            rf"transformer_blocks.\1.{_attn}.to_out.0.weight",
+        ),
     ]
 for _sub, _norm in (("0", "norm1"), ("1", "norm2"), ("2", "norm3")):
     TRANSFORMER_RULES.append(
-        (_BLK + rf"\.{_sub}\.adaLN_modulation\.([12])\.weight$", rf"transformer_blocks.\1.{_norm}.linear_\2.weight")
+        (
+            _BLK + rf"\.{_sub}\.adaLN_modulation\.([12])\.weight$",
+            rf"transformer_blocks.\1.{_norm}.linear_\2.weight",
+        )
     )
 TRANSFORMER_SKIP = [r"^logvar\.", r"^net\.pos_embedder\.seq$", r"^net\.accum_", r"\._extra_state$"]
 # Not in weights: the GEN3C_Cosmos_7B experiment sets rope_{h,w,t}_extrapolation_ratio = 1, 1, 2.
@@ -192,7 +204,9 @@ def infer_transformer_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
-def _check_against_model(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, problems: list[str]):
+def _check_against_model(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, problems: list[str]
+):
     try:
         weights.check_state_dict(model, state, what)
     except ValueError as exc:
@@ -340,7 +354,9 @@ def infer_vae_config(state: dict[str, torch.Tensor], mean: torch.Tensor, std: to
     levels = sorted({int(k.split(".")[2]) for k in state if k.startswith("encoder.down.")})
     up_levels = sorted({int(k.split(".")[2]) for k in state if k.startswith("decoder.up.")})
     if not levels or levels != list(range(len(levels))) or up_levels != levels:
-        raise ConversionError(f"tokenizer: encoder levels {levels} / decoder levels {up_levels} are not 0..n-1")
+        raise ConversionError(
+            f"tokenizer: encoder levels {levels} / decoder levels {up_levels} are not 0..n-1"
+        )
     n = len(levels)
     patch = round((conv_in[1] / 3) ** (1 / 3))
     if 3 * patch**3 != conv_in[1]:
@@ -348,7 +364,9 @@ def infer_vae_config(state: dict[str, torch.Tensor], mean: torch.Tensor, std: to
     enc_out = [conv_in[0]]
     enc_out += [_width(state, f"encoder.down.{i}.block.0.conv1.0.conv3d.weight", problems) for i in range(n)]
     rev = [dec_in[0]]
-    rev += [_width(state, f"decoder.up.{n - 1 - i}.block.0.conv1.0.conv3d.weight", problems) for i in range(n)]
+    rev += [
+        _width(state, f"decoder.up.{n - 1 - i}.block.0.conv1.0.conv3d.weight", problems) for i in range(n)
+    ]
     num_layers = len({k.split(".")[4] for k in state if k.startswith("encoder.down.0.block.")})
     spatial = sum(f"encoder.down.{i}.downsample.conv1.conv3d.weight" in state for i in range(n))
     temporal = sum(f"encoder.down.{i}.downsample.conv2.conv3d.weight" in state for i in range(n))
@@ -360,7 +378,9 @@ def infer_vae_config(state: dict[str, torch.Tensor], mean: torch.Tensor, std: to
     if buf is not None and int(buf.flatten()[0]) != patch:
         problems.append(f"tokenizer: patch_size_buffer {int(buf.flatten()[0])} != patch size {patch}")
     if mean.numel() != std.numel() or mean.numel() % quant[0]:
-        problems.append(f"tokenizer mean_std.pt: sizes {mean.numel()} / {std.numel()} not a multiple of {quant[0]}")
+        problems.append(
+            f"tokenizer mean_std.pt: sizes {mean.numel()} / {std.numel()} not a multiple of {quant[0]}"
+        )
     if problems:
         raise ConversionError("\n".join(problems))
     cfg = vae_config_720p()
@@ -394,7 +414,9 @@ def load_tokenizer_files(path: Path) -> tuple[dict[str, torch.Tensor], torch.Ten
     for f in files:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still the format
+                warnings.simplefilter(
+                    "ignore", DeprecationWarning
+                )  # torch.jit is deprecated, still the format
                 part = torch.jit.load(str(f), map_location="cpu").state_dict()
         except Exception as exc:
             raise ConversionError(f"--tokenizer {f}: cannot load TorchScript ({exc})") from exc
@@ -445,7 +467,9 @@ def save_text_encoder(path: Path, out: Path, embed_dim: int, dtype: torch.dtype)
         encoder = T5EncoderModel.from_pretrained(str(path), dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:
-        raise ConversionError(f"--text-encoder {path}: cannot load a T5 encoder and tokenizer ({exc})") from exc
+        raise ConversionError(
+            f"--text-encoder {path}: cannot load a T5 encoder and tokenizer ({exc})"
+        ) from exc
     if int(encoder.config.d_model) != embed_dim:
         raise ConversionError(
             f"--text-encoder {path}: d_model {encoder.config.d_model} != transformer text_embed_dim {embed_dim}"
@@ -506,7 +530,9 @@ def convert(
 
     t_state, t_config, t_skipped = results["transformer"]
     v_state, v_config, v_skipped = results["vae"]
-    frame_buffer_max = (t_config["in_channels"] - LATENT_CHANNELS - CONDITION_MASK_CHANNELS) // (2 * LATENT_CHANNELS)
+    frame_buffer_max = (t_config["in_channels"] - LATENT_CHANNELS - CONDITION_MASK_CHANNELS) // (
+        2 * LATENT_CHANNELS
+    )
     config = Gen3cConfig(
         chunk_frames=chunk_frames,
         frame_buffer_max=frame_buffer_max,
@@ -587,15 +613,23 @@ def _env(flag: str) -> str | None:
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``convert`` flags (env fallbacks ``OBJVID_DIFFUSION_CONVERT_<FLAG>``)."""
     parser.add_argument("--gen3c", default=_env("gen3c"), help="GEN3C-Cosmos-7B model.pt")
-    parser.add_argument("--tokenizer", default=_env("tokenizer"), help="Cosmos-Tokenize1-CV8x8x8-720p directory")
     parser.add_argument(
-        "--text-encoder", default=_env("text-encoder"), help="T5 directory (google-t5/t5-11b); omit: no prompts"
+        "--tokenizer", default=_env("tokenizer"), help="Cosmos-Tokenize1-CV8x8x8-720p directory"
+    )
+    parser.add_argument(
+        "--text-encoder",
+        default=_env("text-encoder"),
+        help="T5 directory (google-t5/t5-11b); omit: no prompts",
     )
     parser.add_argument("--out", default=_env("out"), help="output weights directory")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=_env("dtype") or "keep", help="transformer dtype")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=_env("dtype") or "keep", help="transformer dtype"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument(
-        "--allow-pickle", action="store_true", help="allow full pickle loading of model.pt (trusted files only)"
+        "--allow-pickle",
+        action="store_true",
+        help="allow full pickle loading of model.pt (trusted files only)",
     )
     parser.add_argument("--chunk-frames", type=int, default=121, help=argparse.SUPPRESS)
     parser.add_argument("--text-max-length", type=int, default=512, help=argparse.SUPPRESS)

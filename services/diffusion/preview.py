@@ -33,7 +33,7 @@ def composite_slots(renders: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray,
     covered = masks[0].astype(bool)
     for slot in range(1, renders.shape[0]):
         take = masks[slot].astype(bool) & ~covered
-        frame[take] = renders[slot][take]
+        cv2.copyTo(renders[slot], take.view(np.uint8), frame)  # in place, much faster than numpy's where=
         covered |= take
     return frame, ~covered
 
@@ -44,19 +44,29 @@ def inpaint_region(frame: np.ndarray, region: np.ndarray, radius: int, max_side:
     frame: (H, W, 3) uint8 (pixels outside ``region`` are valid content); region: (H, W) bool.
     Returns the fill (H, W, 3) uint8, valid inside ``region``; None when no valid pixel remains at the
     working resolution (nothing to propagate).
+
+    Downscaling averages valid pixels only (normalized box filter), so hole colours never leak in; a
+    working pixel counts as valid when at least half of it is valid, so scattered one-pixel holes stay
+    cheap (they take the local average) and only real holes go through ``cv2.inpaint`` (TELEA).
     """
     height, width = region.shape
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        # Any overlap with the region marks the small pixel as unknown, so no hole colour leaks in.
-        small_mask = cv2.resize(region.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
+        valid = (~region).view(np.uint8)
+        weight = cv2.resize(valid * np.uint8(255), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        total = cv2.resize(cv2.copyTo(frame, valid), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        small = np.clip(total * 255 / np.maximum(weight, 1)[..., None] + 0.5, 0, 255).astype(np.uint8)
+        small_mask = weight < 128
     else:
         small, small_mask = frame, region
     if small_mask.all():
         return None
-    filled = cv2.inpaint(small, small_mask.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    filled = (
+        cv2.inpaint(small, small_mask.view(np.uint8), radius, cv2.INPAINT_TELEA)
+        if small_mask.any()
+        else small
+    )
     if scale < 1.0:
         filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
     return filled
@@ -94,17 +104,17 @@ class PreviewModel(VideoModel):
         ``options`` are accepted for the common contract; nothing here is random or prompt-driven.
         """
         total = chunk.num_frames
+        renders, masks = np.ascontiguousarray(chunk.renders), np.ascontiguousarray(chunk.masks)  # for cv2
         video = np.empty((total, chunk.height, chunk.width, 3), np.uint8)
         video[0] = chunk.first_frame
         prev_hole = np.zeros((chunk.height, chunk.width), bool)
         for t in range(1, total):
-            frame, hole = composite_slots(chunk.renders[t], chunk.masks[t])
-            persistent = hole & prev_hole
-            frame[persistent] = video[t - 1][persistent]
+            frame, hole = composite_slots(renders[t], masks[t])
+            cv2.copyTo(video[t - 1], (hole & prev_hole).view(np.uint8), frame)  # persistent: keep the fill
             new = hole & ~prev_hole
             if new.any():
                 fill = inpaint_region(frame, new, self.radius, self.max_side)
-                frame[new] = (video[t - 1] if fill is None else fill)[new]
+                cv2.copyTo(video[t - 1] if fill is None else fill, new.view(np.uint8), frame)
             video[t] = frame
             prev_hole = hole
             if progress is not None and ((t + 1) % self.progress_every == 0 or t + 1 == total):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import sysconfig
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -119,8 +121,12 @@ def start_server(models: Sequence[VideoModel], config: ServerConfig = ServerConf
     return triton
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def serve(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()) -> None:
-    """Serve ``models`` until interrupted (blocking)."""
+    """Serve ``models`` until SIGINT or SIGTERM (blocking); both stop Triton cleanly."""
     if not models:
         raise ValueError("serve needs at least one model")
     triton = build_triton(config)
@@ -130,5 +136,8 @@ def serve(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()) -
         "event=triton_serving host=%s http_port=%d grpc_port=%d metrics_port=%d models=%s",
         config.host, config.http_port, config.grpc_port, config.metrics_port, ",".join(m.name for m in models),
     )  # fmt: skip
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # PyTriton's serve() stops cleanly on KeyboardInterrupt
     with triton:
         triton.serve()
+    log.info("event=triton_stopped")

@@ -125,6 +125,8 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
                 raise ValueError(f"{key} must be an integer, got {parameters[key]!r}") from None
     kwargs["cfg_batch"] = parse_bool(parameters.get("cfg_batch", "false"), "cfg_batch")
     kwargs["offload"] = tuple(
-        part for part in OFFLOAD_PARTS if parse_bool(parameters.get(f"offload_{part}", "false"), f"offload_{part}")
+        part
+        for part in OFFLOAD_PARTS
+        if parse_bool(parameters.get(f"offload_{part}", "false"), f"offload_{part}")
     )
     return ModelSettings(**kwargs)

@@ -80,11 +80,15 @@ def decode_options(value: np.ndarray | bytes | None) -> GenerateOptions:
         if isinstance(raw, str):
             raw = raw.encode()
         if not isinstance(raw, bytes | bytearray):
-            raise ValueError(f"OPTIONS must be BYTES (a serialized objvid.v1.GenerateOptions), got {array.dtype}")
+            raise ValueError(
+                f"OPTIONS must be BYTES (a serialized objvid.v1.GenerateOptions), got {array.dtype}"
+            )
     try:
         msg = diffusion_pb2.GenerateOptions.FromString(bytes(raw))
     except pb_message.DecodeError as err:
-        raise ValueError(f"OPTIONS is not a serialized objvid.v1.GenerateOptions ({len(raw)} bytes): {err}") from None
+        raise ValueError(
+            f"OPTIONS is not a serialized objvid.v1.GenerateOptions ({len(raw)} bytes): {err}"
+        ) from None
     unknown = sorted({field.field_number for field in unknown_fields.UnknownFieldSet(msg)})
     if unknown:
         raise ValueError(
@@ -96,7 +100,9 @@ def decode_options(value: np.ndarray | bytes | None) -> GenerateOptions:
     return options
 
 
-def prepare_chunk(model: VideoModel, inputs: Mapping[str, np.ndarray | None]) -> tuple[ChunkInputs, GenerateOptions]:
+def prepare_chunk(
+    model: VideoModel, inputs: Mapping[str, np.ndarray | None]
+) -> tuple[ChunkInputs, GenerateOptions]:
     """Decode and validate one request's tensors for ``model``; raise ValueError naming the problem."""
     for name, _, _, optional in INPUTS:
         if not optional and inputs.get(name) is None:
@@ -245,7 +251,9 @@ class PythonBackendModel:
                 inputs[name] = None if tensor is None else tensor.as_numpy()
             for outputs in run_chunk(self.model, inputs, sender.is_cancelled):
                 tensors = [pb.Tensor(name, value) for name, value in outputs.items()]
-                sender.send(pb.InferenceResponse(output_tensors=tensors), flags=final if "VIDEO" in outputs else 0)
+                sender.send(
+                    pb.InferenceResponse(output_tensors=tensors), flags=final if "VIDEO" in outputs else 0
+                )
         except ChunkError as err:
             sender.send(pb.InferenceResponse(error=pb.TritonError(str(err))), flags=final)
         except Exception as err:  # noqa: BLE001 - keep serving whatever happens

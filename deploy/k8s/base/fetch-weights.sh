@@ -7,6 +7,9 @@
 #   OBJVID_WEIGHTS_KEEP_RAW  1 keeps the original GEN3C/tokenizer/T5 downloads under ROOT/raw (default 0)
 #   OBJVID_MOGE_REPO, OBJVID_GEN3C_REPO, OBJVID_TOKENIZER_REPO, OBJVID_T5_REPO   Hugging Face repos
 #   OBJVID_HF_REVISION       git revision for every download (default main; pin a commit for reproducibility)
+#   OBJVID_T5_FILES          files of the T5 repo to fetch (default: config.json spiece.model pytorch_model.bin)
+#   OBJVID_GEN3C_DTYPE       dtype of the converted transformer: bf16 (default), fp32 or keep
+#   OBJVID_CONVERT_ALLOW_PICKLE  1 passes --allow-pickle (full pickle load of model.pt; trusted files only)
 #   OBJVID_HF_BIN            Hugging Face CLI (default: `hf`, else `huggingface-cli`)
 #   OBJVID_CONVERT_BIN       converter (default objvid-diffusion)
 #   HF_TOKEN                 token for gated repos (from the objvid-hf-token Secret)
@@ -21,6 +24,9 @@ moge_repo="${OBJVID_MOGE_REPO:-Ruicheng/moge-vitl}"
 gen3c_repo="${OBJVID_GEN3C_REPO:-nvidia/GEN3C-Cosmos-7B}"
 tokenizer_repo="${OBJVID_TOKENIZER_REPO:-nvidia/Cosmos-Tokenize1-CV8x8x8-720p}"
 t5_repo="${OBJVID_T5_REPO:-google-t5/t5-11b}"
+t5_files="${OBJVID_T5_FILES:-config.json spiece.model pytorch_model.bin}"
+gen3c_dtype="${OBJVID_GEN3C_DTYPE:-bf16}"
+allow_pickle="${OBJVID_CONVERT_ALLOW_PICKLE:-0}"
 convert_bin="${OBJVID_CONVERT_BIN:-objvid-diffusion}"
 hf_bin="${OBJVID_HF_BIN:-}"
 if [ -z "$hf_bin" ]; then
@@ -66,14 +72,21 @@ fetch_gen3c() {
   fi
   hf_get "$gen3c_repo" "$raw/GEN3C-Cosmos-7B" model.pt
   hf_get "$tokenizer_repo" "$raw/Cosmos-Tokenize1-CV8x8x8-720p"
-  hf_get "$t5_repo" "$raw/t5-11b" config.json spiece.model pytorch_model.bin
+  # shellcheck disable=SC2086  # a list of file names
+  hf_get "$t5_repo" "$raw/t5-11b" $t5_files
   rm -rf "$dest.partial"
-  log "convert weights=gen3c out=$dest.partial"
+  local extra=()
+  if [ "$allow_pickle" = "1" ]; then
+    extra+=(--allow-pickle)
+  fi
+  log "convert weights=gen3c out=$dest.partial dtype=$gen3c_dtype"
   "$convert_bin" convert \
     --gen3c "$raw/GEN3C-Cosmos-7B/model.pt" \
     --tokenizer "$raw/Cosmos-Tokenize1-CV8x8x8-720p" \
     --text-encoder "$raw/t5-11b" \
-    --out "$dest.partial"
+    --out "$dest.partial" \
+    --dtype "$gen3c_dtype" \
+    "${extra[@]}"
   [ -d "$dest.partial" ] || fail "weights=gen3c reason=converter_wrote_nothing path=$dest.partial"
   # swap in the finished directory; the marker goes last so readers never see a half-written one
   rm -rf "$dest"

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 
-def uint8_to_unit(frames: np.ndarray | torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+def uint8_to_unit(
+    frames: np.ndarray | torch.Tensor, device: torch.device | str, dtype: torch.dtype
+) -> torch.Tensor:
     """(T, H, W, 3) uint8 -> (1, 3, T, H, W) in [-1, 1] (x / 127.5 - 1) on ``device`` in ``dtype``."""
     t = torch.as_tensor(frames).to(device)
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
@@ -72,7 +74,9 @@ def encode_cache_latents(
 def condition_indicator(latent_frames: int, num_condition_latents: int, device=None) -> torch.Tensor:
     """(1, 1, T', 1, 1) float32: 1 on the first ``num_condition_latents`` latent frames."""
     if not 0 <= num_condition_latents <= latent_frames:
-        raise ValueError(f"num_condition_latents must be in [0, {latent_frames}], got {num_condition_latents}")
+        raise ValueError(
+            f"num_condition_latents must be in [0, {latent_frames}], got {num_condition_latents}"
+        )
     ind = torch.zeros((1, 1, latent_frames, 1, 1), device=device)
     ind[:, :, :num_condition_latents] = 1.0
     return ind

@@ -91,7 +91,9 @@ class Gen3cConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Gen3cConfig:
         if data.get("format") != FORMAT_NAME:
-            raise ValueError(f"not a GEN3C weights config: format={data.get('format')!r}, want {FORMAT_NAME!r}")
+            raise ValueError(
+                f"not a GEN3C weights config: format={data.get('format')!r}, want {FORMAT_NAME!r}"
+            )
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported GEN3C weights format_version {data.get('format_version')!r}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -108,7 +110,9 @@ class Gen3cConfig:
     def load(cls, weights_dir: str | Path) -> Gen3cConfig:
         path = Path(weights_dir) / CONFIG_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: not a GEN3C weights directory (run objvid-diffusion convert)")
+            raise FileNotFoundError(
+                f"{path} not found: not a GEN3C weights directory (run objvid-diffusion convert)"
+            )
         return cls.from_json(json.loads(path.read_text()))
 
 

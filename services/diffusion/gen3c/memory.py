@@ -119,7 +119,12 @@ def check_fits(
         )
 
 
-STAGE_PARTS = {"text encoding": "text_encoder", "VAE encoding": "vae", "VAE decoding": "vae", "denoising": "transformer"}
+STAGE_PARTS = {
+    "text encoding": "text_encoder",
+    "VAE encoding": "vae",
+    "VAE decoding": "vae",
+    "denoising": "transformer",
+}
 
 
 def oom_error(exc: BaseException, stage: str, offload: Offload, sizes: dict[str, int]) -> GpuMemoryError:

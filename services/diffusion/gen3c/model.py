@@ -134,7 +134,8 @@ class Gen3cModel(VideoModel):
     ) -> Gen3cModel:
         """Load a weights directory written by ``objvid-diffusion convert``.
 
-        attention_backend: SDPA backend ("flash", "cudnn", "efficient", "math", None = PyTorch's choice);
+        attention_backend: SDPA backend ("flash", "cudnn", "efficient", "math", None = PyTorch's choice) or
+        "fa4" (FlashAttention-4, package flash-attn-4);
         fast_attention: use :class:`~objvid.diffusion.gen3c.transformer.FastCosmosAttnProcessor`;
         compile_blocks: ``torch.compile`` each transformer block (first call is slow).
         """
@@ -154,8 +155,17 @@ class Gen3cModel(VideoModel):
                 sizes = {"transformer": 0}
                 raise memory.oom_error(exc, "loading the transformer", offload, sizes) from exc
             raise
+        if attention_backend not in (None, *transformer.ATTENTION_BACKENDS):
+            raise ValueError(
+                f"attention_backend must be one of {transformer.ATTENTION_BACKENDS}, got {attention_backend!r}"
+            )
         net.attention_backend = attention_backend
-        if fast_attention:
+        if attention_backend == "fa4":
+            try:
+                transformer.use_fast_attention(net.transformer, kernel="fa4")
+            except ImportError as exc:
+                raise ValueError(f"attention_backend fa4 needs the flash-attn-4 package ({exc})") from exc
+        elif fast_attention:
             transformer.use_fast_attention(net.transformer)
         if compile_blocks:
             transformer.compile_blocks(net.transformer)
@@ -163,7 +173,9 @@ class Gen3cModel(VideoModel):
         prompt_encoder = load_prompt_encoder(
             weights_dir, config.has_text_encoder, config.text_max_length, config.text_embed_dim, dtype
         )
-        model = cls(net, vae, prompt_encoder, config, device=device, dtype=dtype, offload=offload, cfg_batch=cfg_batch)
+        model = cls(
+            net, vae, prompt_encoder, config, device=device, dtype=dtype, offload=offload, cfg_batch=cfg_batch
+        )
         log.info(
             "event=gen3c_loaded dir=%s device=%s dtype=%s offload=%s seconds=%.1f",
             weights_dir,
@@ -197,7 +209,9 @@ class Gen3cModel(VideoModel):
                 f"RENDERS {height}x{width} exceeds GEN3C's maximum of {max_h * s}x{max_w * s} pixels"
             )
 
-    def generate(self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None) -> np.ndarray:
+    def generate(
+        self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         """Generate one chunk -> (T, H, W, 3) uint8; frame 0 reproduces the first frame (through the VAE)."""
         options.validate()
         self.check_frames(chunk.num_frames)
@@ -247,7 +261,9 @@ class Gen3cModel(VideoModel):
         s = self.config.spatial_compression
         tokens = self.config.latent_frames * (chunk.height // s // 2) * (chunk.width // s // 2)
         batch = 2 if (self.cfg_batch and options.guidance != 0) else 1
-        hidden = int(self.net.transformer.config.num_attention_heads * self.net.transformer.config.attention_head_dim)
+        hidden = int(
+            self.net.transformer.config.num_attention_heads * self.net.transformer.config.attention_head_dim
+        )
         working = {
             "transformer": memory.dit_activation_bytes(tokens, hidden, batch),
             "vae": memory.vae_working_bytes(chunk.num_frames, chunk.height, chunk.width),
@@ -281,7 +297,9 @@ class Gen3cModel(VideoModel):
         emit(Progress("encode", 0, total, "encoding first frame and cache buffers"))
         vae_dtype = self.vae.dtype
         with memory.on_device(self.vae, self.device, self.offload.vae):
-            first = conditioning.first_frame_video(chunk.first_frame, chunk.num_frames, self.device, vae_dtype)
+            first = conditioning.first_frame_video(
+                chunk.first_frame, chunk.num_frames, self.device, vae_dtype
+            )
             cond_latent = self.vae.encode(first)
             del first
             tick("first frame")

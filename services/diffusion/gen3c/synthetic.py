@@ -107,7 +107,9 @@ def upstream_dit_state(layout: DitLayout = DitLayout(), seed: int = 0) -> dict[s
     return s
 
 
-def write_gen3c_checkpoint(path: str | Path, state: dict[str, torch.Tensor], wrap: str | None = "model") -> Path:
+def write_gen3c_checkpoint(
+    path: str | Path, state: dict[str, torch.Tensor], wrap: str | None = "model"
+) -> Path:
     """Save like upstream checkpoints: ``{"model": state}`` (or the bare state dict when wrap is None)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +150,9 @@ def _patch_buffers(s: dict, key: str, patch: int) -> None:
     s[f"{key}.patch_size_buffer"] = patch * torch.ones([1], dtype=torch.int32)
 
 
-def upstream_tokenizer_state(layout: TokenizerLayout = TokenizerLayout(), seed: int = 1) -> dict[str, torch.Tensor]:
+def upstream_tokenizer_state(
+    layout: TokenizerLayout = TokenizerLayout(), seed: int = 1
+) -> dict[str, torch.Tensor]:
     """``CausalContinuousVideoTokenizer`` (factorized encoder/decoder, AE) state dict with upstream names."""
     g = torch.Generator().manual_seed(seed)
     c, mult, nres, z, p = layout.channels, layout.mult, layout.res_blocks, layout.latent, layout.patch
@@ -238,7 +242,11 @@ def _save_jit(state: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def write_tokenizer_dir(
-    folder: str | Path, state: dict[str, torch.Tensor], layout: TokenizerLayout, autoencoder: bool = False, seed: int = 2
+    folder: str | Path,
+    state: dict[str, torch.Tensor],
+    layout: TokenizerLayout,
+    autoencoder: bool = False,
+    seed: int = 2,
 ) -> Path:
     """Write ``encoder.jit`` + ``decoder.jit`` (or ``autoencoder.jit``) and ``mean_std.pt`` like the HF repo."""
     folder = Path(folder)

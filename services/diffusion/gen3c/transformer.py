@@ -25,7 +25,9 @@ from torch import nn
 from objvid.diffusion.gen3c.config import LATENT_CHANNELS
 
 UPSTREAM_QK_NORM_EPS = 1e-6
-ATTENTION_BACKENDS = ("default", "flash", "cudnn", "efficient", "math")
+SDPA_BACKENDS = ("default", "flash", "cudnn", "efficient", "math")
+# "fa4": FlashAttention-4 (package flash-attn-4, CuTe DSL; Hopper/Blackwell) called directly, not through SDPA.
+ATTENTION_BACKENDS = (*SDPA_BACKENDS, "fa4")
 
 
 def _cosmos_classes():
@@ -73,10 +75,23 @@ def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
+def flash_attn_4():
+    """FlashAttention-4's ``flash_attn_func`` ((B, S, H, D) in and out); ImportError when not installed."""
+    from flash_attn.cute import flash_attn_func
+
+    return flash_attn_func
+
+
 class FastCosmosAttnProcessor:
     """Same math as diffusers' ``CosmosAttnProcessor2_0`` (q/k RMSNorm, rotate-half RoPE, SDPA), without its
-    GQA ``repeat_interleave`` copies and layout round trips. The SDPA backend follows the caller's
-    ``torch.nn.attention.sdpa_kernel`` context (see :class:`Gen3cNet`)."""
+    GQA ``repeat_interleave`` copies and layout round trips. kernel "sdpa": the SDPA backend follows the
+    caller's ``torch.nn.attention.sdpa_kernel`` context (see :class:`Gen3cNet`); kernel "fa4": FlashAttention-4."""
+
+    def __init__(self, kernel: str = "sdpa"):
+        if kernel not in ("sdpa", "fa4"):
+            raise ValueError(f"attention kernel must be 'sdpa' or 'fa4', got {kernel!r}")
+        self.kernel = kernel
+        self._fa4 = flash_attn_4() if kernel == "fa4" else None
 
     def __call__(
         self,
@@ -96,20 +111,24 @@ class FastCosmosAttnProcessor:
             cos, sin = image_rotary_emb
             q = _apply_rope(q, cos, sin)
             k = _apply_rope(k, cos, sin)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask
-        )
-        out = out.transpose(1, 2).flatten(2).type_as(q)
+        if self._fa4 is not None and attention_mask is None:
+            out = self._fa4(q.contiguous(), k.contiguous(), v.contiguous())
+            out = (out[0] if isinstance(out, tuple) else out).flatten(2).type_as(q)
+        else:
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask
+            )
+            out = out.transpose(1, 2).flatten(2).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def use_fast_attention(model: nn.Module, enabled: bool = True) -> None:
+def use_fast_attention(model: nn.Module, enabled: bool = True, kernel: str = "sdpa") -> None:
     """Switch every attention of the transformer to :class:`FastCosmosAttnProcessor` (or back to diffusers')."""
     from diffusers.models.transformers.transformer_cosmos import CosmosAttnProcessor2_0
 
     for block in model.transformer_blocks:
         for attn in (block.attn1, block.attn2):
-            attn.set_processor(FastCosmosAttnProcessor() if enabled else CosmosAttnProcessor2_0())
+            attn.set_processor(FastCosmosAttnProcessor(kernel) if enabled else CosmosAttnProcessor2_0())
 
 
 def compile_blocks(model: nn.Module, mode: str | None = None) -> None:
@@ -121,7 +140,7 @@ def compile_blocks(model: nn.Module, mode: str | None = None) -> None:
 @contextlib.contextmanager
 def sdpa_backend(name: str | None) -> Iterator[None]:
     """Restrict SDPA to one backend ("flash", "cudnn", "efficient", "math"); None/"default" = PyTorch's choice."""
-    if name in (None, "default"):
+    if name in (None, "default", "fa4"):  # fa4 does not go through SDPA
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -154,7 +173,9 @@ class Gen3cNet(nn.Module):
     def __init__(self, transformer: nn.Module, attention_backend: str | None = None):
         super().__init__()
         if transformer.config.concat_padding_mask:
-            raise ValueError("Gen3cNet needs the runtime layout (concat_padding_mask=False); use build_transformer")
+            raise ValueError(
+                "Gen3cNet needs the runtime layout (concat_padding_mask=False); use build_transformer"
+            )
         self.transformer = transformer
         self.attention_backend = attention_backend
         width = int(transformer.config.in_channels)

@@ -85,15 +85,23 @@ class Gen3cVae(nn.Module):
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[1] != 3 or video.shape[2] != self.pixel_chunk_frames:
-            raise ValueError(f"VAE encode needs (B, 3, {self.pixel_chunk_frames}, H, W), got {tuple(video.shape)}")
+            raise ValueError(
+                f"VAE encode needs (B, 3, {self.pixel_chunk_frames}, H, W), got {tuple(video.shape)}"
+            )
         raw = self.autoencoder.encode(video.to(self.device, self.dtype)).latent_dist.mode().float()
         return (raw - self.latent_mean) / self.latent_std * self.sigma_data
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        if latent.ndim != 5 or latent.shape[1] != self.latent_channels or latent.shape[2] != self.latent_frames:
+        if (
+            latent.ndim != 5
+            or latent.shape[1] != self.latent_channels
+            or latent.shape[2] != self.latent_frames
+        ):
             raise ValueError(
                 f"VAE decode needs (B, {self.latent_channels}, {self.latent_frames}, h, w), got {tuple(latent.shape)}"
             )
-        raw = latent.float().to(self.latent_mean.device) / self.sigma_data * self.latent_std + self.latent_mean
+        raw = (
+            latent.float().to(self.latent_mean.device) / self.sigma_data * self.latent_std + self.latent_mean
+        )
         return self.autoencoder.decode(raw.to(self.dtype)).sample.float()

@@ -1,0 +1,123 @@
+"""``objvid-diffusion``: flags, env fallbacks, errors, convert delegation, and a real ``serve`` subprocess."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from objvid.diffusion import cli
+from objvid.diffusion.registry import ModelSettings, settings_from_parameters
+
+grpcclient = pytest.importorskip("tritonclient.grpc")
+
+from diffusion_serving_helpers import chunk, free_ports, generate  # noqa: E402
+
+
+def parse(argv, monkeypatch=None, **env):
+    for key, value in env.items():
+        monkeypatch.setenv(f"OBJVID_DIFFUSION_{key}", value)
+    return cli.build_parser().parse_args(argv)
+
+
+def test_defaults():
+    args = parse(["serve"])
+    assert (args.host, args.http_port, args.grpc_port, args.metrics_port) == ("127.0.0.1", 8000, 8001, 8002)
+    assert cli.selected_models(args) == ["preview"]
+    assert not (args.offload_text_encoder or args.offload_vae or args.offload_transformer)
+
+
+def test_env_fallbacks_and_flags_override(monkeypatch, tmp_path):
+    env = {"GRPC_PORT": "9001", "GEN3C_WEIGHTS": str(tmp_path), "OFFLOAD_TOKENIZER": "1", "DEVICE": "cpu"}
+    args = parse(["serve"], monkeypatch, **env)
+    assert args.grpc_port == 9001 and args.offload_vae and args.device == "cpu"
+    assert cli.selected_models(args) == ["preview", "gen3c"]
+    args = parse(["serve", "--grpc-port", "9100", "--models", "gen3c", "--offload-transformer"], monkeypatch)
+    assert args.grpc_port == 9100 and cli.selected_models(args) == ["gen3c"] and args.offload_transformer
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serve", "--models", "gen3c"], "--gen3c-weights"),
+        (["serve", "--models", "preview,sdxl"], "unknown model(s) ['sdxl']"),
+        (["serve", "--gen3c-weights", "/nonexistent/gen3c"], "is not a directory"),
+        (["serve", "--inpaint-radius", "0"], "radius must be >= 1"),
+        (["serve", "--models", "gen3c", "--gen3c-weights", ".", "--device", "tpu"], "device must be"),
+    ],
+)
+def test_serve_errors_exit_2_with_message(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_bool_env_names_variable(monkeypatch):
+    monkeypatch.setenv("OBJVID_DIFFUSION_OFFLOAD_VAE", "maybe")
+    with pytest.raises(ValueError, match="OBJVID_DIFFUSION_OFFLOAD_VAE must be true or false"):
+        cli.build_parser()
+
+
+def test_convert_is_delegated(capsys):
+    assert cli.main(["convert"]) == 2
+    assert "missing required flags" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["convert", "--help"])
+    assert exit_info.value.code == 0 and "--tokenizer" in capsys.readouterr().out
+
+
+def test_triton_parameters_to_settings():
+    settings = settings_from_parameters(
+        {
+            "weights_dir": "/w",
+            "offload_vae": "true",
+            "offload_transformer": "0",
+            "cfg_batch": "yes",
+            "dtype": "",
+        },
+        "cuda:1",
+    )
+    assert settings == ModelSettings(weights_dir="/w", device="cuda:1", offload=("vae",), cfg_batch=True)
+    with pytest.raises(ValueError, match="unknown model parameter"):
+        settings_from_parameters({"weight_dir": "/w"}, "cpu")
+    with pytest.raises(ValueError, match="offload_vae must be true or false"):
+        settings_from_parameters({"offload_vae": "sometimes"}, "cpu")
+
+
+def test_serve_subprocess_streams_and_stops_on_sigterm(tmp_path):
+    http, grpc, metrics = free_ports(3)
+    env = dict(os.environ, OBJVID_DIFFUSION_GRPC_PORT=str(grpc), OBJVID_DIFFUSION_LOG_LEVEL="info")
+    env.pop("LD_LIBRARY_PATH", None)  # the CLI must set it up itself
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "objvid.diffusion", "serve", "--models", "preview",
+           "--http-port", str(http), "--metrics-port", str(metrics)]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=pathlib.Path(__file__).parent
+        )
+    try:
+        url = f"127.0.0.1:{grpc}"
+        client = grpcclient.InferenceServerClient(url)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if client.is_model_ready("preview"):
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        reply = generate(url, "preview", *chunk(t=3))
+        assert reply.error is None and reply.video.shape == (3, 32, 48, 3) and reply.progress[-1].preview
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text()
+    assert "NOT GEN3C" in text and "event=triton_stopped" in text
+    assert "Traceback" not in text

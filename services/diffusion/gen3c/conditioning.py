@@ -6,6 +6,9 @@
   and repeated to 3 channels, each VAE-encoded as a video; concatenated ``[warp_0, mask_0, warp_1, mask_1]``
   with zero latents for empty slots up to ``frame_buffer_max``.
 - Condition mask (network input channel): 1 on the condition latent frames, 0 elsewhere.
+
+Pixels map to [-1, 1] as x / 127.5 - 1 everywhere (upstream's autoregressive chunks and cache renders do the
+same; only its very first chunk, read from an image file, uses x / 128 - 1).
 """
 
 from __future__ import annotations

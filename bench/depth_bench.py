@@ -119,7 +119,8 @@ def _start_server(ckpt: str, args, settings: dict) -> tuple[subprocess.Popen, st
     cmd += ["--max-images", str(max(args.batches)), "--num-tokens", str(settings["num_tokens"])]
     cmd += ["--infer-height", str(settings["infer_hw"][0]), "--infer-width", str(settings["infer_hw"][1])]
     cmd += ["--height", str(settings["working_hw"][0]), "--width", str(settings["working_hw"][1])]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.cpu_threads))  # same CPU threads as the raw-model rows
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     lines: queue.Queue = queue.Queue()
 
     def pump():
@@ -176,6 +177,7 @@ def run(args) -> dict:
     save_checkpoint(build_random(config, "v1", seed=0), config, ckpt)
     build_s = time.perf_counter() - t0
 
+    torch.set_num_threads(args.cpu_threads)
     model = load_model(ckpt, device=args.device, dtype=args.dtype, num_tokens=settings["num_tokens"])
     dev = model.device
     ih, iw = settings["infer_hw"]
@@ -196,6 +198,7 @@ def run(args) -> dict:
         "working_hw": [wh, ww],
         "num_tokens": model.num_tokens or f"level {model.resolution_level}",
         "torch": torch.__version__,
+        "cpu_threads": args.cpu_threads,
         "iters": args.iters,
         "build_and_save_s": round(build_s, 2),
         "rows": rows,
@@ -306,6 +309,9 @@ def main(argv=None) -> dict | int:
     )
     parser.add_argument(
         "--batches", default=None, help="comma-separated batch sizes (default 1,4; 1,2 with --small)"
+    )
+    parser.add_argument(
+        "--cpu-threads", type=int, default=1, help="torch CPU threads, bench and server alike (default 1)"
     )
     parser.add_argument("--out", default=None, help="output folder (default $OUT or bench/results)")
     args = parser.parse_args(argv)

@@ -119,7 +119,9 @@ def _start_server(ckpt: str, args, settings: dict) -> tuple[subprocess.Popen, st
     cmd += ["--max-images", str(max(args.batches)), "--num-tokens", str(settings["num_tokens"])]
     cmd += ["--infer-height", str(settings["infer_hw"][0]), "--infer-width", str(settings["infer_hw"][1])]
     cmd += ["--height", str(settings["working_hw"][0]), "--width", str(settings["working_hw"][1])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.cpu_threads))  # same CPU threads as the raw-model rows
+    env = dict(os.environ)
+    if args.cpu_threads:  # CPU runs: the same torch threads as the raw-model rows
+        env["OMP_NUM_THREADS"] = str(args.cpu_threads)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     lines: queue.Queue = queue.Queue()
 
@@ -153,6 +155,7 @@ def _stage_sums(metrics_port: int) -> dict[str, float]:
 def run(args) -> dict:
     _bootstrap()
     import grpc
+    import numpy as np
     import torch
 
     from objvid import wire
@@ -177,7 +180,11 @@ def run(args) -> dict:
     save_checkpoint(build_random(config, "v1", seed=0), config, ckpt)
     build_s = time.perf_counter() - t0
 
-    torch.set_num_threads(args.cpu_threads)
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    if on_cpu:
+        torch.set_num_threads(args.cpu_threads)
+    else:
+        args.cpu_threads = None  # GPU runs keep the default CPU threading, bench and server alike
     model = load_model(ckpt, device=args.device, dtype=args.dtype, num_tokens=settings["num_tokens"])
     dev = model.device
     ih, iw = settings["infer_hw"]
@@ -218,6 +225,22 @@ def run(args) -> dict:
     del model
     if dev.type == "cuda":
         torch.cuda.empty_cache()
+
+    # Response encoding alone, one view at the working size: protobuf objects vs the direct encoder.
+    from objvid.depth.encode import build_response, encode_response
+
+    view = lift.LiftedView(
+        np.full((wh, ww), 3.0, np.float32),
+        np.ones((wh, ww), bool),
+        np.eye(3),
+        np.zeros((wh, ww, 3), np.uint8),
+    )
+    result["encode_one_view_ms"] = {
+        "protobuf_objects": _stats(_time(lambda: build_response([view], "m").SerializeToString(), 20, 3), 1)[
+            "p50_ms"
+        ],
+        "direct": _stats(_time(lambda: encode_response([view], "m"), 20, 3), 1)["p50_ms"],
+    }
 
     # Through the service: subprocess server on loopback, end-to-end client calls.
     proc, address, metrics_port = _start_server(ckpt, args, settings)
@@ -290,6 +313,10 @@ def print_table(result: dict) -> None:
         if "server_stage_ms" in r:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in r["server_stage_ms"].items())
             print(f"{'':<6}server stages ms/img: {stages}")
+    enc = result["encode_one_view_ms"]
+    print(
+        f"encode one view: protobuf objects {enc['protobuf_objects']:.2f} ms, direct {enc['direct']:.2f} ms"
+    )
     print(f"target ({result['target']}): {'met' if result['target_met'] else 'NOT met'}")
 
 
@@ -311,7 +338,10 @@ def main(argv=None) -> dict | int:
         "--batches", default=None, help="comma-separated batch sizes (default 1,4; 1,2 with --small)"
     )
     parser.add_argument(
-        "--cpu-threads", type=int, default=1, help="torch CPU threads, bench and server alike (default 1)"
+        "--cpu-threads",
+        type=int,
+        default=1,
+        help="CPU runs: torch threads, bench and server alike (default 1)",
     )
     parser.add_argument("--out", default=None, help="output folder (default $OUT or bench/results)")
     args = parser.parse_args(argv)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import signal
 import sys
 import time
@@ -183,13 +181,6 @@ def _signals():
         signal.signal(signal.SIGTERM, old)
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when an NVIDIA GPU is visible, else 'cpu' (no torch import in the client)."""
-    if device != "auto":
-        return device
-    return "cuda" if (shutil.which("nvidia-smi") or os.path.exists("/dev/nvidia0")) else "cpu"
-
-
 @contextmanager
 def connect(out: Output, reporter: pipeline.Reporter, *, need_depth: bool, need_cache: bool, backend: str | None,
             depth_addr: str | None, cache_addr: str | None, triton_addr: str | None, token: str | None,
@@ -202,7 +193,7 @@ def connect(out: Output, reporter: pipeline.Reporter, *, need_depth: bool, need_
         cache=need_cache and not cache_addr,
         backend=backend if backend and not triton_addr else None,
         gen3c_weights=str(gen3c_weights) if gen3c_weights else None,
-        device=resolve_device(device),
+        device=device,
     )
     if cfg.backend == "gen3c" and not cfg.gen3c_weights:
         raise ObjvidError(
@@ -551,7 +542,7 @@ def serve(
     def body():
         cfg = StackConfig(depth=not no_depth, depth_model=depth_model, backend=backend,
                           gen3c_weights=str(gen3c_weights) if gen3c_weights else None,
-                          device=resolve_device(device))  # fmt: skip
+                          device=device)  # fmt: skip
         output.info(f"starting the local stack ({backend} backend, device {cfg.device}) ...")
         with LocalStack(cfg, logs) as stack:
             addrs = stack.addresses()
@@ -564,8 +555,12 @@ def serve(
                                  f"--triton-addr {addrs['triton_grpc']}   (Ctrl-C stops)")  # fmt: skip
                 if backend == "preview":
                     output.err.print("[yellow]backend: preview (hole filling, NOT GEN3C)[/yellow]")
-            while True:
-                time.sleep(3600)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Interrupted): the normal way to stop
+                output.info("stopping the local stack ...")
+        output.info("stopped")
 
     _run(output, body)
 

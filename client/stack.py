@@ -44,7 +44,7 @@ class StackConfig:
     cache: bool = True
     backend: str | None = "preview"
     gen3c_weights: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
     startup_timeout: float = 600.0
     stop_timeout: float = 15.0
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -128,12 +128,12 @@ class LocalStack:
                 self.depth_addr = f"127.0.0.1:{port}"
                 self._spawn("depth", ["objvid.depth", "serve", "--host", "127.0.0.1", "--port", str(port),
                                       "--model", cfg.depth_model, "--device", cfg.device,
-                                      "--metrics-port", str(free_port())], self.depth_addr)  # fmt: skip
+                                      "--metrics-port", "-1"], self.depth_addr)  # fmt: skip
             if cfg.cache:
                 port = free_port()
                 self.cache_addr = f"127.0.0.1:{port}"
                 self._spawn("cache", ["objvid.cache", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                      "--device", cfg.device, "--metrics-port", str(free_port())],
+                                      "--device", cfg.device, "--metrics-port", "0"],
                             self.cache_addr)  # fmt: skip
             if cfg.backend:
                 grpc_port, http_port = free_port(), free_port()

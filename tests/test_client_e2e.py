@@ -270,3 +270,49 @@ def test_interrupt_leaves_no_children_and_no_output(room, tmp_path, sig, code):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut_work"]  # no mp4, no partial file
     m = json.loads((tmp_path / "cut_work" / "manifest.json").read_text())
     assert m["status"] == "error"
+
+
+@pytest.mark.slow
+def test_lift_writes_scene_ply_intrinsics_and_depth(room, tmp_path):
+    ckpt = _tiny_moge(tmp_path / "moge-tiny.pt")
+    out = tmp_path / "scene.ply"
+    proc = _cli(["lift", "--image", room["image"], "--out", str(out), "--width", str(W), "--height", str(H),
+                 "--depth-model", str(ckpt), "--device", "cpu", "--json"], **SMALL_DEPTH_ENV)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    header = out.read_bytes().split(b"end_header\n", 1)[0].decode()
+    assert f"element vertex {result['points']}" in header and result["points"] > 0
+    K = json.loads((tmp_path / "scene_K.json").read_text())
+    assert (K["width"], K["height"]) == (W, H) and np.asarray(K["K"]).shape == (3, 3)
+    assert K["model"] == str(ckpt)
+    assert np.load(tmp_path / "scene_depth.npy").shape == (H, W)
+
+
+@pytest.mark.slow
+def test_serve_then_generate_against_its_addresses(room, tmp_path):
+    """`serve` keeps a stack up; `generate` with explicit addresses starts nothing of its own."""
+    marker = uuid.uuid4().hex
+    server = subprocess.Popen(
+        [sys.executable, "-m", "objvid.client", "serve", "--no-depth", "--backend", "preview", "--device", "cpu",
+         "--logs", str(tmp_path / "logs"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(marker),
+    )  # fmt: skip
+    try:
+        ready = json.loads(server.stdout.readline())
+        assert ready["status"] == "ready" and "depth" not in ready
+        out = tmp_path / "remote.mp4"
+        proc = _cli(["generate", *_inputs(room), "--backend", "preview", "--frames", "9", "--cache-addr",
+                     ready["cache"], "--triton-addr", ready["triton_grpc"], "--out", str(out), "--json"])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        m = json.loads(Path(result["manifest"]).read_text())
+        assert m["services"]["local_stack"] == [] and m["services"]["cache"] == ready["cache"]
+        assert video.probe_video(out) == (9, W, H)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+    assert server.returncode == 0
+    deadline = time.monotonic() + 10
+    while _marker_pids(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _marker_pids(marker) == []

@@ -22,6 +22,7 @@ from PIL import Image as PILImage
 
 from objvid import wire
 from objvid.depth import lift
+from objvid.depth.encode import build_response, encode_response
 from objvid.depth.server import DepthServer, ServerConfig
 from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 
@@ -197,6 +198,15 @@ def test_batch_equals_one_by_one(stub):
         same = m_b == m_s
         np.testing.assert_allclose(d_b[same], d_s[same], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(k_b, k_s, rtol=1e-4)
+
+
+def test_direct_and_protobuf_encodings_agree(server):
+    req = depth_pb2.LiftRequest(
+        images=[wire.encode_image(_rgb(72, 128, seed=13)), wire.encode_image(_rgb(30, 40))]
+    )
+    reference = server.servicer.lift(req, None, build_response)
+    assert isinstance(reference, depth_pb2.LiftResponse)
+    assert server.servicer.lift(req, None, encode_response) == reference.SerializeToString()
 
 
 def test_concurrent_requests(stub):

@@ -159,7 +159,11 @@ def encode_image(pixels: np.ndarray, *, png: bool = False) -> types_pb2.Image:
         return types_pb2.Image(encoded=encode_png(pixels))
     if pixels.dtype != np.uint8:
         raise ValueError(f"image: raw pixels must be uint8, got {pixels.dtype}")
-    return types_pb2.Image(pixels=encode_tensor(pixels))
+    msg = types_pb2.Image()
+    # CopyFrom, not the constructor keyword: upb deep-copies a sub-message passed as a keyword (15 ms vs
+    # 0.2 ms for a raw 720p frame).
+    msg.pixels.CopyFrom(encode_tensor(pixels))
+    return msg
 
 
 def decode_image(msg: types_pb2.Image, name: str = "image", *, grayscale: bool = False) -> np.ndarray:

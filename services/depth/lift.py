@@ -145,7 +145,7 @@ def clean_depth(depth, mask, out_hw: tuple[int, int] | None = None) -> torch.Ten
     squeeze = depth.dim() == 2
     d = depth.float().unsqueeze(0) if squeeze else depth.float()
     m = mask.bool().unsqueeze(0) if squeeze else mask.bool()
-    d = torch.where(m, d, torch.tensor(MASKED_DEPTH, dtype=d.dtype, device=d.device))
+    d = d.masked_fill(~m, MASKED_DEPTH)  # upstream: torch.where(mask == 0, 1000, depth)
     if out_hw is not None and tuple(out_hw) != tuple(d.shape[-2:]):
         d = F.interpolate(d.unsqueeze(1), size=tuple(out_hw), mode="bilinear", align_corners=False).squeeze(1)
     d = torch.nan_to_num(d, nan=NAN_DEPTH).clamp_(0.0, MAX_DEPTH)
@@ -198,6 +198,17 @@ def images_to_tensor(images: Sequence[np.ndarray], device: torch.device) -> torc
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Device tensors -> CPU tensors: on CUDA, async copies into pinned memory and one stream sync."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for h, t in zip(host, tensors, strict=True):
+        h.copy_(t, non_blocking=True)
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return host
+
+
 def lift_batch(
     predictor: Predictor, images: Sequence[np.ndarray], out_hw: tuple[int, int], device
 ) -> list[LiftedView]:
@@ -216,6 +227,6 @@ def lift_batch(
     depth = clean_depth(pred.depth, pred.mask, out_hw)
     mask = resize_mask(pred.mask.bool(), out_hw)
     rgb = resize_image(x, out_hw)
-    depth_np, mask_np, rgb_np = depth.cpu().numpy(), mask.cpu().numpy(), rgb.contiguous().cpu().numpy()
+    depth_np, mask_np, rgb_np = (t.numpy() for t in to_host([depth, mask, rgb.contiguous()]))
     ks = scale_intrinsics(pred.intrinsics, infer_hw, out_hw)
     return [LiftedView(depth_np[i], mask_np[i], ks[i], rgb_np[i]) for i in range(len(images))]

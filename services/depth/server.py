@@ -21,8 +21,7 @@ from objvid import wire
 from objvid.depth import lift
 from objvid.depth.metrics import DepthMetrics
 from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
-from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings
-from objvid.v1 import depth_pb2_grpc
+from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_to_server
 
 log = logging.getLogger("objvid.depth.server")
 
@@ -118,7 +117,7 @@ class DepthServer:
         tls_cert = open(c.tls_cert, "rb").read() if c.tls_cert else None
         tls_key = open(c.tls_key, "rb").read() if c.tls_key else None
         self.handle = wire.build_server(
-            [(depth_pb2_grpc.add_DepthServiceServicer_to_server, self.servicer, SERVICE_NAME)],
+            [(add_to_server, self.servicer, SERVICE_NAME)],
             host=c.host,
             port=c.port,
             max_workers=c.workers,

@@ -1,4 +1,4 @@
-"""``objvid-diffusion``: serve the diffusion models locally through PyTriton, or convert GEN3C weights.
+"""objvid-diffusion: serve the diffusion models locally through PyTriton, or convert GEN3C weights.
 
   objvid-diffusion serve [--models preview,gen3c] [--gen3c-weights DIR] [--host 127.0.0.1]
                          [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]

@@ -1,0 +1,172 @@
+"""The SDK against a real cache server on 127.0.0.1: scene rebuild on NOT_FOUND, retries on UNAVAILABLE,
+deadlines, bearer token and TLS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from cache_service_helpers import cube_cloud, make_certs, rgbd, start  # noqa: E402
+
+from objvid.client import Deadlines, ObjvidClient, RetryPolicy, SceneSession, ServiceError  # noqa: E402
+from objvid.client.assets import ply_bytes  # noqa: E402
+from objvid.client.placement import parse_object_pose  # noqa: E402
+from objvid.client.stack import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = start()
+    yield s
+    s.stop(0)
+
+
+@pytest.fixture
+def client(server):
+    c = ObjvidClient(cache_addr=server.address)
+    yield c
+    c.close()
+
+
+def _view(client):
+    image, depth, K = rgbd()
+    return client.rgbd_view(image, depth, K), K
+
+
+def _cams(K, n=3):
+    w2cs = np.stack([np.eye(4)] * n)
+    w2cs[:, 0, 3] = np.linspace(0, 0.1, n)
+    return np.stack([K] * n), w2cs
+
+
+def _render(session, K, h, w):
+    Ks, w2cs = _cams(K)
+    opts = session.client.render_options("fused", ("rgb", "mask", "object_mask"))
+    return list(session.render_trajectory(Ks, w2cs, w, h, opts))
+
+
+def test_scene_session_rebuilds_an_evicted_scene(client):
+    view, K = _view(client)
+    h, w = view.depth.shape[0], view.depth.shape[1]
+    session = SceneSession(client, view)
+    session.create()
+    pts, cols = cube_cloud()
+    session.add_object(ply_bytes(pts, cols), "cube.ply", "cube")
+    session.update_object(0, parse_object_pose("0,0.2,1.5"))
+    session.update_scene(view, skip_alignment=True)  # a second buffer slot, replayed on rebuild
+    before = _render(session, K, h, w)
+    assert [f.index for f in before] == [0, 1, 2] and before[0].rgb.shape == (2, h, w, 3)
+    assert (before[0].object_mask >= 0).any()
+
+    client.delete_scene(session.scene_id)  # what an eviction looks like to the client
+    after = _render(session, K, h, w)
+    assert session.rebuilds == 1
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert ((a.object_mask >= 0) == (b.object_mask >= 0)).all()
+
+    client.delete_scene(session.scene_id)
+    info = session.update_object(0, parse_object_pose("0,0.2,1.6"))  # unary calls rebuild too
+    assert session.rebuilds == 2 and info.object_id == session.object_ids[0]
+    session.delete()
+    session.delete()  # already gone: no error
+
+
+def test_not_found_is_reported_with_the_server_message(client):
+    with pytest.raises(ServiceError) as err:
+        client.get_scene("no-such-scene")
+    assert err.value.code == "NOT_FOUND" and "no-such-scene" in err.value.details
+
+
+def test_unavailable_is_retried_until_the_server_is_up():
+    port = free_port()
+    holder = {}
+
+    def late_start():
+        time.sleep(1.0)
+        from objvid.cache.service import CacheServer, ServerConfig
+
+        holder["server"] = CacheServer(
+            ServerConfig(host="127.0.0.1", port=port, device="cpu", memory_budget=1 << 30)
+        )
+
+    thread = threading.Thread(target=late_start)
+    thread.start()
+    client = ObjvidClient(
+        cache_addr=f"127.0.0.1:{port}", retry=RetryPolicy(attempts=8, initial=0.2, maximum=1.0)
+    )
+    try:
+        view, _ = _view(client)
+        t0 = time.monotonic()
+        info = client.create_scene(view)
+        assert info.scene_id and time.monotonic() - t0 > 0.5
+    finally:
+        client.close()
+        thread.join()
+        holder["server"].stop(0)
+
+
+def test_unavailable_gives_up_with_a_clear_error():
+    client = ObjvidClient(cache_addr=f"127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=2, initial=0.05))
+    with pytest.raises(ServiceError) as err:
+        client.get_scene("x")
+    assert err.value.code == "UNAVAILABLE" and err.value.service == "cache"
+    client.close()
+
+
+def test_every_call_has_a_deadline(server, client):
+    view, K = _view(client)
+    scene_id = client.create_scene(view).scene_id
+    slow = ObjvidClient(
+        cache_addr=server.address, deadlines=Deadlines(render_base=0.02, render_per_frame=0.0)
+    )
+    Ks, w2cs = _cams(K, 400)
+    h, w = view.depth.shape
+    with pytest.raises(ServiceError) as err:
+        list(slow.render_trajectory(scene_id, Ks, w2cs, w, h, slow.render_options()))
+    assert err.value.code == "DEADLINE_EXCEEDED"
+    slow.close()
+
+
+def test_bearer_token_and_tls(tmp_path):
+    certs = make_certs(tmp_path)
+    server = start(tls_cert=certs["server.pem"], tls_key=certs["server.key"], token="s3cret")
+    try:
+        good = ObjvidClient(cache_addr=server.address, token="s3cret", tls_ca=tmp_path / "ca.pem")
+        view, _ = _view(good)
+        assert good.create_scene(view).scene_id
+        no_token = ObjvidClient(cache_addr=server.address, tls_ca=certs["ca.pem"])
+        with pytest.raises(ServiceError) as err:
+            no_token.create_scene(view)
+        assert err.value.code == "UNAUTHENTICATED"
+        for c in (good, no_token):
+            c.close()
+    finally:
+        server.stop(0)
+    with pytest.raises(ValueError, match="--tls-ca .*cannot read"):
+        ObjvidClient(cache_addr="127.0.0.1:1", tls_ca=tmp_path / "missing.pem")
+
+
+def test_cli_reports_an_unreachable_service_in_one_line(tmp_path):
+    from objvid.client.assets import write_assets
+
+    a = write_assets(tmp_path / "a", 64, 48, num_points=200)
+    dead = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "objvid.client", "render", "--image", a["image"], "--depth", a["depth"],
+         "--intrinsics", a["intrinsics"], "--width", "64", "--height", "48", "--frames", "2",
+         "--cache-addr", dead, "--out", str(tmp_path / "o.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: scene: cache service unreachable"), proc.stderr
+    assert not (tmp_path / "o.mp4").exists()

@@ -91,8 +91,8 @@ def official_repository(dest: pathlib.Path, weights_dir: pathlib.Path) -> pathli
     shutil.copytree(REPO_DIR, repo, ignore=shutil.ignore_patterns("__pycache__"))
     config = repo / "gen3c" / "config.pbtxt"
     text = config.read_text()
-    assert "KIND_GPU" in text and '"/weights/gen3c"' in text
-    config.write_text(text.replace("KIND_GPU", "KIND_CPU").replace('"/weights/gen3c"', f'"{weights_dir}"'))
+    assert "KIND_GPU" in text and '"/models/gen3c"' in text
+    config.write_text(text.replace("KIND_GPU", "KIND_CPU").replace('"/models/gen3c"', f'"{weights_dir}"'))
     return repo
 
 

@@ -88,6 +88,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="batch the guided and unguided passes (faster, more GPU memory)",
     )  # fmt: skip
     parser.add_argument(
+        "--attention-backend", default=_env("attention-backend", "auto"),
+        choices=["auto", "default", "cudnn", "flash", "efficient", "math", "fa4"],
+        help="gen3c attention kernel (auto: cudnn on CUDA, the fastest measured on H100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compile", default=_env("compile", "auto"), choices=["auto", "true", "false"],
+        help="torch.compile the gen3c transformer blocks (auto: on CUDA; first chunk is slower)",
+    )  # fmt: skip
+    parser.add_argument(
         "--inpaint-radius",
         type=int,
         default=int(_env("inpaint-radius", 3)),
@@ -146,6 +155,8 @@ def load_models(args: argparse.Namespace) -> list:
             dtype=args.dtype,
             offload=offload,
             cfg_batch=args.cfg_batch,
+            attention_backend=args.attention_backend,
+            compile=args.compile,
             inpaint_radius=args.inpaint_radius,
             inpaint_max_side=args.inpaint_max_side,
         )

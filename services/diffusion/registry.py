@@ -31,6 +31,8 @@ class ModelSettings:
     device: ``cpu``, ``cuda`` or ``cuda:<index>``. dtype: ``auto`` = bfloat16 on CUDA, float32 on CPU.
     offload: subset of :data:`OFFLOAD_PARTS` kept on the CPU between uses (gen3c only).
     cfg_batch: run GEN3C's conditional and unconditional passes as one batch of 2 (faster, more memory).
+    attention_backend: GEN3C SDPA backend (auto = cudnn on CUDA; flash, cudnn, efficient, math, default).
+    compile: torch.compile the GEN3C blocks: auto (CUDA only), true, false.
     inpaint_radius (working-resolution pixels) and inpaint_max_side (pixels): preview only.
     """
 
@@ -39,6 +41,8 @@ class ModelSettings:
     dtype: str = "auto"
     offload: tuple[str, ...] = ()
     cfg_batch: bool = False
+    attention_backend: str = "auto"
+    compile: str = "auto"
     inpaint_radius: int = 3
     inpaint_max_side: int = 320
 
@@ -48,6 +52,8 @@ class ModelSettings:
             raise ValueError(f"offload: unknown part(s) {unknown}; choose from {list(OFFLOAD_PARTS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.compile not in ("auto", "true", "false"):
+            raise ValueError(f"compile must be auto, true or false, got {self.compile!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"device must be cpu, cuda or cuda:<index>, got {self.device!r}")
 
@@ -81,6 +87,8 @@ def load_model(name: str, settings: ModelSettings | None = None) -> VideoModel:
             dtype=settings.torch_dtype(),
             offload=",".join(settings.offload),
             cfg_batch=settings.cfg_batch,
+            attention_backend=None if settings.attention_backend == "default" else settings.attention_backend,
+            compile_blocks=None if settings.compile == "auto" else settings.compile == "true",
         )
     else:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
@@ -104,10 +112,11 @@ def parse_bool(text: str, key: str) -> bool:
 def settings_from_parameters(parameters: Mapping[str, str], device: str) -> ModelSettings:
     """Triton ``config.pbtxt`` parameters (string values) -> :class:`ModelSettings`.
 
-    Keys: weights_dir, dtype, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
+    Keys: weights_dir, dtype, attention_backend, compile, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
     inpaint_radius, inpaint_max_side (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
     """
-    known = {"model", "weights_dir", "dtype", "cfg_batch", "inpaint_radius", "inpaint_max_side"}
+    known = {"model", "weights_dir", "dtype", "cfg_batch", "attention_backend", "compile"}
+    known |= {"inpaint_radius", "inpaint_max_side"}
     known |= {f"offload_{part}" for part in OFFLOAD_PARTS}
     unknown = sorted(set(parameters) - known)
     if unknown:
@@ -115,8 +124,9 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     kwargs: dict = {"device": device}
     if parameters.get("weights_dir"):
         kwargs["weights_dir"] = parameters["weights_dir"]
-    if parameters.get("dtype"):
-        kwargs["dtype"] = parameters["dtype"]
+    for key in ("dtype", "attention_backend", "compile"):
+        if parameters.get(key):
+            kwargs[key] = parameters[key].strip().lower()
     for key in ("inpaint_radius", "inpaint_max_side"):
         if parameters.get(key):
             try:

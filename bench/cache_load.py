@@ -11,6 +11,14 @@ GPU target (lead runs it): ``--spawn --device cuda --height 704 --width 1280 --o
 --clients 1,8``: p50 <= 15 ms and >= 100 frames/s with one client. Clients are threads of this process by
 default; ``--procs`` gives each its own process, so 8 clients do not share one GIL for decoding 7 MB
 responses. ``--small`` is a seconds-long CPU run.
+
+A call's latency ends when the client holds the frame as numpy arrays: ``--decode wire`` (default) reads
+the raw response bytes with ``objvid.cache.frames.decode_frame_bytes`` (views, no protobuf objects);
+``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.wire``.
+Per run it also reports where the time goes (means): server stages from ``/metrics``
+(``objvid_cache_render_stage_seconds``: decode, queue, render, to_host, encode; the handler total), the
+client's call and decode, their difference (gRPC + transport: request, response copies, HTTP/2, TCP), and
+Python GC pauses on both sides.
 """
 
 from __future__ import annotations
@@ -78,13 +86,17 @@ def _rss_from_proc(pid: int) -> int | None:
     return None
 
 
-def _scrape(url: str | None) -> dict[str, float]:
+def _scrape_text(url: str | None) -> str:
     if not url:
-        return {}
+        return ""
     try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return urllib.request.urlopen(url, timeout=5).read().decode()
     except OSError:
-        return {}
+        return ""
+
+
+def _scrape(url: str | None) -> dict[str, float]:
+    text = _scrape_text(url)
     out = {}
     for name in (
         "process_resident_memory_bytes",
@@ -94,6 +106,42 @@ def _scrape(url: str | None) -> dict[str, float]:
         m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
         if m:
             out[name] = float(m.group(1))
+    return out
+
+
+_STAGES = ("decode", "queue", "render", "to_host", "encode")
+
+
+def _server_timings(url: str | None) -> dict[str, float]:
+    """Cumulative server timing samples: stage / handler sums and counts, GC pauses (seconds)."""
+    text = _scrape_text(url)
+    out = {}
+    for m in re.finditer(r'^(objvid_cache_[a-z_]+)\{([a-z]+)="([A-Za-z0-9_]+)"\} ([0-9.e+-]+)$', text, re.M):
+        name, _key, label, value = m.groups()
+        if name.startswith("objvid_cache_render_stage_seconds_") or name.startswith("objvid_cache_gc_"):
+            out[f"{name}:{label}"] = float(value)
+        elif name.startswith("objvid_cache_request_seconds_") and label == "Render":
+            out[name] = float(value)
+    return out
+
+
+def _server_breakdown(before: dict, after: dict) -> dict:
+    """Mean ms per Render call of each server stage and the handler, GC pauses, between two scrapes."""
+
+    def delta(key):
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    calls = delta("objvid_cache_request_seconds_count")
+    if calls <= 0:
+        return {}
+    out = {"calls": int(calls), "handler_ms": delta("objvid_cache_request_seconds_sum") / calls * 1e3}
+    for st in _STAGES:
+        n = delta(f"objvid_cache_render_stage_seconds_count:{st}")
+        if n > 0:
+            out[f"{st}_ms"] = delta(f"objvid_cache_render_stage_seconds_sum:{st}") / n * 1e3
+    for g in range(3):
+        out[f"gc{g}_runs"] = int(delta(f"objvid_cache_gc_collections_total:{g}"))
+        out[f"gc{g}_ms_total"] = delta(f"objvid_cache_gc_pause_seconds_total:{g}") * 1e3
     return out
 
 
@@ -159,43 +207,135 @@ def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
     ).scene
 
 
+def _decoder(kind: str):
+    """bytes of a RenderResponse -> dict of arrays (``frames.decode_frame_bytes`` layout)."""
+    if kind == "wire":
+        from objvid.cache.frames import decode_frame_bytes
+
+        return decode_frame_bytes
+
+    def decode_protobuf(data: bytes) -> dict:
+        frame = cache_pb2.RenderResponse.FromString(data).frame
+        out = {"index": frame.index, "num_slots": frame.num_slots}
+        if len(frame.rgb):
+            out["rgb"] = np.stack([wire.decode_image(m) for m in frame.rgb])
+        if len(frame.mask):
+            out["mask"] = np.stack([wire.decode_image(m, grayscale=True) for m in frame.mask])
+        if frame.HasField("depth"):
+            out["depth"] = wire.decode_tensor(frame.depth)
+        if frame.HasField("object_mask"):
+            out["object_mask"] = wire.decode_tensor(frame.object_mask)
+        return out
+
+    return decode_protobuf
+
+
+class _GcClock:
+    """Python GC pause time of this process (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.seconds, self.runs, self.longest, self._t0 = 0.0, 0, 0.0, 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase, info) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            dt = time.perf_counter() - self._t0
+            self.seconds, self.runs, self.longest = self.seconds + dt, self.runs + 1, max(self.longest, dt)
+
+    def close(self) -> None:
+        import gc
+
+        gc.callbacks.remove(self._cb)
+
+
+def warm_up(stub, args, scene_id: str, K: np.ndarray, metadata) -> None:
+    """A few untimed Render calls at the benchmark's size (kernel compilation, allocator caches)."""
+    options = cache_pb2.RenderOptions(
+        mode=_MODES[args.mode], splat=_SPLATS[args.splat],
+        outputs=[_OUTPUT_CODES[o] for o in args.outputs.split(",")],
+    )  # fmt: skip
+    cam = wire.encode_camera(K, np.eye(4), args.width, args.height)
+    for _ in range(3):
+        stub.Render(cache_pb2.RenderRequest(scene_id=scene_id, camera=cam, options=options),
+                    metadata=metadata, timeout=300)  # fmt: skip
+
+
 def client_worker(cfg: dict, i: int, start_at: float) -> dict:
     """One client: its own channel, a warm-up call, then ``requests`` timed Render calls from ``start_at``
-    (a ``time.time()`` value shared by all clients). Picklable, for threads and processes alike."""
+    (a ``time.time()`` value shared by all clients), each until the frame is decoded into numpy arrays.
+    Picklable, for threads and processes alike."""
+    import gc
+
     import grpc  # noqa: F401 - imported here so a spawned process sets it up itself
 
+    if cfg["procs"] and cfg["client_malloc_reuse"]:  # thread clients: main() did it for the process
+        from objvid.cache.cli import tune_malloc
+
+        tune_malloc()
     channel = wire.make_channel(
         cfg["address"], tls_ca=Path(cfg["tls_ca"]).read_bytes() if cfg["tls_ca"] else None
     )
-    stub = cache_pb2_grpc.CacheServiceStub(channel)
+    render = channel.unary_unary(  # raw response bytes: decoded once, by ``decode``
+        "/objvid.v1.CacheService/Render",
+        request_serializer=cache_pb2.RenderRequest.SerializeToString,
+        response_deserializer=None,
+    )
+    decode = _decoder(cfg["decode"])
     metadata = wire.bearer_metadata(cfg["token"])
     options = cache_pb2.RenderOptions.FromString(cfg["options"])
     K = np.array(cfg["K"]).reshape(3, 3)
     path = camera_path(max(cfg["requests"], 2))
     cams = [wire.encode_camera(K, w2c, cfg["width"], cfg["height"]) for w2c in path]
-    lat, errors = [], []
+    want = cfg["outputs"]
+    lat, calls, decodes, errors = [], [], [], []
     try:
-        stub.Render(cache_pb2.RenderRequest(scene_id=cfg["scene_id"], camera=cams[0], options=options),
-                    metadata=metadata, timeout=cfg["timeout"])  # fmt: skip
+        decode(render(cache_pb2.RenderRequest(scene_id=cfg["scene_id"], camera=cams[0], options=options),
+                      metadata=metadata, timeout=cfg["timeout"]))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - counted
         errors.append(f"warmup: {_describe_error(exc)}")
+    gc_clock = None
+    if cfg["procs"]:  # a process of its own: imports and set-up are not garbage, keep them out of full GCs
+        gc.freeze()
+        gc_clock = _GcClock()
     late = time.time() > start_at
     time.sleep(max(0.0, start_at - time.time()))
     for r in range(cfg["requests"]):
         req = cache_pb2.RenderRequest(
             scene_id=cfg["scene_id"], camera=cams[(r + i) % len(cams)], options=options
         )
+        data = frame = None
         t0 = time.perf_counter()
         try:
-            resp = stub.Render(req, metadata=metadata, timeout=cfg["timeout"])
-            ok = resp.frame.num_slots >= 1
+            data = render(req, metadata=metadata, timeout=cfg["timeout"])
+            t1 = time.perf_counter()
+            frame = decode(data)
+            ok = frame["num_slots"] >= 1 and all(o in frame for o in want)
+            if not ok:
+                errors.append(f"incomplete frame: {sorted(frame)}")
         except Exception as exc:  # noqa: BLE001
             ok = False
             errors.append(_describe_error(exc))
         if ok:
-            lat.append(time.perf_counter() - t0)
+            t2 = time.perf_counter()
+            lat.append(t2 - t0)
+            calls.append(t1 - t0)
+            decodes.append(t2 - t1)
+        del data, frame  # the response bytes go before the next call, as in an app that uses each frame once
     channel.close()
-    return {"lat": lat, "errors": errors, "end": time.time(), "late": late}
+    gc_info = None
+    if gc_clock is not None:
+        gc_clock.close()
+        gc_info = {
+            "runs": gc_clock.runs,
+            "ms_total": gc_clock.seconds * 1e3,
+            "longest_ms": gc_clock.longest * 1e3,
+        }
+    return {"lat": lat, "call": calls, "decode": decodes, "errors": errors, "end": time.time(), "late": late,
+            "gc": gc_info}  # fmt: skip
 
 
 def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata=None) -> dict:
@@ -209,28 +349,52 @@ def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray,
         "address": args.address, "tls_ca": args.tls_ca, "token": args.token, "scene_id": scene_id,
         "K": np.asarray(K, np.float64).ravel().tolist(), "width": args.width, "height": args.height,
         "options": options.SerializeToString(), "requests": requests, "timeout": args.timeout,
+        "decode": args.decode, "outputs": args.outputs.split(","), "procs": args.procs,
+        "client_malloc_reuse": bool(args.client_malloc_reuse),
     }  # fmt: skip
     if args.procs:
         import multiprocessing as mp
 
         pool = concurrent.futures.ProcessPoolExecutor(clients, mp_context=mp.get_context("spawn"))
-        start_at = time.time() + 5.0 + 0.5 * clients  # spawned interpreters import numpy/grpc first
+        start_at = time.time() + 6.0 + 0.5 * clients  # spawned interpreters import numpy/grpc/torch first
     else:
         pool = concurrent.futures.ThreadPoolExecutor(clients)
         start_at = time.time() + 1.0 + 0.1 * clients
     with pool:
-        results = list(pool.map(client_worker, [cfg] * clients, range(clients), [start_at] * clients))
+        futures = [pool.submit(client_worker, cfg, i, start_at) for i in range(clients)]
+        time.sleep(max(0.0, start_at - 0.2 - time.time()))  # warm-up calls are done by now
+        server_before = _server_timings(args.metrics_url)
+        results = [f.result() for f in futures]
+    server_after = _server_timings(args.metrics_url)
     wall = max(r["end"] for r in results) - start_at
     lat = (
         np.array([x for r in results for x in r["lat"]])
         if any(r["lat"] for r in results)
         else np.array([np.nan])
     )
+    call = np.array([x for r in results for x in r["call"]] or [np.nan])
+    dec = np.array([x for r in results for x in r["decode"]] or [np.nan])
     errors = [e for r in results for e in r["errors"]]
     frames = sum(len(r["lat"]) for r in results)
+    server = _server_breakdown(server_before, server_after)
+    client = {
+        "call_ms": float(np.mean(call) * 1e3),
+        "decode_ms": float(np.mean(dec) * 1e3),
+        "call_p99_ms": float(np.percentile(call, 99) * 1e3),
+        "decode_p99_ms": float(np.percentile(dec, 99) * 1e3),
+        "slowest_ms": [round(float(x) * 1e3, 2) for x in np.sort(lat)[-5:][::-1]],
+    }
+    if "handler_ms" in server:
+        client["grpc_transport_ms"] = client["call_ms"] - server["handler_ms"]
+    gcs = [r["gc"] for r in results if r["gc"]]
+    if gcs:
+        client["gc_runs"] = sum(g["runs"] for g in gcs)
+        client["gc_ms_total"] = sum(g["ms_total"] for g in gcs)
+        client["gc_longest_ms"] = max(g["longest_ms"] for g in gcs)
     return {
         "clients": clients,
         "client_kind": "process" if args.procs else "thread",
+        "decode": args.decode,
         "late_starts": sum(r["late"] for r in results),
         "requests_per_client": requests,
         "frames": int(frames),
@@ -241,6 +405,8 @@ def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray,
         "p50_ms": float(np.percentile(lat, 50) * 1e3),
         "p99_ms": float(np.percentile(lat, 99) * 1e3),
         "mean_ms": float(np.mean(lat) * 1e3),
+        "server_ms": server,
+        "client_ms": client,
     }
 
 
@@ -265,6 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splat", choices=tuple(_SPLATS), default="gen3c")
     p.add_argument("--object-points", type=int, default=50_000, help="object added to the scene (0 = none)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-call deadline, seconds")
+    p.add_argument(
+        "--decode", choices=("wire", "protobuf"), default="wire",
+        help="client decoding of each frame: wire = frames.decode_frame_bytes (zero-copy views), "
+        "protobuf = RenderResponse.FromString + wire.decode_image / decode_tensor",
+    )  # fmt: skip
+    p.add_argument(
+        "--client-malloc-reuse", type=int, default=1,
+        help="1 = clients call objvid.cache.cli.tune_malloc() (reuse freed multi-MB buffers), 0 = glibc defaults",
+    )  # fmt: skip
+    p.add_argument(
+        "--server-arg", action="append", default=[],
+        help="extra flag for the spawned server, e.g. --server-arg=--malloc-reuse=0 (repeatable)",
+    )  # fmt: skip
     p.add_argument("--token", help="bearer token")
     p.add_argument("--tls-ca", help="CA bundle (PEM) for a TLS server")
     p.add_argument("--out", help="JSON output path")
@@ -281,9 +460,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.memory_budget == "auto":
             args.memory_budget = "256M"
     args.requests = args.requests or 200
+    if args.client_malloc_reuse and not args.procs:
+        from objvid.cache.cli import tune_malloc
+
+        tune_malloc()
     if not args.address and not args.spawn:
         args.spawn = True
-    server = SpawnedServer(args.device, args.memory_budget) if args.spawn else None
+    server = SpawnedServer(args.device, args.memory_budget, args.server_arg) if args.spawn else None
     if server is not None:
         args.address = server.address
         args.metrics_url = server.metrics_url
@@ -293,6 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         info = create_scene(stub, args, metadata)
         K = np.array(info.seed_camera.intrinsics).reshape(3, 3)
+        warm_up(stub, args, info.scene_id, K, metadata)
         memory_before = {"rss": server.rss() if server else None, **_scrape(args.metrics_url)}
         runs = []
         for n in [int(c) for c in args.clients.split(",")]:
@@ -313,6 +497,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"device={_mb(run['memory'].get('objvid_cache_device_bytes', info_now.device_bytes))}",
                 flush=True,
             )
+            print("  " + _breakdown_line(run), flush=True)
             for e in run["error_samples"]:
                 print(f"  error: {e}", flush=True)
         channel.close()
@@ -350,6 +535,24 @@ def _describe_error(exc: Exception) -> str:
     if callable(details) and callable(code):
         return f"{code().name}: {details()}"
     return repr(exc)
+
+
+def _breakdown_line(run: dict) -> str:
+    """Means per call: server stages, gRPC + transport, client decode; GC pauses."""
+    sv, cl = run["server_ms"], run["client_ms"]
+    parts = []
+    if sv:
+        stages = " ".join(f"{st}={sv[st + '_ms']:.2f}" for st in _STAGES if st + "_ms" in sv)
+        parts.append(f"server[{stages} handler={sv['handler_ms']:.2f}]")
+    if "grpc_transport_ms" in cl:
+        parts.append(f"grpc+transport={cl['grpc_transport_ms']:.2f}")
+    parts.append(f"client[call={cl['call_ms']:.2f} decode={cl['decode_ms']:.3f}]")
+    if sv:
+        parts.append(f"server_gc2={sv.get('gc2_runs', 0)}x/{sv.get('gc2_ms_total', 0.0):.1f}ms")
+    if "gc_runs" in cl:
+        parts.append(f"client_gc={cl['gc_runs']}x/{cl['gc_ms_total']:.1f}ms(max {cl['gc_longest_ms']:.1f})")
+    parts.append(f"slowest={cl['slowest_ms']}")
+    return "ms/call: " + " ".join(parts)
 
 
 def _mb(x) -> str:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -209,11 +209,20 @@ def render_room(width: int = 1280, height: int = 704) -> tuple[np.ndarray, np.nd
 
 @dataclass
 class Mesh:
-    """vertices (V, 3) float32 metres; faces (F, 3) int32; colors (V, 3) uint8 per vertex."""
+    """vertices (V, 3) float32 metres; faces (F, 3) int32; colors (V, 3) uint8 per vertex.
+
+    part (F,) int: which primitive each face belongs to; solids: per primitive, a function
+    (P, 3) float64 points -> (P,) bool "strictly inside" (used to drop hidden samples).
+    """
 
     vertices: np.ndarray
     faces: np.ndarray
     colors: np.ndarray
+    part: np.ndarray | None = None
+    solids: list = field(default_factory=list)
+
+
+_INSIDE_MARGIN = 1e-3  # metres: samples on touching surfaces are kept
 
 
 def _ellipsoid(centre, radii, color, n_u=32, n_v=16, y_min=None) -> Mesh:
@@ -232,27 +241,40 @@ def _ellipsoid(centre, radii, color, n_u=32, n_v=16, y_min=None) -> Mesh:
             c, d = a + n_u, b + n_u
             faces += [(a, c, b), (b, c, d)]
     cols = np.tile(np.asarray(color, np.uint8), (len(pts), 1))
-    return Mesh(pts.astype(np.float32), np.asarray(faces, np.int32), cols)
+    c, r = np.asarray(centre, float), np.asarray(radii, float) - _INSIDE_MARGIN
+    floor = -np.inf if y_min is None else y_min + _INSIDE_MARGIN
+
+    def inside(p: np.ndarray) -> np.ndarray:
+        return ((((p - c) / r) ** 2).sum(axis=1) < 1.0) & (p[:, 1] > floor)
+
+    faces = np.asarray(faces, np.int32)
+    return Mesh(pts.astype(np.float32), faces, cols, np.zeros(len(faces), np.int64), [inside])
 
 
 def _box(lo, hi, color) -> Mesh:
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     quads = ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3))
-    faces = [f for a, b, c, d in quads for f in ((a, b, c), (a, c, d))]
-    return Mesh(
-        corners.astype(np.float32), np.asarray(faces, np.int32), np.tile(np.asarray(color, np.uint8), (8, 1))
-    )
+    faces = np.asarray([f for a, b, c, d in quads for f in ((a, b, c), (a, c, d))], np.int32)
+
+    def inside(p: np.ndarray) -> np.ndarray:
+        return ((p > lo + _INSIDE_MARGIN) & (p < hi - _INSIDE_MARGIN)).all(axis=1)
+
+    cols = np.tile(np.asarray(color, np.uint8), (8, 1))
+    return Mesh(corners.astype(np.float32), faces, cols, np.zeros(len(faces), np.int64), [inside])
 
 
 def _merge(parts: list[Mesh]) -> Mesh:
-    verts, faces, cols, offset = [], [], [], 0
+    verts, faces, cols, part, solids, offset = [], [], [], [], [], 0
     for m in parts:
         verts.append(m.vertices)
         faces.append(m.faces + offset)
         cols.append(m.colors)
+        part.append(m.part + len(solids))
+        solids += m.solids
         offset += len(m.vertices)
-    return Mesh(np.concatenate(verts), np.concatenate(faces).astype(np.int32), np.concatenate(cols))
+    return Mesh(np.concatenate(verts), np.concatenate(faces).astype(np.int32), np.concatenate(cols),
+                np.concatenate(part), solids)  # fmt: skip
 
 
 def sneaker_mesh() -> Mesh:
@@ -273,24 +295,42 @@ def sneaker_mesh() -> Mesh:
     parts.append(_box((0.047, 0.05, -0.07), (0.052, 0.065, 0.05), white))
     parts.append(_box((-0.052, 0.05, -0.07), (-0.047, 0.065, 0.05), white))
     mesh = _merge(parts)
-    # Turn the toe from +z to +x (a rotation about y): objvid's placement faces the object's +z towards
-    # the camera, so the camera sees the sneaker's side profile.
+    # Turn the toe from +z to +x (a rotation about y: (x, y, z) -> (z, y, -x)): objvid's placement faces
+    # the object's +z towards the camera, so the camera sees the sneaker's side profile.
     x, y, z = mesh.vertices.T
     mesh.vertices = np.stack([z, y, -x], axis=1).astype(np.float32)
+    mesh.solids = [(lambda p, f=f: f(np.stack([-p[:, 2], p[:, 1], p[:, 0]], axis=1))) for f in mesh.solids]
     return mesh
 
 
-def sample_surface(mesh: Mesh, num_points: int = 60_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Area-weighted surface samples -> (positions (N, 3) float32, colors (N, 3) uint8); seeded, deterministic."""
+def sample_surface(mesh: Mesh, num_points: int = 250_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted surface samples -> (positions (N, 3) float32, colors (N, 3) uint8); seeded, deterministic.
+
+    With ``mesh.solids``, samples inside another primitive (hidden surfaces) are dropped, so the cloud is
+    the visible outer shell only.
+    """
     rng = np.random.default_rng(seed)
     tri = mesh.vertices[mesh.faces].astype(np.float64)  # (F, 3, 3)
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    face = rng.choice(len(area), size=num_points, p=area / area.sum())
-    r1, r2 = rng.random(num_points), rng.random(num_points)
-    s = np.sqrt(r1)
-    w = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)  # barycentric weights
-    pos = (tri[face] * w[:, :, None]).sum(axis=1)
-    cols = (mesh.colors[mesh.faces[face]].astype(np.float64) * w[:, :, None]).sum(axis=1)
+    prob = area / area.sum()
+    pos_all, col_all, have = [], [], 0
+    while have < num_points:
+        n = 2 * (num_points - have) + 1000
+        face = rng.choice(len(area), size=n, p=prob)
+        r1, r2 = rng.random(n), rng.random(n)
+        s = np.sqrt(r1)
+        w = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)  # barycentric weights
+        pos = (tri[face] * w[:, :, None]).sum(axis=1)
+        cols = (mesh.colors[mesh.faces[face]].astype(np.float64) * w[:, :, None]).sum(axis=1)
+        keep = np.ones(n, bool)
+        if mesh.solids and mesh.part is not None:
+            for k, inside in enumerate(mesh.solids):
+                keep &= ~(inside(pos) & (mesh.part[face] != k))
+        pos_all.append(pos[keep])
+        col_all.append(cols[keep])
+        have += int(keep.sum())
+    pos = np.concatenate(pos_all)[:num_points]
+    cols = np.concatenate(col_all)[:num_points]
     return pos.astype(np.float32), np.clip(np.round(cols), 0, 255).astype(np.uint8)
 
 
@@ -322,7 +362,9 @@ def ply_bytes(positions: np.ndarray, colors: np.ndarray, faces: np.ndarray | Non
     return out
 
 
-def write_assets(out_dir: str | Path, width: int = 1280, height: int = 704, num_points: int = 60_000) -> dict:
+def write_assets(
+    out_dir: str | Path, width: int = 1280, height: int = 704, num_points: int = 250_000
+) -> dict:
     """Write the demo assets into ``out_dir``; returns {name: path}.
 
     room.png (H, W, 3), room_depth.npy float32 (H, W) metres, room_K.json {"K", "width", "height"},

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from objvid import trajectory as traj
 from objvid.client import camera_path as campath
@@ -504,10 +505,8 @@ def _generate(run: Run, writers: list[Mp4Writer]) -> dict:
             visible = objects[0] >= 0
             first_frame[visible] = renders[0, 0][visible]
         with run.stage("diffusion", None, f"{label} ({cfg.backend})"):
-            state = {}
 
-            def on_progress(msg: diffusion_pb2.GenerateProgress, _label=label, _state=state) -> None:
-                _state["last"] = msg
+            def on_progress(msg: diffusion_pb2.GenerateProgress, _label=label) -> None:
                 stage = diffusion_pb2.GenerateStage.Name(msg.stage).removeprefix("GENERATE_STAGE_").lower()
                 run.reporter.update("diffusion", msg.step, msg.total or None, f"{_label}: {stage}")
 
@@ -530,10 +529,7 @@ def _generate(run: Run, writers: list[Mp4Writer]) -> dict:
             mf.save_masks(run.workdir / f"masks_chunk{c:02d}.npz", masks[keep], objects[keep],
                           np.arange(start, end)[keep])  # fmt: skip
             if c == 0:
-                mf_first = run.workdir / "first_frame.png"
-                from PIL import Image
-
-                Image.fromarray(first_frame).save(mf_first, compress_level=1)
+                Image.fromarray(first_frame).save(run.workdir / "first_frame.png", compress_level=1)
         object_pixels += [[int((o == i).sum()) for i in session.object_ids] for o in objects[keep]]
         chunk_record = {"index": c, "start": start, "end": end, "slots": int(renders.shape[1])}
         if c + 1 < len(chunks):
@@ -613,8 +609,6 @@ def render(config: GenerateConfig, client: ObjvidClient, reporter: Reporter | No
             writer = Mp4Writer(config.out, plan.width, plan.height, config.fps)
 
         def on_frame(frame: RenderedFrame) -> None:
-            from PIL import Image
-
             with run.timings.stage("encoding"):
                 if writer is not None:
                     writer.append(frame.rgb[0])
@@ -683,8 +677,6 @@ def lift(image: Path, out_ply: Path, client: ObjvidClient, width: int = DEFAULT_
         mf.write_json(intrinsics_out, {"K": K.tolist(), "width": w, "height": h, "model": view.model})
         depth_out = Path(depth_out) if depth_out else out_ply.with_name(f"{out_ply.stem}_depth.npy")
         np.save(depth_out, view.depth)
-        from PIL import Image
-
         image_out = out_ply.with_name(f"{out_ply.stem}_image.png")
         Image.fromarray(view.image).save(image_out)
     except ServiceError as err:

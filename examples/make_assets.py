@@ -14,11 +14,13 @@ from objvid.client.assets import write_assets
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "assets")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=704)
-    parser.add_argument("--points", type=int, default=60_000, help="points sampled on the sneaker")
+    parser.add_argument("--points", type=int, default=250_000, help="points sampled on the sneaker")
     args = parser.parse_args()
     paths = write_assets(args.out, args.width, args.height, args.points)
     for name, path in paths.items():

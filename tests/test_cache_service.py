@@ -24,7 +24,8 @@ from cache_service_helpers import (
 
 from objvid import wire
 from objvid.cache import Scene
-from objvid.cache.service import Limits
+from objvid.cache.frames import decode_frame_bytes
+from objvid.cache.service import Limits, check_intrinsics, check_transform
 from objvid.v1 import cache_pb2, types_pb2
 
 ALL_OUTPUTS = [1, 2, 3, 4]
@@ -389,6 +390,94 @@ def test_errors_are_counted_and_server_stays_healthy(server, stub, scene_with_ob
     for name in ("objvid_cache_request_seconds_bucket", "objvid_cache_scenes_resident", "objvid_cache_device_bytes",
                  "objvid_cache_evictions_total", "process_resident_memory_bytes"):  # fmt: skip
         assert name in text
+
+
+def test_raw_render_bytes_decode_to_the_library_render(server, stub, scene_with_object):
+    """The per-frame fast client path: raw response bytes (no protobuf objects) -> zero-copy arrays."""
+    sid, _, ref = scene_with_object
+    _, _, K = rgbd()
+    channel = wire.make_channel(server.address)
+    render = channel.unary_unary(
+        "/objvid.v1.CacheService/Render",
+        request_serializer=cache_pb2.RenderRequest.SerializeToString,
+        response_deserializer=None,
+    )
+    w2c = w2c_shift(-0.03, 0.01, 0.05, yaw_deg=-2.0)
+    got = decode_frame_bytes(render(render_req(sid, w2c, K, outputs=ALL_OUTPUTS), timeout=30))
+    out = ref.render(w2c[None], K[None], H, W)
+    assert got["num_slots"] == 1
+    for name in ("rgb", "mask", "depth", "object_mask"):
+        np.testing.assert_array_equal(got[name], getattr(out, name)[0].numpy(), err_msg=name)
+    channel.close()
+
+
+def test_render_stage_timings_and_gc_pauses_are_exported(server, stub, scene_with_object):
+    sid, _, _ = scene_with_object
+    _, _, K = rgbd()
+    before = server.metrics.registry.get_sample_value(
+        "objvid_cache_render_stage_seconds_count", {"stage": "encode"}
+    )
+    stub.Render(render_req(sid, np.eye(4), K), timeout=30)
+    for stage in ("decode", "queue", "render", "to_host", "encode"):
+        n = server.metrics.registry.get_sample_value(
+            "objvid_cache_render_stage_seconds_count", {"stage": stage}
+        )
+        total = server.metrics.registry.get_sample_value(
+            "objvid_cache_render_stage_seconds_sum", {"stage": stage}
+        )
+        assert n >= 1 and total >= 0, stage
+    after = server.metrics.registry.get_sample_value(
+        "objvid_cache_render_stage_seconds_count", {"stage": "encode"}
+    )
+    assert after == (before or 0) + 1
+    text = server.metrics.text()
+    assert 'objvid_cache_gc_pause_seconds_total{generation="2"}' in text
+    assert 'objvid_cache_gc_collections_total{generation="0"}' in text
+
+
+def _allclose_intrinsics(K):
+    """The former numpy form of the intrinsics check (the reference for the scalar fast path)."""
+    det = float(np.linalg.det(K))
+    return not (
+        not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-9)
+        or not (K[0, 0] > 0 and K[1, 1] > 0)
+        or not np.isfinite(det)
+        or abs(det) < 1e-12
+        or np.linalg.cond(K) > 1e12
+    )
+
+
+def test_fast_camera_checks_accept_and_reject_what_numpy_allclose_did():
+    rng = np.random.default_rng(5)
+    base = np.array([[500.0, 0.0, 32.0], [0.0, 500.0, 24.0], [0.0, 0.0, 1.0]])
+    cases = []
+    for d in (0.0, 5e-10, 2e-9, 5e-6, 9.9e-6, 1.1e-5, 1e-3):
+        for r, c in ((2, 0), (2, 1), (2, 2)):
+            for sign in (1, -1):
+                K = base.copy()
+                K[r, c] += sign * d
+                cases.append(K)
+    cases += [np.diag([1e-7, 1e7, 1.0]), np.diag([0.0, 1.0, 1.0]), np.diag([1e-6, 1e-6, 1.0])]
+    cases += [base + np.pad(rng.normal(0, 1e-5, (1, 3)), ((2, 0), (0, 0))) for _ in range(50)]
+    for K in cases:
+        try:
+            check_intrinsics(K, "K")
+            ok = True
+        except ValueError:
+            ok = False
+        assert ok == _allclose_intrinsics(K), K
+    for d in (0.0, 5e-10, 2e-9, 9.9e-6, 1.1e-5):
+        for c in range(4):
+            T = np.eye(4)
+            T[3, c] += d
+            want = bool(np.allclose(T[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9))
+            try:
+                check_transform(T, "T")
+                ok = True
+            except ValueError as exc:
+                ok = False
+                assert "last row" in str(exc)
+            assert ok == want, (c, d)
 
 
 def test_unexpected_failures_are_internal_with_a_reference_and_the_server_lives_on(monkeypatch):

@@ -4,6 +4,7 @@ bench/cache_load.py asserting zero errors and bounded memory."""
 from __future__ import annotations
 
 import importlib.util
+import platform
 import re
 import signal
 import subprocess
@@ -47,6 +48,14 @@ def test_flags_fall_back_to_environment(monkeypatch):
     cfg = cli.config_from_args(args)
     assert cfg.memory_budget == 2 << 30 and cfg.limits.max_cameras == 9 and cfg.token == "tok"
     assert cfg.device == "cpu" and cfg.snapshot_dir is None and cfg.metrics_port == 9102
+
+
+def test_malloc_reuse_flag_and_tuning(monkeypatch):
+    assert cli.build_parser().parse_args(["serve"]).malloc_reuse == 1
+    monkeypatch.setenv("OBJVID_CACHE_MALLOC_REUSE", "0")
+    assert cli.build_parser().parse_args(["serve"]).malloc_reuse == 0
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert cli.tune_malloc() is True
 
 
 def test_config_errors(tmp_path):
@@ -101,5 +110,12 @@ def test_load_tool_small_run_has_no_errors_and_bounded_memory(tmp_path):
     assert all(r["p50_ms"] > 0 and r["throughput_fps"] > 0 for r in runs)
     budget = 256 << 20
     assert all(0 < r["memory"]["objvid_cache_device_bytes"] <= budget for r in runs)
+    # Where the time goes: server stages from /metrics, the client's call and decode.
+    for r in runs:
+        assert r["frames"] <= r["server_ms"]["calls"] <= r["frames"] + r["clients"]  # + a late warm-up
+        assert all(
+            r["server_ms"][f"{st}_ms"] >= 0 for st in ("decode", "queue", "render", "to_host", "encode")
+        )
+        assert r["client_ms"]["call_ms"] > 0 and r["client_ms"]["decode_ms"] > 0
     # Bounded: repeating the same load does not grow the server (beyond allocator noise).
     assert runs[2]["memory"]["rss"] - runs[1]["memory"]["rss"] < 64 << 20

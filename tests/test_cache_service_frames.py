@@ -1,5 +1,6 @@
 """The direct wire encoder of rendered frames (objvid.cache.frames) produces exactly the bytes of the protobuf
-API (the plain reference), for every output combination, encoding, slot count and index."""
+API (the plain reference), for every output combination, encoding, slot count and index; the direct wire
+decoder reads them back into the same arrays as the protobuf API + objvid.wire, without copying raw pixels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import itertools
 import numpy as np
 import pytest
 
+from objvid import wire
 from objvid.cache.frames import (
+    decode_frame_bytes,
     encode_render_response,
     encode_trajectory_response,
     fill_frame,
@@ -16,7 +19,7 @@ from objvid.cache.frames import (
     packed_to_host,
 )
 from objvid.cache.render_common import RenderOutput
-from objvid.v1 import cache_pb2
+from objvid.v1 import cache_pb2, types_pb2
 
 OUTPUTS = ("rgb", "mask", "depth", "object_mask")
 
@@ -71,3 +74,86 @@ def test_packed_transfer_equals_the_views():
             assert packed[n].dtype == views[n].dtype
             np.testing.assert_array_equal(packed[n], views[n])
         assert encode_render_response(packed, 1) == encode_render_response(views, 1)
+
+
+def _protobuf_decode(frame: cache_pb2.Frame) -> dict:
+    """The plain reference: protobuf objects + objvid.wire (as client/sdk.py decodes frames)."""
+    out = {"index": frame.index, "num_slots": frame.num_slots}
+    if len(frame.rgb):
+        out["rgb"] = np.stack([wire.decode_image(m) for m in frame.rgb])
+    if len(frame.mask):
+        masks = np.stack([wire.decode_image(m, grayscale=True) for m in frame.mask])
+        encoded = frame.mask[0].WhichOneof("content") == "encoded"
+        out["mask"] = (masks > 127).astype(np.uint8) if encoded else masks
+    if frame.HasField("depth"):
+        out["depth"] = wire.decode_tensor(frame.depth)
+    if frame.HasField("object_mask"):
+        out["object_mask"] = wire.decode_tensor(frame.object_mask)
+    return out
+
+
+@pytest.mark.parametrize("png", [False, True], ids=["raw", "png"])
+@pytest.mark.parametrize("n_slots", [1, 2])
+def test_direct_decoding_equals_protobuf_decoding(png, n_slots):
+    out = _output(N=n_slots, seed=n_slots)
+    for r in range(1, 5):
+        for names in itertools.combinations(OUTPUTS, r):
+            host = outputs_to_host(out, names)
+            data = encode_trajectory_response(host, 2, 77, 300, png)
+            got = decode_frame_bytes(data)
+            ref = _protobuf_decode(cache_pb2.RenderTrajectoryResponse.FromString(data).frame)
+            assert (got.pop("index"), got.pop("num_slots"), got.pop("total_frames")) == (77, n_slots, 300)
+            assert sorted(got) == sorted(names) == sorted(k for k in ref if k in OUTPUTS)
+            for n in names:
+                assert got[n].dtype == ref[n].dtype and got[n].shape == ref[n].shape, n
+                np.testing.assert_array_equal(got[n], ref[n], err_msg=n)
+                np.testing.assert_array_equal(got[n], host[n][2], err_msg=n)
+            got = decode_frame_bytes(encode_render_response(host, 1, png))
+            assert got["index"] == 0 and got["total_frames"] == 0
+            for n in names:
+                np.testing.assert_array_equal(got[n], host[n][1], err_msg=n)
+
+
+def test_direct_decoding_views_the_bytes_and_reads_unpacked_shapes():
+    host = outputs_to_host(_output(N=1), OUTPUTS)
+    data = encode_render_response(host, 0)
+    got = decode_frame_bytes(data)
+    whole = np.frombuffer(data, np.uint8)
+    for n in OUTPUTS:
+        assert np.shares_memory(got[n], whole), n  # no copy of the pixels
+        assert not got[n].flags.writeable
+    # A writer that sends the shape unpacked (repeated varint fields) is read the same way.
+    t = types_pb2.Tensor(dtype=types_pb2.DTYPE_FLOAT32, data=np.arange(6, dtype=np.float32).tobytes())
+    unpacked = b"\x08" + bytes([t.dtype]) + b"\x10\x02\x10\x03" + b"\x1a\x18" + t.data
+    frame = b"\x10\x01" + b"\x2a" + bytes([len(unpacked)]) + unpacked
+    got = decode_frame_bytes(b"\x0a" + bytes([len(frame)]) + frame)
+    np.testing.assert_array_equal(got["depth"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+@pytest.mark.parametrize(
+    "mutate, text",
+    [
+        (lambda b: b[:-5], "runs past the end"),
+        (lambda b: b[:3], "runs past the end"),
+        (lambda b: b"\x0a\xff", "truncated or malformed varint"),
+        (lambda b: b"\x0f", "unsupported wire type"),
+    ],
+    ids=["cut-pixels", "cut-header", "bad-varint", "bad-wire-type"],
+)
+def test_direct_decoding_rejects_malformed_bytes(mutate, text):
+    data = encode_render_response(outputs_to_host(_output(N=1), ("rgb", "depth")), 0)
+    with pytest.raises(ValueError, match=text):
+        decode_frame_bytes(mutate(data))
+
+
+def test_direct_decoding_checks_tensor_byte_counts():
+    frame = cache_pb2.RenderResponse()
+    frame.frame.num_slots = 1
+    frame.frame.depth.CopyFrom(
+        types_pb2.Tensor(dtype=types_pb2.DTYPE_FLOAT32, shape=[1, 2, 2], data=b"\0" * 12)
+    )
+    with pytest.raises(ValueError, match=r"response.frame.depth: byte count 12 does not match"):
+        decode_frame_bytes(frame.SerializeToString())
+    frame.frame.depth.dtype = 99
+    with pytest.raises(ValueError, match="unknown dtype code 99"):
+        decode_frame_bytes(frame.SerializeToString())

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from objvid import trajectory as tj
 from objvid.v1 import types_pb2
 

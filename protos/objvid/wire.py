@@ -93,9 +93,10 @@ def decode_tensor(
         if count > MAX_ELEMENTS:
             raise ValueError(f"{name}: shape {dims} overflows the element limit {MAX_ELEMENTS}")
     expected = count * dt.itemsize
-    if len(msg.data) != expected:
+    data = msg.data  # read once: with the upb backend every ``.data`` access copies the bytes
+    if len(data) != expected:
         raise ValueError(
-            f"{name}: byte count {len(msg.data)} does not match shape {dims} x {dt.name} ({expected} bytes)"
+            f"{name}: byte count {len(data)} does not match shape {dims} x {dt.name} ({expected} bytes)"
         )
     if dtype is not None:
         allowed = [np.dtype(d) for d in (dtype if isinstance(dtype, list | tuple) else [dtype])]
@@ -109,7 +110,7 @@ def decode_tensor(
         ):
             want = ["*" if s is None else s for s in shape]
             raise ValueError(f"{name}: expected shape {want}, got {dims}")
-    return np.frombuffer(msg.data, dtype=dt).reshape(dims)
+    return np.frombuffer(data, dtype=dt).reshape(dims)
 
 
 # ---------------------------------------------------------------------------------------------------

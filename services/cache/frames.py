@@ -10,9 +10,16 @@ Hot path (per-frame ``Render`` at 704x1280 carries ~7 MB):
   ``fill_frame`` builds the same messages with the protobuf API; tests check both give identical bytes.
 The servicer returns these ``bytes`` as responses; ``add_cache_service`` registers a serializer that
 passes bytes through and serializes messages as usual.
+
+Client side, ``decode_frame_bytes`` reads a serialized ``RenderResponse`` / ``RenderTrajectoryResponse``
+(e.g. from a call made with ``response_deserializer=None``) straight into numpy arrays that view the
+received bytes: no protobuf objects, no copies of the pixels (the protobuf API copies them on parsing
+and again on every ``.data`` access).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -204,6 +211,130 @@ def encode_trajectory_response(
     msg.message_field(1, _frame(host, t, index, png))
     msg.varint_field(2, total)
     return b"".join(msg.chunks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Direct wire decoder (clients)
+
+
+def _read_varint(buf: memoryview, pos: int, name: str) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError(f"{name}: truncated or malformed varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: memoryview, name: str) -> Iterator[tuple[int, int, int | memoryview]]:
+    """(field number, wire type, value) of a serialized message; LEN values are memoryview slices."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_varint(buf, pos, name)
+        field, wire_type = key >> 3, key & 7
+        if wire_type == _VARINT:
+            value, pos = _read_varint(buf, pos, name)
+        elif wire_type == _LEN:
+            size, pos = _read_varint(buf, pos, name)
+            if pos + size > end:
+                raise ValueError(f"{name}: field {field} runs past the end of the message")
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire_type in (1, 5):  # fixed64 / fixed32: no such fields here, skipped
+            pos += 8 if wire_type == 1 else 4
+            value = 0
+        else:
+            raise ValueError(f"{name}: unsupported wire type {wire_type} (field {field})")
+        if pos > end:
+            raise ValueError(f"{name}: field {field} runs past the end of the message")
+        yield field, wire_type, value
+
+
+def _decode_tensor_bytes(buf: memoryview, name: str) -> np.ndarray:
+    """Serialized ``Tensor`` -> read-only array viewing ``buf``, checked like ``wire.decode_tensor``."""
+    code, dims, data = 0, [], memoryview(b"")
+    for field, wire_type, value in _fields(buf, name):
+        if field == 1 and wire_type == _VARINT:
+            code = value
+        elif field == 2 and wire_type == _LEN:  # packed shape
+            pos = 0
+            while pos < len(value):
+                d, pos = _read_varint(value, pos, f"{name}.shape")
+                dims.append(d)
+        elif field == 2 and wire_type == _VARINT:  # unpacked shape
+            dims.append(value)
+        elif field == 3 and wire_type == _LEN:
+            data = value
+    dt = wire._DTYPES.get(code)
+    if dt is None:
+        raise ValueError(f"{name}: unknown dtype code {code}")
+    if not dims:
+        raise ValueError(f"{name}: empty shape")
+    count = 1
+    for d in dims:
+        count *= d
+    if count > wire.MAX_ELEMENTS or count * dt.itemsize != data.nbytes:
+        raise ValueError(f"{name}: byte count {data.nbytes} does not match shape {dims} x {dt.name}")
+    return np.frombuffer(data, dtype=dt).reshape(dims)
+
+
+def _decode_image_bytes(buf: memoryview, name: str, mask: bool) -> np.ndarray:
+    """Serialized ``Image`` -> (H, W, 3) uint8 (rgb) or (H, W) uint8 0/1 (mask); raw pixels are views."""
+    for field, wire_type, value in _fields(buf, name):
+        if field == 1 and wire_type == _LEN:
+            arr = wire.decode_image_bytes(bytes(value), name, grayscale=mask)
+            return (arr > 127).astype(np.uint8) if mask else arr  # PNG masks are 255 / 0
+        if field == 2 and wire_type == _LEN:
+            arr = _decode_tensor_bytes(value, f"{name}.pixels")
+            if arr.dtype not in (np.uint8, np.bool_) or arr.ndim != (2 if mask else 3):
+                raise ValueError(f"{name}.pixels: unexpected {arr.dtype} shape {list(arr.shape)}")
+            return arr.view(np.uint8)
+    raise ValueError(f"{name}: missing (set `encoded` or `pixels`)")
+
+
+def _stack(arrs: list[np.ndarray]) -> np.ndarray:
+    return arrs[0][None] if len(arrs) == 1 else np.stack(arrs)  # one slot: a view, no copy
+
+
+def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict:
+    """Serialized ``RenderResponse`` or ``RenderTrajectoryResponse`` -> dict of the frame.
+
+    Keys: ``index``, ``num_slots``, ``total_frames`` (0 for ``Render``), and per requested output
+    ``rgb`` (N, H, W, 3) uint8, ``mask`` (N, H, W) uint8 0/1, ``depth`` (N, H, W) float32,
+    ``object_mask`` (N, H, W) int16 (absent outputs are missing). Raw arrays are read-only views of
+    ``data`` (keep it alive; one buffer slot: no copy at all); PNG images are decoded. Equal to parsing
+    with the protobuf API and ``wire.decode_image`` / ``wire.decode_tensor``. Raises ValueError naming the
+    field on malformed input.
+    """
+    out: dict = {"index": 0, "num_slots": 0, "total_frames": 0}
+    rgb: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for field, wire_type, value in _fields(memoryview(data).cast("B"), name):
+        if field == 2 and wire_type == _VARINT:
+            out["total_frames"] = value
+        if field != 1 or wire_type != _LEN:
+            continue
+        for f, wt, v in _fields(value, f"{name}.frame"):
+            if f == 1 and wt == _VARINT:
+                out["index"] = v
+            elif f == 2 and wt == _VARINT:
+                out["num_slots"] = v
+            elif f == 3 and wt == _LEN:
+                rgb.append(_decode_image_bytes(v, f"{name}.frame.rgb[{len(rgb)}]", mask=False))
+            elif f == 4 and wt == _LEN:
+                masks.append(_decode_image_bytes(v, f"{name}.frame.mask[{len(masks)}]", mask=True))
+            elif f == 5 and wt == _LEN:
+                out["depth"] = _decode_tensor_bytes(v, f"{name}.frame.depth")
+            elif f == 6 and wt == _LEN:
+                out["object_mask"] = _decode_tensor_bytes(v, f"{name}.frame.object_mask")
+    if rgb:
+        out["rgb"] = _stack(rgb)
+    if masks:
+        out["mask"] = _stack(masks)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

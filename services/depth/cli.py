@@ -44,6 +44,7 @@ _FLAGS: list[tuple[str, type, str]] = [
     ("micro-batch", int, "images per model call"),
     ("workers", int, "gRPC worker threads"),
     ("decode-threads", int, "threads decoding the images of a batch"),
+    ("torch-threads", int, "torch CPU threads; 0 = auto (CUDA: 4, CPU: torch's default)"),
     ("grace-seconds", float, "on SIGTERM, how long in-flight requests may finish"),
     ("tls-cert", str, "PEM certificate file (with --tls-key: serve TLS)"),
     ("tls-key", str, "PEM private key file"),

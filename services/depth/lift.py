@@ -200,13 +200,79 @@ def images_to_tensor(images: Sequence[np.ndarray], device: torch.device) -> torc
 
 def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Device tensors -> CPU tensors: on CUDA, async copies into pinned memory and one stream sync."""
-    if all(t.device.type == "cpu" for t in tensors):
-        return list(tensors)
-    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
-    for h, t in zip(host, tensors, strict=True):
-        h.copy_(t, non_blocking=True)
-    torch.cuda.current_stream(tensors[0].device).synchronize()
-    return host
+    return HostCopies.start(tensors).wait()
+
+
+@dataclass
+class HostCopies:
+    """Device -> host copies in flight: ``host`` tensors (pinned on CUDA) valid once ``wait()`` returns.
+
+    ``start`` queues the copies on the current stream and records an event after them, so the thread that
+    queued them can move on (the inference thread starts the next batch) while another one waits.
+    """
+
+    host: list[torch.Tensor]
+    done: torch.cuda.Event | None
+
+    @classmethod
+    def start(cls, tensors: Sequence[torch.Tensor]) -> HostCopies:
+        cuda = [t.device for t in tensors if t.device.type == "cuda"]
+        if not cuda:
+            return cls(list(tensors), None)
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+        for h, t in zip(host, tensors, strict=True):
+            h.copy_(t, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(cuda[0]))
+        return cls(host, done)
+
+    def wait(self) -> list[torch.Tensor]:
+        """Block until the copies landed (releases the GIL while waiting); returns ``host``."""
+        if self.done is not None:
+            self.done.synchronize()
+        return self.host
+
+
+@dataclass
+class PendingLift:
+    """A lifted batch whose outputs are still being copied to the host; ``result()`` waits for them.
+
+    copies: depth (B, H, W) float32, mask (B, H, W) bool, image (B, H, W, 3) uint8, normalised
+    intrinsics (B, 3, 3) float32; infer_hw / out_hw: (h, w) the model saw and (H, W) of the outputs.
+    """
+
+    copies: HostCopies
+    infer_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    def result(self) -> list[LiftedView]:
+        depth, mask, rgb, k_norm = self.copies.wait()
+        depth, mask, rgb = depth.numpy(), mask.numpy(), rgb.numpy()
+        ks = scale_intrinsics(k_norm, self.infer_hw, self.out_hw)
+        return [LiftedView(depth[i], mask[i], ks[i], rgb[i]) for i in range(len(ks))]
+
+
+def start_lift(
+    predictor: Predictor, images: Sequence[np.ndarray], out_hw: tuple[int, int], device
+) -> PendingLift:
+    """Upload, model call and GEN3C post-processing on the device; the downloads are left in flight.
+
+    images: B arrays (h, w, 3) uint8 already at the inference size (see ``resize_for_inference``): one
+    upload, one model call. ``PendingLift.result()`` gives B views at ``out_hw`` (H, W); it may run on
+    another thread, so the caller can start the next batch while this one downloads.
+    """
+    if not images:
+        raise ValueError("images: empty batch")
+    infer_hw = tuple(images[0].shape[:2])
+    if any(im.shape != images[0].shape for im in images):
+        raise ValueError("images: a batch must share one inference size")
+    x = images_to_tensor(images, device)
+    pred = predictor(x)
+    depth = clean_depth(pred.depth, pred.mask, out_hw)
+    mask = resize_mask(pred.mask.bool(), out_hw)
+    rgb = resize_image(x, out_hw).contiguous()
+    k_norm = pred.intrinsics.float().contiguous()
+    return PendingLift(HostCopies.start([depth, mask, rgb, k_norm]), infer_hw, tuple(out_hw))
 
 
 def lift_batch(
@@ -215,18 +281,6 @@ def lift_batch(
     """Lift same-size images already at the inference size (see ``resize_for_inference``).
 
     images: B arrays (h, w, 3) uint8. Returns B views at ``out_hw`` (H, W). One model call, one upload,
-    one download per output.
+    one download per output (``start_lift`` then ``result()``).
     """
-    if not images:
-        raise ValueError("images: empty batch")
-    infer_hw = images[0].shape[:2]
-    if any(im.shape != images[0].shape for im in images):
-        raise ValueError("images: a batch must share one inference size")
-    x = images_to_tensor(images, device)
-    pred = predictor(x)
-    depth = clean_depth(pred.depth, pred.mask, out_hw)
-    mask = resize_mask(pred.mask.bool(), out_hw)
-    rgb = resize_image(x, out_hw)
-    depth_np, mask_np, rgb_np = (t.numpy() for t in to_host([depth, mask, rgb.contiguous()]))
-    ks = scale_intrinsics(pred.intrinsics, infer_hw, out_hw)
-    return [LiftedView(depth_np[i], mask_np[i], ks[i], rgb_np[i]) for i in range(len(images))]
+    return start_lift(predictor, images, out_hw, device).result()

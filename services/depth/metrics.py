@@ -4,7 +4,9 @@ Exposed names (prefix ``objvid_depth_``):
 - ``requests_total{code}``: finished Lift RPCs by gRPC status code name (OK, INVALID_ARGUMENT, ...);
 - ``request_seconds``: Lift latency histogram (server side, decode to response);
 - ``stage_seconds{stage}``: time per stage: ``decode`` (bytes -> pixels at the inference size),
-  ``queue`` (waiting for the model), ``lift`` (model + GEN3C post-processing + download), ``encode``;
+  ``queue`` (waiting for the inference thread), ``lift`` (on the inference thread: upload + model + GEN3C
+  post-processing queued), ``download`` (waiting for the device work and the copies to the host),
+  ``encode`` (response bytes); per micro-batch for queue/lift/download, per request otherwise;
 - ``images_total``: images lifted;
 - ``model_load_seconds``: time to load the model (0 until loaded); ``model_loaded``: 1 once serving;
 plus the standard ``process_*`` collector (RSS, CPU).
@@ -28,7 +30,7 @@ log = logging.getLogger("objvid.depth.metrics")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-STAGES = ("decode", "queue", "lift", "encode")
+STAGES = ("decode", "queue", "lift", "download", "encode")
 
 
 class DepthMetrics:

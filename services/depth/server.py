@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from objvid import wire
@@ -25,12 +24,17 @@ from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_
 
 log = logging.getLogger("objvid.depth.server")
 
+#: torch intra-op threads on a CUDA server with --torch-threads 0: the model runs on the GPU, and the few
+#: CPU tensor ops are small; a pool as wide as the host only adds threads spinning at OpenMP barriers.
+CUDA_TORCH_THREADS = 4
+
 
 @dataclass
 class ServerConfig:
     """Everything ``objvid-depth serve`` takes (see cli.py / docs/depth.md for meanings and defaults).
 
-    metrics_port: 0 picks a free port, a negative value disables the endpoint.
+    metrics_port: 0 picks a free port, a negative value disables the endpoint. torch_threads: CPU threads
+    of torch's intra-op pool; 0 = auto (CUDA: at most ``CUDA_TORCH_THREADS``, CPU: torch's default).
     """
 
     model: str = DEFAULT_MODEL
@@ -54,6 +58,7 @@ class ServerConfig:
     workers: int = 8
     decode_threads: int = 4
     warmup: bool = True
+    torch_threads: int = 0
     grace_seconds: float = 5.0
     tls_cert: str = ""
     tls_key: str = ""
@@ -73,6 +78,8 @@ class ServerConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.workers < 1 or self.decode_threads < 1:
             raise ValueError("workers/decode_threads: must be >= 1")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads: must be >= 0 (0 = auto), got {self.torch_threads}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: must be 0..65535, got {self.port}")
         if self.metrics_port > 65535:
@@ -129,42 +136,40 @@ class DepthServer:
             self.metrics_port = self.metrics.serve_http(c.metrics_port, c.metrics_host)
         return self
 
-    def load(self) -> MoGeDepthModel:
-        """Load (and warm up) the model, then report SERVING. Raises ModelLoadError."""
+    def load(self, model=None) -> MoGeDepthModel:
+        """Load (and warm up) the model, then report SERVING. Raises ModelLoadError.
+
+        model: an already built predictor (callable (B, 3, h, w) float [0, 1] -> ``lift.Prediction`` with
+        ``device`` and ``name``) used instead of ``config.model`` (benchmarks, tests).
+        """
         c = self.config
         start = time.perf_counter()
-        model = load_model(
-            c.model,
-            device=c.device,
-            dtype=c.dtype,
-            version=c.model_version,
-            num_tokens=c.num_tokens,
-            resolution_level=c.resolution_level,
-            model_dir=c.model_dir,
-        )
+        if model is None:
+            model = load_model(
+                c.model,
+                device=c.device,
+                dtype=c.dtype,
+                version=c.model_version,
+                num_tokens=c.num_tokens,
+                resolution_level=c.resolution_level,
+                model_dir=c.model_dir,
+            )
+        threads = set_torch_threads(c.torch_threads, model.device)
+        warmup_s = 0.0
         if c.warmup:
-            self._warmup(model)
+            warmup_s = self.servicer.warm_up(model, warmup_batch_sizes(c, model.device))
         self.model = model
         self.servicer.set_model(model)
         self.metrics.model_load.set(time.perf_counter() - start)
         self.metrics.model_loaded.set(1)
         self.handle.set_serving(True)
         log.info(
-            "event=ready address=%s:%d metrics_port=%s model=%s version=%s device=%s dtype=%s load_seconds=%.2f",
-            c.host, self.port, self.metrics_port, model.name, model.version, model.device, model.dtype_name,
-            time.perf_counter() - start,
+            "event=ready address=%s:%d metrics_port=%s model=%s version=%s device=%s dtype=%s "
+            "torch_threads=%d load_seconds=%.2f warmup_seconds=%.2f",
+            c.host, self.port, self.metrics_port, model.name, getattr(model, "version", "-"), model.device,
+            getattr(model, "dtype_name", "-"), threads, time.perf_counter() - start, warmup_s,
         )  # fmt: skip
         return model
-
-    def _warmup(self, model: MoGeDepthModel) -> None:
-        """One inference at the default sizes so the first request does not pay for kernel selection."""
-        c = self.config
-        blank = [
-            lift.resize_for_inference(_gray(c.infer_height, c.infer_width), (c.infer_height, c.infer_width))
-        ]
-        lift.lift_batch(model, blank, (c.height, c.width), model.device)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize(model.device)
 
     def start(self) -> DepthServer:
         """listen() then load(); on a load failure the listeners are closed and the error re-raised."""
@@ -192,5 +197,18 @@ class DepthServer:
             self.handle.wait()
 
 
-def _gray(h: int, w: int) -> np.ndarray:
-    return np.full((h, w, 3), 128, dtype=np.uint8)
+def set_torch_threads(requested: int, device: torch.device) -> int:
+    """Apply --torch-threads (0 = auto, see ``ServerConfig``); returns the intra-op thread count in use."""
+    if requested > 0:
+        torch.set_num_threads(requested)
+    elif device.type == "cuda":
+        torch.set_num_threads(max(1, min(CUDA_TORCH_THREADS, os.cpu_count() or 1)))
+    return torch.get_num_threads()
+
+
+def warmup_batch_sizes(config: ServerConfig, device: torch.device) -> list[int]:
+    """Batch sizes to warm up: on CUDA every size a micro-batch can have (cuDNN tunes each shape once, on
+    the inference thread); on CPU one call."""
+    if device.type != "cuda":
+        return [1]
+    return list(range(1, min(config.micro_batch, config.max_images) + 1))

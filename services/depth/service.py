@@ -1,5 +1,10 @@
 """The ``objvid.v1.DepthService`` servicer: decode, lift with GEN3C's conventions, encode.
 
+Threads: a gRPC thread per request validates and decodes (a batch's images in parallel on the decode pool),
+hands each micro-batch to the one inference thread (``inference.py``: upload, MoGe, GEN3C post-processing,
+downloads started), waits for the downloads and encodes. So while one request's model call runs, other
+requests decode, download and encode.
+
 Errors (the server keeps serving after each): empty batch, a missing/corrupt/non-image entry, bad sizes
 -> INVALID_ARGUMENT naming the field (``images[i]``, ``width``...); an image or working size above
 ``max_pixels`` or a batch above ``max_images`` -> RESOURCE_EXHAUSTED; model still loading -> UNAVAILABLE;
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ import torch
 from objvid import wire
 from objvid.depth import lift
 from objvid.depth.encode import build_response, encode_response
+from objvid.depth.inference import InferenceThread
 from objvid.depth.metrics import DepthMetrics
 from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 
@@ -92,8 +97,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         self.settings = settings or LiftSettings()
         self.metrics = metrics or DepthMetrics()
         self._model = None
-        self._model_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads), thread_name_prefix="depth-decode")
+        self.inference = InferenceThread()
 
     @property
     def model(self):
@@ -105,6 +110,17 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.inference.close()
+
+    def warm_up(self, model, batch_sizes) -> float:
+        """Lift gray images at the default sizes for each of ``batch_sizes`` on the inference thread, so
+        that requests find cuDNN's plans tuned there; returns the seconds it took."""
+        s = self.settings
+        gray = np.full((*s.infer_hw, 3), 128, dtype=np.uint8)
+        start = time.perf_counter()
+        for b in batch_sizes:
+            self.inference.call(lift.lift_batch, model, [gray] * b, s.working_hw, model.device)
+        return time.perf_counter() - start
 
     # -------------------------------------------------------------------------------------------------
     # gRPC entry point
@@ -192,27 +208,41 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         groups: dict[tuple, list[int]] = {}
         for i, d in enumerate(decoded):
             groups.setdefault((d.infer_hw, d.working_hw), []).append(i)
+        jobs = []  # every micro-batch is queued at once: the next one runs while this one downloads
         for (_infer_hw, working_hw), idx in groups.items():
             for k in range(0, len(idx), s.micro_batch):
                 chunk = idx[k : k + s.micro_batch]
-                t_wait = time.perf_counter()
-                with self._model_lock:
-                    t_run = time.perf_counter()
-                    if is_active is not None and not is_active():
-                        raise RequestError(
-                            grpc.StatusCode.CANCELLED, "request cancelled or past its deadline"
-                        )
-                    out = lift.lift_batch(model, [decoded[i].rgb for i in chunk], working_hw, model.device)
-                    t_done = time.perf_counter()
-                self.metrics.stage("queue", t_run - t_wait)
-                self.metrics.stage("lift", t_done - t_run)
+                rgbs = [decoded[i].rgb for i in chunk]
+                future = self.inference.submit(
+                    self._start_lift, model, rgbs, working_hw, is_active, time.perf_counter()
+                )
+                jobs.append((chunk, future))
+        try:
+            for chunk, future in jobs:
+                pending = future.result()
+                t0 = time.perf_counter()
+                out = pending.result()
+                self.metrics.stage("download", time.perf_counter() - t0)
                 for i, view in zip(chunk, out, strict=True):
                     views[i] = view
+        finally:
+            for _chunk, future in jobs:
+                future.cancel()  # after a failure: drop the micro-batches that have not started
 
         t0 = time.perf_counter()
         response = encode(views, str(getattr(model, "name", "")))
         self.metrics.stage("encode", time.perf_counter() - t0)
         return response
+
+    def _start_lift(self, model, rgbs, working_hw, is_active, submitted: float) -> lift.PendingLift:
+        """On the inference thread: upload, model call, post-processing; downloads left in flight."""
+        start = time.perf_counter()
+        self.metrics.stage("queue", start - submitted)
+        if is_active is not None and not is_active():
+            raise RequestError(grpc.StatusCode.CANCELLED, "request cancelled or past its deadline")
+        pending = lift.start_lift(model, rgbs, working_hw, model.device)
+        self.metrics.stage("lift", time.perf_counter() - start)
+        return pending
 
     def _decode(
         self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool

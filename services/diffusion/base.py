@@ -117,7 +117,9 @@ def validate_chunk(first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarr
     if h < 16 or w < 16 or h % 16 or w % 16:
         raise ValueError(f"RENDERS height and width must be positive multiples of 16, got {h}x{w}")
     if first_frame.shape != (h, w, 3):
-        raise ValueError(f"FIRST_FRAME must be ({h}, {w}, 3) to match RENDERS, got {tuple(first_frame.shape)}")
+        raise ValueError(
+            f"FIRST_FRAME must be ({h}, {w}, 3) to match RENDERS, got {tuple(first_frame.shape)}"
+        )
     if masks.shape != (t, n, h, w):
         raise ValueError(f"MASKS must be {(t, n, h, w)} to match RENDERS, got {tuple(masks.shape)}")
     if masks.size and masks.max() > 1:
@@ -139,5 +141,7 @@ class VideoModel(abc.ABC):
             raise ValueError(f"RENDERS must hold at least 2 frames, got {num_frames}")
 
     @abc.abstractmethod
-    def generate(self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None) -> np.ndarray:
+    def generate(
+        self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None
+    ) -> np.ndarray:
         """Generate the chunk; returns the video (T, H, W, 3) uint8, frame 0 corresponding to the first frame."""

@@ -110,6 +110,8 @@ def _scrape(url: str | None) -> dict[str, float]:
 
 
 _STAGES = ("decode", "queue", "render", "to_host", "encode")
+#: Untimed Render calls per client before the timed ones.
+WARMUP_CALLS = 5
 
 
 def _server_timings(url: str | None) -> dict[str, float]:
@@ -265,7 +267,7 @@ def warm_up(stub, args, scene_id: str, K: np.ndarray, metadata) -> None:
 
 
 def client_worker(cfg: dict, i: int, start_at: float) -> dict:
-    """One client: its own channel, a warm-up call, then ``requests`` timed Render calls from ``start_at``
+    """One client: its own channel, ``WARMUP_CALLS`` untimed calls, then ``requests`` timed Render calls from ``start_at``
     (a ``time.time()`` value shared by all clients), each until the frame is decoded into numpy arrays.
     Picklable, for threads and processes alike."""
     import gc
@@ -291,10 +293,11 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
     path = camera_path(max(cfg["requests"], 2))
     cams = [wire.encode_camera(K, w2c, cfg["width"], cfg["height"]) for w2c in path]
     want = cfg["outputs"]
-    lat, calls, decodes, errors = [], [], [], []
-    try:
-        decode(render(cache_pb2.RenderRequest(scene_id=cfg["scene_id"], camera=cams[0], options=options),
-                      metadata=metadata, timeout=cfg["timeout"]))  # fmt: skip
+    lat, calls, decodes, errors, seq = [], [], [], [], []
+    try:  # warm-up: connection, HTTP/2 flow-control windows, this process's heap
+        for w in range(WARMUP_CALLS):
+            decode(render(cache_pb2.RenderRequest(scene_id=cfg["scene_id"], camera=cams[w % len(cams)],
+                                                  options=options), metadata=metadata, timeout=cfg["timeout"]))  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - counted
         errors.append(f"warmup: {_describe_error(exc)}")
     gc_clock = None
@@ -322,6 +325,7 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
         if ok:
             t2 = time.perf_counter()
             lat.append(t2 - t0)
+            seq.append(r)
             calls.append(t1 - t0)
             decodes.append(t2 - t1)
         del data, frame  # the response bytes go before the next call, as in an app that uses each frame once
@@ -334,8 +338,8 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
             "ms_total": gc_clock.seconds * 1e3,
             "longest_ms": gc_clock.longest * 1e3,
         }
-    return {"lat": lat, "call": calls, "decode": decodes, "errors": errors, "end": time.time(), "late": late,
-            "gc": gc_info}  # fmt: skip
+    return {"lat": lat, "call": calls, "decode": decodes, "seq": seq, "errors": errors, "end": time.time(),
+            "late": late, "gc": gc_info}  # fmt: skip
 
 
 def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata=None) -> dict:
@@ -383,7 +387,16 @@ def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray,
         "call_p99_ms": float(np.percentile(call, 99) * 1e3),
         "decode_p99_ms": float(np.percentile(dec, 99) * 1e3),
         "slowest_ms": [round(float(x) * 1e3, 2) for x in np.sort(lat)[-5:][::-1]],
-    }
+        # The 5 slowest calls: which client, which call of its sequence, and how their time split.
+        "slowest": sorted(
+            (
+                {"ms": round(r["lat"][k] * 1e3, 2), "client": c, "call": r["seq"][k],
+                 "call_ms": round(r["call"][k] * 1e3, 2), "decode_ms": round(r["decode"][k] * 1e3, 3)}
+                for c, r in enumerate(results) for k in range(len(r["lat"]))
+            ),
+            key=lambda x: -x["ms"],
+        )[:5],
+    }  # fmt: skip
     if "handler_ms" in server:
         client["grpc_transport_ms"] = client["call_ms"] - server["handler_ms"]
     gcs = [r["gc"] for r in results if r["gc"]]
@@ -551,7 +564,9 @@ def _breakdown_line(run: dict) -> str:
         parts.append(f"server_gc2={sv.get('gc2_runs', 0)}x/{sv.get('gc2_ms_total', 0.0):.1f}ms")
     if "gc_runs" in cl:
         parts.append(f"client_gc={cl['gc_runs']}x/{cl['gc_ms_total']:.1f}ms(max {cl['gc_longest_ms']:.1f})")
-    parts.append(f"slowest={cl['slowest_ms']}")
+    parts.append(
+        "slowest=[" + ", ".join(f"{x['ms']}@c{x['client']}#{x['call']}" for x in cl["slowest"]) + "]"
+    )
     return "ms/call: " + " ".join(parts)
 
 

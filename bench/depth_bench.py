@@ -5,12 +5,15 @@ Full run (GPU): a ViT-L-shaped MoGe v1 (the shape of Ruicheng/moge-vitl) with ra
 (``objvid-depth serve``'s code) on loopback; inputs as raw uint8 tensors and as PNG bytes.
 Target: service overhead (service ms - raw model ms) <= 10% of the raw model time.
 
-Rows: the raw model call, the in-process lift core, MoGe's network alone; the service with one client
-(sequential calls, server stage times scraped after the warm-up calls) and with ``--clients`` concurrent
-clients (throughput); a second server whose model answers at once (``NoopModel``) gives the service's
-own cost: decode, upload, GEN3C post-processing, downloads, encode and gRPC transport. Bench and servers
-use the same torch thread count. Diagnostics: the lift core's first calls on a fresh thread (cuDNN
-plans are cached per thread) and, on CUDA, a profile of one model call (``depth_profile.txt``).
+Rows: the raw model call with upstream MoGe kernels (CUDA) and with the server's fast paths (``fast.py``;
+their outputs compared), the in-process lift core; servers whose model answers at once (``NoopModel``)
+give the service's own cost (decode, upload, GEN3C post-processing, downloads, encode, gRPC transport),
+with and without glibc malloc tuning (``memory.py``) on server and client; the real server with one
+client (sequential calls; server stage times scraped after the warm-up calls) and with ``--clients``
+concurrent clients (throughput). The overhead of a service row is its time minus the raw model call
+(with the fast paths, as the server runs it); a no-op row is all overhead. Bench and servers use the
+same torch thread count. Diagnostics: the lift core's first calls on a fresh thread (cuDNN plans are
+cached per thread) and, on CUDA, a profile of one model call (``depth_profile.txt``).
 
     python bench/depth_bench.py                      # GPU, full size
     python bench/depth_bench.py --small --device cpu # CPU smoke run at tiny size
@@ -237,16 +240,6 @@ def _serve_noop_child(argv: list[str]) -> int:
     return 0
 
 
-def _forward_only(model, x):
-    """MoGe's network alone (no focal/shift solve, no masking), as ``infer`` calls it."""
-    import torch
-
-    lo, hi = model.net.num_tokens_range
-    tokens = model.num_tokens or int(lo + (model.resolution_level / 9) * (hi - lo))
-    with torch.inference_mode(), torch.autocast(model.device.type, torch.float16, enabled=model.use_fp16):
-        return model.net.forward(x, tokens)
-
-
 def _profile(model, x, out_dir: pathlib.Path, calls: int = 3) -> dict:
     """torch.profiler over ``calls`` model calls: device busy time per call and the top kernels."""
     import torch
@@ -280,6 +273,23 @@ def _profile(model, x, out_dir: pathlib.Path, calls: int = 3) -> dict:
     }
 
 
+def _compare(ref, out) -> dict:
+    """Fast paths vs upstream on the same input: depth relative L2 over pixels valid in both, the share of
+    mask pixels that differ, the largest relative intrinsics difference."""
+    import torch
+
+    both = ref.mask & out.mask
+    d_ref, d_out = ref.depth[both].double(), out.depth[both].double()
+    rel = (torch.linalg.vector_norm(d_out - d_ref) / torch.linalg.vector_norm(d_ref)).item()
+    k_rel = ((out.intrinsics - ref.intrinsics).abs() / ref.intrinsics.abs().clamp_min(1e-6)).max().item()
+    return {
+        "depth_rel_l2": float(f"{rel:.3g}"),
+        "mask_mismatch": float(f"{(ref.mask != out.mask).double().mean().item():.3g}"),
+        "intrinsics_max_rel": float(f"{k_rel:.3g}"),
+        "nan": bool(torch.isnan(out.depth).any().item()),
+    }
+
+
 def _fresh_thread_calls(fn, calls: int = 2) -> list[float]:
     """ms of the first ``calls`` calls of ``fn`` on a new thread (cuDNN plans are cached per thread)."""
     out: list[float] = []
@@ -304,6 +314,8 @@ def run(args) -> dict:
 
     from objvid import wire
     from objvid.depth import lift
+    from objvid.depth.fast import apply_fast_paths
+    from objvid.depth.memory import tune_malloc
     from objvid.depth.model import load_model
     from objvid.depth.random_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.depth.server import set_torch_threads
@@ -328,7 +340,9 @@ def run(args) -> dict:
     save_checkpoint(build_random(config, "v1", seed=0), config, ckpt)
     build_s = time.perf_counter() - t0
 
-    model = load_model(ckpt, device=args.device, dtype=args.dtype, num_tokens=settings["num_tokens"])
+    model = load_model(
+        ckpt, device=args.device, dtype=args.dtype, num_tokens=settings["num_tokens"], fast_kernels=False
+    )
     dev = model.device
     # Same torch threads here as in the servers (--torch-threads: 0 = the server's auto rule).
     torch_threads = set_torch_threads(args.torch_threads, dev)
@@ -365,19 +379,28 @@ def run(args) -> dict:
     def save():
         out_file.write_text(json.dumps(result, indent=2) + "\n")
 
-    # Raw model: the MoGe call alone on an input already on the device at the inference size.
-    for b in args.batches:
-        x = lift.images_to_tensor([photo] * b, dev)
+    # Raw model: the MoGe call alone on an input already on the device at the inference size; first with
+    # upstream's kernels (reference), then with the fast paths the server uses on CUDA (fast.py).
+    inputs_dev = {b: lift.images_to_tensor([photo] * b, dev) for b in args.batches}
+    upstream = {}
+    if dev.type == "cuda":
+        for b, x in inputs_dev.items():
+            upstream[b] = model(x)
+            raw = _time(lambda x=x, m=model: m(x), args.iters, args.warmup, dev)
+            rows.append({"path": "raw model call, upstream kernels", "batch": b, **_stats(raw, b)})
+            save()
+        diag["fast_paths"] = apply_fast_paths(model.net)
+        diag["fast_vs_upstream"] = {b: _compare(upstream[b], model(x)) for b, x in inputs_dev.items()}
+        del upstream
+    for b, x in inputs_dev.items():
         raw = _time(lambda x=x, m=model: m(x), args.iters, args.warmup, dev)
         core = _time(
             lambda b=b, m=model: lift.lift_batch(m, [photo] * b, (wh, ww), dev), args.iters, args.warmup, dev
         )
-        fwd = _time(lambda x=x, m=model: _forward_only(m, x), max(5, args.iters // 3), 2, dev)
         rows.append({"path": "raw model call", "batch": b, **_stats(raw, b)})
         rows.append(
             {"path": "lift core in-process (upload+model+GEN3C post+download)", "batch": b, **_stats(core, b)}
         )
-        rows.append({"path": "  of which MoGe network forward only", "batch": b, **_stats(fwd, b)})
         save()
     # Why a dedicated inference thread: the first calls of the warm lift core on a fresh thread.
     diag["lift_core_b1_fresh_thread_first_calls_ms"] = _fresh_thread_calls(
@@ -385,9 +408,10 @@ def run(args) -> dict:
     )
     if dev.type == "cuda" and args.profile:
         try:
-            diag["profile_b1"] = _profile(model, lift.images_to_tensor([photo], dev), out_dir)
+            diag["profile_b1"] = _profile(model, inputs_dev[min(args.batches)], out_dir)
         except Exception as exc:  # the profiler is a diagnostic; never lose the run to it
             diag["profile_b1"] = f"failed: {type(exc).__name__}: {exc}"
+    del inputs_dev
     save()
     del model
     if dev.type == "cuda":
@@ -409,24 +433,37 @@ def run(args) -> dict:
         "direct": _stats(_time(lambda: encode_response([view], "m"), 20, 3), 1)["p50_ms"],
     }
 
-    # Through the service: the real server and a no-op-model server, both subprocesses on loopback.
+    # Through the service, all servers subprocesses on loopback: two no-op-model servers (glibc malloc
+    # untuned / tuned, see memory.py), then the real one. The bench client tunes its own malloc only after
+    # the first two no-op rows, so those rows show what the tuning is worth on either side.
     env = dict(os.environ)
     if dev.type == "cpu":
         env["OMP_NUM_THREADS"] = str(torch_threads)
     servers = {
+        "noop-untuned": _Server(
+            _server_cmd("--serve-noop-child", ckpt, args, settings) + ["--no-malloc-tuning"], env
+        ),
+        "noop": _Server(_server_cmd("--serve-noop-child", ckpt, args, settings), env),
         "model": _Server(_server_cmd("--serve-child", ckpt, args, settings), env),
-        "no-op model": _Server(_server_cmd("--serve-noop-child", ckpt, args, settings), env),
     }
     inputs = {"raw": wire.encode_image(photo), "png": wire.encode_image(photo, png=True)}
     result["png_bytes"] = len(inputs["png"].encoded)
+    phases = [  # (server, row label, inputs, client malloc tuned, concurrent rows)
+        ("noop-untuned", "service, no-op model, raw input (malloc untuned: server, client)", ["raw"], False),
+        ("noop", "service, no-op model, raw input (malloc untuned: client)", ["raw"], False),
+        ("noop", "service, no-op model, raw input", ["raw"], True),
+        ("model", "service, {kind} input", ["raw", "png"], True),
+    ]
+    client_tuned = False
     try:
-        for label, server in servers.items():
-            address, metrics_port, ready = server.ready()
-            diag[f"server_ready_{label}"] = ready.split("event=ready ", 1)[-1]
+        for name, label, kinds, tune_client in phases:
+            if tune_client and not client_tuned and args.client_malloc_tuning:
+                client_tuned = diag["client_malloc_tuned"] = tune_malloc()
+            address, metrics_port, ready = servers[name].ready()
+            diag[f"server_ready_{name}"] = ready.split("event=ready ", 1)[-1]
             channel = wire.make_channel(address)
             grpc.channel_ready_future(channel).result(timeout=60)
             stub = depth_pb2_grpc.DepthServiceStub(channel)
-            kinds = ["raw", "png"] if label == "model" else ["raw"]
             for b in args.batches:
                 for kind in kinds:
                     req = depth_pb2.LiftRequest(images=[inputs[kind]] * b)
@@ -439,10 +476,10 @@ def run(args) -> dict:
                     before = _stage_sums(metrics_port)
                     samples = _time(call, args.iters, 0)
                     stages = _stage_delta(before, _stage_sums(metrics_port), args.iters * b)
-                    path = f"service, {kind} input" if label == "model" else "service, no-op model, raw input"
-                    rows.append({"path": path, "batch": b, **_stats(samples, b), "server_stage_ms": stages})
+                    row = {"path": label.format(kind=kind), "batch": b, **_stats(samples, b)}
+                    rows.append({**row, "server_stage_ms": stages})
                     save()
-                if label == "model" and args.clients > 1:
+                if name == "model" and args.clients > 1:
                     req = depth_pb2.LiftRequest(images=[inputs["raw"]] * b)
                     before = _stage_sums(metrics_port)
                     wall, per_call = _time_concurrent(
@@ -468,9 +505,11 @@ def run(args) -> dict:
     for b in args.batches:
         model_ms = next(r["mean_ms"] for r in rows if r["path"] == "raw model call" and r["batch"] == b)
         for r in rows:
-            if r["batch"] == b and r["path"] != "raw model call" and not r["path"].startswith(" "):
-                r["overhead_ms"] = r["mean_ms"] - model_ms
-                r["overhead_pct"] = 100.0 * r["overhead_ms"] / model_ms
+            if r["batch"] != b or r["path"].startswith("raw model call"):
+                continue
+            # A no-op-model row is all overhead: its whole time, as a share of the raw model time.
+            r["overhead_ms"] = r["mean_ms"] if "no-op" in r["path"] else r["mean_ms"] - model_ms
+            r["overhead_pct"] = 100.0 * r["overhead_ms"] / model_ms
             if "server_stage_ms" in r and "clients" not in r["path"]:
                 r["client_minus_stages_ms"] = round(r["mean_ms"] - sum(r["server_stage_ms"].values()), 3)
     seq = [r for r in rows if r["path"] == "service, raw input"]
@@ -568,6 +607,12 @@ def main(argv=None) -> dict | int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="CUDA: profile one model call (device busy time, top kernels)",
+    )
+    parser.add_argument(
+        "--client-malloc-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tune this client's glibc malloc too (after the untuned no-op rows)",
     )
     parser.add_argument("--out", default=None, help="output folder (default $OUT or bench/results)")
     args = parser.parse_args(argv)

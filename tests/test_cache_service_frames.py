@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from objvid import wire
+from objvid.cache import frames
 from objvid.cache.frames import (
     decode_frame_bytes,
     encode_render_response,
@@ -36,9 +37,18 @@ def _output(T=3, N=2, H=5, W=7, seed=0) -> RenderOutput:
     )
 
 
+@pytest.fixture(params=["join", "gil-free"])
+def join_path(request, monkeypatch):
+    """Both ways of assembling the response bytes: ``bytes.join`` (small messages) and the numpy copy
+    outside the GIL (messages from 1 MiB; here forced for every size)."""
+    if request.param == "gil-free":
+        monkeypatch.setattr(frames, "_GIL_FREE_MIN", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("png", [False, True], ids=["raw", "png"])
 @pytest.mark.parametrize("n_slots", [1, 2])
-def test_direct_encoding_equals_protobuf_serialization(png, n_slots):
+def test_direct_encoding_equals_protobuf_serialization(png, n_slots, join_path):
     out = _output(N=n_slots)
     for r in range(1, 5):
         for names in itertools.combinations(OUTPUTS, r):
@@ -50,6 +60,17 @@ def test_direct_encoding_equals_protobuf_serialization(png, n_slots):
             ref = cache_pb2.RenderResponse()
             fill_frame(ref.frame, host, 1, 0, png)
             assert encode_render_response(host, 1, png) == ref.SerializeToString()
+
+
+def test_large_frame_is_assembled_outside_the_gil_and_equals_protobuf():
+    out = _output(T=1, N=1, H=360, W=480, seed=4)  # ~1.4 MB: the numpy path by default
+    host = outputs_to_host(out, ("rgb", "mask", "depth"))
+    data = encode_render_response(host, 0)
+    assert len(data) > frames._GIL_FREE_MIN and isinstance(data, bytes)
+    ref = cache_pb2.RenderResponse()
+    fill_frame(ref.frame, host, 0, 0, False)
+    assert data == ref.SerializeToString()
+    assert hash(data) == hash(ref.SerializeToString())  # an ordinary, immutable bytes object
 
 
 def test_host_views_have_the_wire_dtypes():

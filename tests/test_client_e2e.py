@@ -70,8 +70,17 @@ def room(tmp_path_factory) -> dict[str, str]:
     return assets.write_assets(tmp_path_factory.mktemp("assets"), W, H, num_points=20_000)
 
 
-def _inputs(room, depth=True) -> list[str]:
-    args = ["--image", room["image"], "--object", room["object"], "--width", str(W), "--height", str(H)]
+def _inputs(room, depth=True, width=W, height=H) -> list[str]:
+    args = [
+        "--image",
+        room["image"],
+        "--object",
+        room["object"],
+        "--width",
+        str(width),
+        "--height",
+        str(height),
+    ]
     if depth:
         args += ["--depth", room["depth"], "--intrinsics", room["intrinsics"]]
     return args
@@ -221,14 +230,16 @@ SMALL_DEPTH_ENV = {"OBJVID_DEPTH_INFER_WIDTH": "224", "OBJVID_DEPTH_INFER_HEIGHT
 
 @pytest.mark.slow
 def test_long_video_updates_the_scene(room, tmp_path):
+    """241 frames = 2 chunks (UpdateScene between them)."""
+    w, h = W, H
     ckpt = _tiny_moge(tmp_path / "moge-tiny.pt")
     out = tmp_path / "long.mp4"
-    proc = _cli(["generate", *_inputs(room), "--backend", "preview", "--frames", "241", "--depth-model", str(ckpt),
-                 "--device", "cpu", "--out", str(out), "--json"], **SMALL_DEPTH_ENV)  # fmt: skip
+    proc = _cli(["generate", *_inputs(room, width=w, height=h), "--backend", "preview", "--frames", "241",
+                 "--depth-model", str(ckpt), "--device", "cpu", "--out", str(out), "--json"], **SMALL_DEPTH_ENV)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["chunks"] == 2 and "update" in result["timings"]
-    assert video.probe_video(out) == (241, W, H)
+    assert video.probe_video(out) == (241, w, h)
     m = json.loads(Path(result["manifest"]).read_text())
     assert m["services"]["local_stack"] == ["depth", "cache", "diffusion"]
     assert [c["start"] for c in m["chunks"]] == [0, 120]
@@ -236,10 +247,10 @@ def test_long_video_updates_the_scene(room, tmp_path):
     assert update["slots"] == 2 and update["pixels_used"] > 0 and update["object_pixels_masked"] > 0
     assert m["chunks"][1]["slots"] == 2
     second = manifest.load_masks(Path(result["workdir"]) / "masks_chunk01.npz")
-    assert second["mask"].shape == (120, 2, H, W)  # the overlap frame is dropped
+    assert second["mask"].shape == (120, 2, h, w)  # the overlap frame is dropped
     np.testing.assert_array_equal(second["frames"], np.arange(121, 241))
     assert (second["object"] >= 0).any()  # the object is fused into the second chunk's renders too
-    assert video.probe_video(Path(result["workdir"]) / "renders.mp4") == (241, 2 * W, H)
+    assert video.probe_video(Path(result["workdir"]) / "renders.mp4") == (241, 2 * w, h)
 
 
 @pytest.mark.slow

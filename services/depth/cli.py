@@ -92,7 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup",
         action=argparse.BooleanOptionalAction,
         default=_env_bool(_env("warmup"), _DEFAULTS.warmup),
-        help=f"run one inference before reporting SERVING [env {_env('warmup')}]",
+        help=f"lift gray images once per micro-batch size (CUDA; once on CPU) on the inference thread before reporting SERVING [env {_env('warmup')}]",
+    )
+    serve.add_argument(
+        "--fast-kernels",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool(_env("fast-kernels"), _DEFAULTS.fast_kernels),
+        help=f"CUDA: parallel GroupNorm statistics and a cached position embedding in MoGe (same math) "
+        f"[env {_env('fast-kernels')}]",
+    )
+    serve.add_argument(
+        "--malloc-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool(_env("malloc-tuning"), _DEFAULTS.malloc_tuning),
+        help=f"keep multi-MB message buffers in glibc's heap instead of re-faulting them per request "
+        f"[env {_env('malloc-tuning')}]",
     )
     serve.add_argument(
         "--log-level",

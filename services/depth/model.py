@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from objvid.depth.fast import apply_fast_paths
 from objvid.depth.lift import Prediction
 
 log = logging.getLogger("objvid.depth.model")
@@ -211,10 +212,13 @@ def load_model(
     num_tokens: int = 0,
     resolution_level: int = 9,
     model_dir: str | os.PathLike | None = None,
+    fast_kernels: bool = True,
 ) -> MoGeDepthModel:
     """Resolve, read and place a MoGe checkpoint; raises ModelLoadError with an actionable message.
 
     num_tokens: ViT tokens per image (0 = derived from resolution_level 0..9 over the checkpoint's range).
+    fast_kernels: on CUDA, ``fast.apply_fast_paths`` (parallel GroupNorm statistics, cached position
+    embedding; same math, much faster at small batches); ignored on CPU.
     """
     if not 0 <= resolution_level <= 9:
         raise ModelLoadError(f"resolution_level: must be 0..9, got {resolution_level}")
@@ -255,12 +259,15 @@ def load_model(
         log.warning("event=checkpoint_keys_mismatch missing=%d unexpected=%d", len(missing), len(unexpected))
     del state
     net = net.to(dev).eval().requires_grad_(False)
+    fast = {}
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per inference size: let cuDNN pick kernels once
+        if fast_kernels:
+            fast = apply_fast_paths(net)
     seconds = time.perf_counter() - start
     log.info(
-        "event=model_loaded model=%s path=%s version=%s device=%s dtype=%s seconds=%.2f",
-        spec, ckpt.path, ver, dev, "float16" if use_fp16 else "float32", seconds,
+        "event=model_loaded model=%s path=%s version=%s device=%s dtype=%s fast_kernels=%s seconds=%.2f",
+        spec, ckpt.path, ver, dev, "float16" if use_fp16 else "float32", fast or "off", seconds,
     )  # fmt: skip
     return MoGeDepthModel(
         net,

@@ -18,6 +18,7 @@ import torch
 
 from objvid import wire
 from objvid.depth import lift
+from objvid.depth.memory import tune_malloc
 from objvid.depth.metrics import DepthMetrics
 from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
 from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_to_server
@@ -35,6 +36,7 @@ class ServerConfig:
 
     metrics_port: 0 picks a free port, a negative value disables the endpoint. torch_threads: CPU threads
     of torch's intra-op pool; 0 = auto (CUDA: at most ``CUDA_TORCH_THREADS``, CPU: torch's default).
+    fast_kernels: ``fast.apply_fast_paths`` on CUDA. malloc_tuning: ``memory.tune_malloc`` at listen().
     """
 
     model: str = DEFAULT_MODEL
@@ -59,6 +61,8 @@ class ServerConfig:
     decode_threads: int = 4
     warmup: bool = True
     torch_threads: int = 0
+    fast_kernels: bool = True
+    malloc_tuning: bool = True
     grace_seconds: float = 5.0
     tls_cert: str = ""
     tls_key: str = ""
@@ -121,6 +125,8 @@ class DepthServer:
     def listen(self) -> DepthServer:
         """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet."""
         c = self.config
+        if c.malloc_tuning and not tune_malloc():
+            log.warning("event=malloc_tuning_unavailable (not glibc?)")
         tls_cert = open(c.tls_cert, "rb").read() if c.tls_cert else None
         tls_key = open(c.tls_key, "rb").read() if c.tls_key else None
         self.handle = wire.build_server(
@@ -153,6 +159,7 @@ class DepthServer:
                 num_tokens=c.num_tokens,
                 resolution_level=c.resolution_level,
                 model_dir=c.model_dir,
+                fast_kernels=c.fast_kernels,
             )
         threads = set_torch_threads(c.torch_threads, model.device)
         warmup_s = 0.0

@@ -8,7 +8,7 @@ Target: service overhead (service ms - raw model ms) <= 10% of the raw model tim
 Rows: the raw model call with upstream MoGe kernels (CUDA) and with the server's fast paths (``fast.py``;
 their outputs compared), the in-process lift core; servers whose model answers at once (``NoopModel``)
 give the service's own cost (decode, upload, GEN3C post-processing, downloads, encode, gRPC transport),
-with and without glibc malloc tuning (``memory.py``) on server and client; the real server with one
+with and without glibc malloc tuning (``objvid.serving.tune_malloc``) on server and client; the real server with one
 client (sequential calls; server stage times scraped after the warm-up calls) and with ``--clients``
 concurrent clients (throughput). The overhead of a service row is its time minus the raw model call
 (with the fast paths, as the server runs it); a no-op row is all overhead. Bench and servers use the
@@ -324,10 +324,10 @@ def run(args) -> dict:
     from objvid import wire
     from objvid.depth import lift
     from objvid.depth.fast import apply_fast_paths
-    from objvid.depth.memory import tune_malloc
     from objvid.depth.model import load_model
     from objvid.depth.random_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.depth.server import set_torch_threads
+    from objvid.serving import tune_malloc
     from objvid.v1 import depth_pb2, depth_pb2_grpc
 
     out_dir = pathlib.Path(args.out or os.environ.get("OUT") or ROOT / "bench" / "results")
@@ -443,7 +443,7 @@ def run(args) -> dict:
     }
 
     # Through the service, all servers subprocesses on loopback: two no-op-model servers (glibc malloc
-    # untuned / tuned, see memory.py), then the real one. The bench client tunes its own malloc only after
+    # untuned / tuned, see objvid.serving.tune_malloc), then the real one. The bench client tunes its own malloc only after
     # the first two no-op rows, so those rows show what the tuning is worth on either side.
     env = dict(os.environ)
     if dev.type == "cpu":

@@ -69,9 +69,10 @@ class RetryPolicy:
 
 @dataclass
 class LiftedView:
-    """A lifted image. image (H, W, 3) uint8; depth (H, W) float32; mask (H, W) bool; K (3, 3) pixels."""
+    """A lifted image. image (H, W, 3) uint8 (None: omitted, see ``ObjvidClient.lift``); depth (H, W)
+    float32; mask (H, W) bool; K (3, 3) pixels."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     depth: np.ndarray
     mask: np.ndarray
     K: np.ndarray
@@ -206,10 +207,16 @@ class ObjvidClient:
     # -------------------------------------------------------------------------------- depth
 
     def lift(self, images: Sequence[np.ndarray | bytes], width: int = 0, height: int = 0,
-             keep_aspect: bool = False) -> list[LiftedView]:  # fmt: skip
-        """Images ((H, W, 3) uint8 arrays or PNG/JPEG bytes) -> one LiftedView each at width x height."""
+             keep_aspect: bool = False, omit_image: bool = False) -> list[LiftedView]:  # fmt: skip
+        """Images ((H, W, 3) uint8 arrays or PNG/JPEG bytes) -> one LiftedView each at width x height.
+
+        omit_image: the server leaves the resized image out (3 bytes/pixel less to receive); a view's
+        ``image`` is then the input array when that is already at the working size, else None.
+        """
         stub = self._need(self._depth, "depth")
-        req = depth_pb2.LiftRequest(width=width, height=height, keep_aspect=keep_aspect)
+        req = depth_pb2.LiftRequest(
+            width=width, height=height, keep_aspect=keep_aspect, omit_image=omit_image
+        )
         for img in images:
             if isinstance(img, bytes | bytearray):
                 req.images.add(encoded=bytes(img))
@@ -223,8 +230,13 @@ class ObjvidClient:
                 bool
             )
             K = wire.decode_matrix(v.intrinsics, 3, 3, f"views[{i}].intrinsics")
-            image = wire.decode_image(v.image, f"views[{i}].image")
-            views.append(LiftedView(np.array(image), np.array(depth), mask, K, resp.model))
+            if v.HasField("image"):
+                image = np.array(wire.decode_image(v.image, f"views[{i}].image"))
+            else:  # omit_image: the caller's own pixels, when they are at the working size
+                given = images[i]
+                same = isinstance(given, np.ndarray) and given.shape[:2] == depth.shape
+                image = given if same else None
+            views.append(LiftedView(image, np.array(depth), mask, K, resp.model))
         return views
 
     # -------------------------------------------------------------------------------- cache

@@ -264,16 +264,21 @@ def _group_alive(pgid: int) -> bool:
 
 def stack_processes(run_id: str) -> list[int]:
     """PIDs of live processes whose environment carries ``OBJVID_STACK_RUN=run_id`` (for checks)."""
-    marker = f"{STACK_ENV}={run_id}".encode()
+    return processes_with_env(STACK_ENV, run_id)
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of live (non-zombie) processes whose environment has ``name=value`` (Linux /proc)."""
+    marker = f"{name}={value}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             env = (entry / "environ").read_bytes()
-            stat = (entry / "stat").read_text()
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]  # after "pid (comm)"
+        except (OSError, IndexError):
             continue
-        if marker in env.split(b"\0") and ") Z " not in stat:
+        if marker in env.split(b"\0") and state != "Z":
             found.append(int(entry.name))
     return found

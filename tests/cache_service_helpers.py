@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -113,6 +114,16 @@ def running(**overrides):
 def stub_for(server: CacheServer, **channel_kw) -> tuple[grpc.Channel, cache_pb2_grpc.CacheServiceStub]:
     channel = wire.make_channel(server.address, **channel_kw)
     return channel, cache_pb2_grpc.CacheServiceStub(channel)
+
+
+def wait_for(cond, timeout: float = 30.0) -> bool:
+    """Poll ``cond()`` every 20 ms until it is true (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def create_rgbd_scene(stub, scene_id: str = "", seed: int = 0, **kw) -> cache_pb2.SceneInfo:

@@ -1,26 +1,14 @@
-"""Client-side helpers for the diffusion serving tests: free ports, chunks, one streamed request."""
+"""Client-side helpers for the diffusion serving tests: chunks, one streamed request."""
 
 from __future__ import annotations
 
 import queue
-import socket
 from dataclasses import dataclass, field
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 
 from objvid.v1 import diffusion_pb2
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def options(**kw) -> bytes:

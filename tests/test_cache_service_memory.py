@@ -4,7 +4,6 @@ device queue of the cache service (real servers on 127.0.0.1)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -22,6 +21,7 @@ from cache_service_helpers import (
     stub_for,
     translation,
     w2c_shift,
+    wait_for,
 )
 
 from objvid import wire
@@ -43,15 +43,6 @@ def _render(stub, sid, w2c=None, timeout=30, outputs=(1, 2, 3, 4)):
         options=cache_pb2.RenderOptions(outputs=list(outputs)),
     )
     return decode_frame(stub.Render(req, timeout=timeout).frame)
-
-
-def _wait_for(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_lru_eviction_and_not_found(tmp_path):
@@ -245,7 +236,7 @@ def test_deadline_while_waiting_for_the_device_is_honoured():
                 _render(stub, "d", timeout=0.5)
             assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             # The server side gave up too (while the device is still held): its status is recorded.
-            assert _wait_for(lambda: server.metrics.count("Render", "DEADLINE_EXCEEDED") >= 1)
+            assert wait_for(lambda: server.metrics.count("Render", "DEADLINE_EXCEEDED") >= 1, 20.0)
         _render(stub, "d")
         assert server.metrics.count("Render", "OK") == 1
 
@@ -264,7 +255,7 @@ def test_fair_lock_serves_waiters_in_arrival_order():
     for i in range(5):
         t = threading.Thread(target=waiter, args=(i,))
         t.start()
-        assert _wait_for(lambda n=i + 1: lock.waiting == n)
+        assert wait_for(lambda n=i + 1: lock.waiting == n, 20.0)
         threads.append(t)
     lock.release()
     for t in threads:

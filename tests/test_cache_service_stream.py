@@ -7,22 +7,13 @@ import time
 
 import grpc
 import numpy as np
-from cache_service_helpers import create_rgbd_scene, rgbd, running, stub_for, w2c_shift
+from cache_service_helpers import create_rgbd_scene, rgbd, running, stub_for, w2c_shift, wait_for
 
 from objvid import wire
 from objvid.cache.service import Limits
 from objvid.v1 import cache_pb2
 
 TOTAL = 2000
-
-
-def _wait_for(cond, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _long_request(sid: str, height=96, width=128) -> cache_pb2.RenderTrajectoryRequest:
@@ -42,7 +33,7 @@ def test_cancel_mid_stream_stops_the_work():
         got = [next(call).frame.index for _ in range(3)]
         assert got == [0, 1, 2]
         call.cancel()
-        assert _wait_for(lambda: server.metrics.count("RenderTrajectory", "CANCELLED") == 1)
+        assert wait_for(lambda: server.metrics.count("RenderTrajectory", "CANCELLED") == 1)
         rendered = server.servicer.frames_rendered
         assert 3 <= rendered < TOTAL // 4, rendered  # stopped within a few batches, far from the end
         time.sleep(0.3)
@@ -64,7 +55,7 @@ def test_client_that_disappears_stops_the_work():
         call = cache_pb2_grpc.CacheServiceStub(channel).RenderTrajectory(_long_request("long"), timeout=120)
         next(call)
         channel.close()  # the whole connection goes away, as when a client process dies
-        assert _wait_for(lambda: server.metrics.count("RenderTrajectory", "CANCELLED") == 1)
+        assert wait_for(lambda: server.metrics.count("RenderTrajectory", "CANCELLED") == 1)
         assert server.servicer.frames_rendered < TOTAL // 4
         assert wire.check_health(wire.make_channel(server.address))
 
@@ -82,6 +73,6 @@ def test_deadline_mid_stream_stops_the_work():
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert n < TOTAL
-        assert _wait_for(lambda: server.metrics.count("RenderTrajectory", "OK") == 0 and
+        assert wait_for(lambda: server.metrics.count("RenderTrajectory", "OK") == 0 and
                          sum(server.metrics.count("RenderTrajectory", c) for c in ("CANCELLED", "DEADLINE_EXCEEDED")) == 1)  # fmt: skip
         assert server.servicer.frames_rendered < TOTAL // 4

@@ -19,25 +19,14 @@ import numpy as np
 import pytest
 
 from objvid.client import assets, manifest, video
+from objvid.client.stack import processes_with_env
 
 W, H = 320, 176
 
 
 def _marker_pids(marker: str) -> list[int]:
     """Live processes whose environment carries ``OBJVID_TEST_MARK=<marker>`` (children included)."""
-    needle = f"OBJVID_TEST_MARK={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if needle in env.split(b"\0") and state != "Z":
-            found.append(int(entry.name))
-    return found
+    return processes_with_env("OBJVID_TEST_MARK", marker)
 
 
 def _env(marker: str, **extra) -> dict:

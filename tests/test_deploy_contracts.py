@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from net_helpers import free_ports
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra")
 
@@ -91,17 +91,6 @@ def flags(args: list[str]) -> list[str]:
 def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
     assert any(a.startswith(flag + "=") for a in args), f"{flag} not in {args}"
     return [f"{flag}={value}" if a.startswith(flag + "=") else a for a in args]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def console_script(name: str) -> Path:

@@ -55,3 +55,14 @@ def test_views_of_a_batch_array_encode_like_copies():
         == encode_response(copies, "x")
         == build_response(copies, "x").SerializeToString()
     )
+
+
+@pytest.mark.parametrize("sizes", [[(2, 3)], [(64, 128), (1, 1)], []])
+def test_omit_image_matches_protobuf_and_drops_only_the_image(sizes):
+    views = [_view(h, w, i) for i, (h, w) in enumerate(sizes)]
+    direct = encode_response(views, "m", omit_image=True)
+    assert direct == build_response(views, "m", omit_image=True).SerializeToString()
+    full = build_response(views, "m")
+    for view in full.views:
+        view.ClearField("image")
+    assert direct == full.SerializeToString()

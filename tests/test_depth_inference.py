@@ -14,8 +14,8 @@ from objvid import wire
 from objvid.depth import lift
 from objvid.depth.cli import build_parser, config_from_args
 from objvid.depth.inference import InferenceThread
-from objvid.depth.memory import tune_malloc
 from objvid.depth.server import DepthServer, ServerConfig, set_torch_threads, warmup_batch_sizes
+from objvid.serving import tune_malloc
 from objvid.v1 import depth_pb2, depth_pb2_grpc
 
 

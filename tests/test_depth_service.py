@@ -209,6 +209,39 @@ def test_direct_and_protobuf_encodings_agree(server):
     assert server.servicer.lift(req, None, encode_response) == reference.SerializeToString()
 
 
+def test_omit_image_leaves_only_the_image_out(server, stub):
+    rgb = _rgb(64, 128, seed=14)
+    full = stub.Lift(depth_pb2.LiftRequest(images=[wire.encode_image(rgb)]), timeout=60)
+    req = depth_pb2.LiftRequest(images=[wire.encode_image(rgb)], omit_image=True)
+    slim = stub.Lift(req, timeout=60)
+    assert not slim.views[0].HasField("image") and full.views[0].HasField("image")
+    assert full.ByteSize() - slim.ByteSize() >= 64 * 128 * 3  # 3 bytes per pixel saved
+    stripped = depth_pb2.LiftResponse()
+    stripped.CopyFrom(full)
+    stripped.views[0].ClearField("image")
+    assert slim == stripped
+    reference = server.servicer.lift(req, None, build_response)
+    assert server.servicer.lift(req, None, encode_response) == reference.SerializeToString()
+
+
+def test_sdk_lift_with_omit_image(server):
+    from objvid.client import ObjvidClient
+
+    rgb = _rgb(64, 128, seed=15)
+    images = [rgb, wire.encode_image(rgb, png=True).encoded]
+    with ObjvidClient(depth_addr=server.address) as client:
+        full = client.lift(images)
+        slim = client.lift(images, omit_image=True)
+        (smaller,) = client.lift([rgb], width=64, height=32, omit_image=True)
+    assert slim[0].image is rgb  # the caller's own pixels: they are at the working size
+    assert slim[1].image is None and smaller.image is None  # bytes / another size: nothing to stand in
+    for a, b in zip(full, slim, strict=True):
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.K, b.K)
+    assert smaller.depth.shape == (32, 64) and smaller.K[0, 2] == 32.0
+
+
 def test_concurrent_requests(stub):
     req = depth_pb2.LiftRequest(images=[wire.encode_image(_rgb(72, 128, seed=12))])
     with ThreadPoolExecutor(4) as pool:

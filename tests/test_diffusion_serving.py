@@ -26,7 +26,8 @@ from objvid.v1 import diffusion_pb2
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
-from diffusion_serving_helpers import assert_serving, chunk, free_ports, generate, options  # noqa: E402
+from diffusion_serving_helpers import assert_serving, chunk, generate, options  # noqa: E402
+from net_helpers import free_ports  # noqa: E402
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[1] / "services" / "diffusion" / "model_repository"
 GEN3C_FRAMES = 9  # chunk length of the tiny model (the real one: 121)

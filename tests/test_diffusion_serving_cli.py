@@ -16,7 +16,8 @@ from objvid.diffusion.registry import ModelSettings, settings_from_parameters
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
-from diffusion_serving_helpers import chunk, free_ports, generate  # noqa: E402
+from diffusion_serving_helpers import chunk, generate  # noqa: E402
+from net_helpers import free_ports  # noqa: E402
 
 
 def parse(argv, monkeypatch=None, **env):

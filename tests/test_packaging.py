@@ -12,6 +12,8 @@ PACKAGES = [
     "objvid",
     "objvid.v1",
     "objvid.wire",
+    "objvid.protowire",
+    "objvid.serving",
     "objvid.depth",
     "objvid.cache",
     "objvid.diffusion",

@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+from objvid import serving
+
 log = logging.getLogger("objvid.cache.cli")
 
 ENV_PREFIX = "OBJVID_CACHE_"
@@ -159,25 +161,13 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
-    """Make glibc reuse freed multi-MB buffers instead of unmapping them (process-wide; False elsewhere).
+#: Free heap the cache keeps before glibc trims it (``--malloc-reuse``; the depth service keeps 512 MiB).
+TRIM_THRESHOLD = 256 << 20
 
-    By default glibc serves large allocations with fresh ``mmap`` pages and returns them on free, so each
-    7 MB response (the encoder's bytes, gRPC's copy, the socket buffers) page-faults and zero-fills ~1,800
-    new pages on every call, several milliseconds of kernel time per frame. With a fixed mmap threshold
-    above the frame size and a high trim threshold, the freed blocks stay in the heap and are reused.
-    Costs resident memory up to the peak of the responses in flight.
-    """
-    import ctypes
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(
-        mallopt(m_mmap_threshold, mmap_threshold) == 1 and mallopt(m_trim_threshold, trim_threshold) == 1
-    )
+def tune_malloc(mmap_threshold: int = serving.MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """``objvid.serving.tune_malloc`` with the cache's thresholds (``--malloc-reuse``); False off glibc."""
+    return serving.tune_malloc(mmap_threshold, trim_threshold)
 
 
 def serve(args: argparse.Namespace, stop_event: threading.Event | None = None) -> int:

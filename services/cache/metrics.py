@@ -13,28 +13,18 @@ plus the standard ``process_*`` collector (RSS, CPU).
 
 from __future__ import annotations
 
-import logging
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
-    start_http_server,
-)
-
-log = logging.getLogger("objvid.cache.metrics")
+from objvid.serving import MetricsEndpoint
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
-class CacheMetrics:
+class CacheMetrics(MetricsEndpoint):
     """All metrics of one server. ``serve_http(port)`` exposes them; ``text()`` renders them."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.requests = Counter(
             "objvid_cache_requests", "Finished RPCs by method and status code", ["method", "code"], registry=r
@@ -60,8 +50,6 @@ class CacheMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        ProcessCollector(registry=r)
-        self._http = None
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self.requests.labels(method=method, code=code).inc()
@@ -73,20 +61,3 @@ class CacheMetrics:
             self.registry.get_sample_value("objvid_cache_requests_total", {"method": method, "code": code})
             or 0.0
         )
-
-    def text(self) -> str:
-        return generate_latest(self.registry).decode()
-
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
-        """Start the /metrics HTTP endpoint; returns the bound port (0 picks a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._http = server
-        bound = server.server_address[1]
-        log.info("event=metrics_started address=%s:%d", host, bound)
-        return bound
-
-    def stop_http(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None

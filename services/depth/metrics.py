@@ -14,30 +14,20 @@ plus the standard ``process_*`` collector (RSS, CPU).
 
 from __future__ import annotations
 
-import logging
+from prometheus_client import Counter, Gauge, Histogram
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
-    start_http_server,
-)
-
-log = logging.getLogger("objvid.depth.metrics")
+from objvid.serving import MetricsEndpoint
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 STAGES = ("decode", "queue", "lift", "download", "encode")
 
 
-class DepthMetrics:
+class DepthMetrics(MetricsEndpoint):
     """All metrics of one depth server. ``serve_http(port)`` exposes them; ``text()`` renders them."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.requests = Counter(
             "objvid_depth_requests", "Finished Lift RPCs by status code", ["code"], registry=r
@@ -55,8 +45,6 @@ class DepthMetrics:
         self.model_loaded = Gauge(
             "objvid_depth_model_loaded", "1 once the model is loaded and serving", registry=r
         )
-        ProcessCollector(registry=r)
-        self._http = None
 
     def observe(self, code: str, seconds: float, images: int = 0) -> None:
         self.requests.labels(code=code).inc()
@@ -70,20 +58,3 @@ class DepthMetrics:
     def count(self, code: str) -> float:
         """Current value of requests_total{code} (tests and the bench read it)."""
         return self.registry.get_sample_value("objvid_depth_requests_total", {"code": code}) or 0.0
-
-    def text(self) -> str:
-        return generate_latest(self.registry).decode()
-
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> int:
-        """Start the /metrics HTTP endpoint; returns the bound port (0 picks a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._http = server
-        bound = server.server_address[1]
-        log.info("event=metrics_started address=%s:%d", host, bound)
-        return bound
-
-    def stop_http(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from objvid import wire
+from objvid import serving, wire
 from objvid.depth import lift
-from objvid.depth.memory import tune_malloc
 from objvid.depth.metrics import DepthMetrics
 from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
 from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_to_server
@@ -36,7 +35,7 @@ class ServerConfig:
 
     metrics_port: 0 picks a free port, a negative value disables the endpoint. torch_threads: CPU threads
     of torch's intra-op pool; 0 = auto (CUDA: at most ``CUDA_TORCH_THREADS``, CPU: torch's default).
-    fast_kernels: ``fast.apply_fast_paths`` on CUDA. malloc_tuning: ``memory.tune_malloc`` at listen().
+    fast_kernels: ``fast.apply_fast_paths`` on CUDA. malloc_tuning: ``objvid.serving.tune_malloc`` at listen().
     """
 
     model: str = DEFAULT_MODEL
@@ -125,7 +124,7 @@ class DepthServer:
     def listen(self) -> DepthServer:
         """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet."""
         c = self.config
-        if c.malloc_tuning and not tune_malloc():
+        if c.malloc_tuning and not serving.tune_malloc():
             log.warning("event=malloc_tuning_unavailable (not glibc?)")
         tls_cert = open(c.tls_cert, "rb").read() if c.tls_cert else None
         tls_key = open(c.tls_key, "rb").read() if c.tls_key else None

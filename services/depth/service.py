@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 import torch
 
-from objvid import wire
+from objvid import protowire, wire
 from objvid.depth import lift
 from objvid.depth.encode import build_response, encode_response
 from objvid.depth.inference import InferenceThread
@@ -164,7 +164,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
 
         is_active: optional callable; when it turns False (client gone, deadline passed) no further model
         call is started for this request. encode: ``build_response`` (LiftResponse objects) or
-        ``encode_response`` (serialised bytes).
+        ``encode_response`` (serialised bytes); views carry no ``image`` when ``request.omit_image``.
         """
         model = self._model
         if model is None:
@@ -230,7 +230,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                 future.cancel()  # after a failure: drop the micro-batches that have not started
 
         t0 = time.perf_counter()
-        response = encode(views, str(getattr(model, "name", "")))
+        response = encode(views, str(getattr(model, "name", "")), omit_image=bool(request.omit_image))
         self.metrics.stage("encode", time.perf_counter() - t0)
         return response
 
@@ -286,16 +286,12 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         return _Decoded(lift.resize_for_inference(rgb, infer_hw), infer_hw, working_hw)
 
 
-def _passthrough(response) -> bytes:
-    return response if isinstance(response, bytes) else response.SerializeToString()
-
-
 def add_to_server(servicer: DepthServicer, server: grpc.Server) -> None:
     """Register ``objvid.v1.DepthService`` with the direct-encoding Lift (same wire format as the
     generated registration, one copy less per response)."""
     handler = grpc.unary_unary_rpc_method_handler(
         servicer.LiftEncoded,
         request_deserializer=depth_pb2.LiftRequest.FromString,
-        response_serializer=_passthrough,
+        response_serializer=protowire.passthrough,
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"Lift": handler}),))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from objvid.v1 import types_pb2 as objvid_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/depth.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"c\n\x0bLiftRequest\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.objvid.v1.Image\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x13\n\x0bkeep_aspect\x18\x04 \x01(\x08\"\xa3\x01\n\nLiftedView\x12 \n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x12\n\nintrinsics\x18\x03 \x03(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x1f\n\x05image\x18\x06 \x01(\x0b\x32\x10.objvid.v1.Image\"C\n\x0cLiftResponse\x12$\n\x05views\x18\x01 \x03(\x0b\x32\x15.objvid.v1.LiftedView\x12\r\n\x05model\x18\x02 \x01(\t2G\n\x0c\x44\x65pthService\x12\x37\n\x04Lift\x12\x16.objvid.v1.LiftRequest\x1a\x17.objvid.v1.LiftResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/depth.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"w\n\x0bLiftRequest\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.objvid.v1.Image\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x13\n\x0bkeep_aspect\x18\x04 \x01(\x08\x12\x12\n\nomit_image\x18\x05 \x01(\x08\"\xa3\x01\n\nLiftedView\x12 \n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x12\n\nintrinsics\x18\x03 \x03(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x1f\n\x05image\x18\x06 \x01(\x0b\x32\x10.objvid.v1.Image\"C\n\x0cLiftResponse\x12$\n\x05views\x18\x01 \x03(\x0b\x32\x15.objvid.v1.LiftedView\x12\r\n\x05model\x18\x02 \x01(\t2G\n\x0c\x44\x65pthService\x12\x37\n\x04Lift\x12\x16.objvid.v1.LiftRequest\x1a\x17.objvid.v1.LiftResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'objvid.v1.depth_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LIFTREQUEST']._serialized_start=59
-  _globals['_LIFTREQUEST']._serialized_end=158
-  _globals['_LIFTEDVIEW']._serialized_start=161
-  _globals['_LIFTEDVIEW']._serialized_end=324
-  _globals['_LIFTRESPONSE']._serialized_start=326
-  _globals['_LIFTRESPONSE']._serialized_end=393
-  _globals['_DEPTHSERVICE']._serialized_start=395
-  _globals['_DEPTHSERVICE']._serialized_end=466
+  _globals['_LIFTREQUEST']._serialized_end=178
+  _globals['_LIFTEDVIEW']._serialized_start=181
+  _globals['_LIFTEDVIEW']._serialized_end=344
+  _globals['_LIFTRESPONSE']._serialized_start=346
+  _globals['_LIFTRESPONSE']._serialized_end=413
+  _globals['_DEPTHSERVICE']._serialized_start=415
+  _globals['_DEPTHSERVICE']._serialized_end=486
 # @@protoc_insertion_point(module_scope)

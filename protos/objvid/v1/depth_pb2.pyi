@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LiftRequest(_message.Message):
-    __slots__ = ("images", "width", "height", "keep_aspect")
+    __slots__ = ("images", "width", "height", "keep_aspect", "omit_image")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     KEEP_ASPECT_FIELD_NUMBER: _ClassVar[int]
+    OMIT_IMAGE_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
     width: int
     height: int
     keep_aspect: bool
-    def __init__(self, images: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., keep_aspect: _Optional[bool] = ...) -> None: ...
+    omit_image: bool
+    def __init__(self, images: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., keep_aspect: _Optional[bool] = ..., omit_image: _Optional[bool] = ...) -> None: ...
 
 class LiftedView(_message.Message):
     __slots__ = ("depth", "mask", "intrinsics", "width", "height", "image")

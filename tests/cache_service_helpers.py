@@ -95,9 +95,9 @@ def decode_frame(frame: cache_pb2.Frame) -> dict[str, np.ndarray]:
 
 
 def start(tmp_path: Path | None = None, **overrides) -> CacheServer:
-    """A CacheServer on 127.0.0.1, ephemeral port, CPU."""
+    """A CacheServer on 127.0.0.1, ephemeral port, CPU unless ``device`` is given."""
     limits = overrides.pop("limits", Limits())
-    cfg = ServerConfig(host="127.0.0.1", port=0, device="cpu", memory_budget=overrides.pop("memory_budget", 1 << 30),
+    cfg = ServerConfig(host="127.0.0.1", port=0, device=overrides.pop("device", "cpu"), memory_budget=overrides.pop("memory_budget", 1 << 30),
                        limits=limits, workers=overrides.pop("workers", 16), **overrides)  # fmt: skip
     return CacheServer(cfg)
 

@@ -60,7 +60,7 @@ test: lint
 # The main job on bundled example inputs: a synthetic RGB-D room (exact depth, so no MoGe weights are
 # needed) and a sneaker point cloud, through the local stack (cache service + PyTriton `preview` model:
 # OpenCV hole filling, NOT GEN3C) -> out/demo.mp4 (121 frames, 704x1280).
-demo: setup
+demo: $(STAMPS)/objvid $(STAMPS)/libusb  # no buf (Node.js) needed
 	$(PY) examples/make_assets.py --out examples/assets
 	$(VENV)/bin/objvid-client generate --image examples/assets/room.png --depth examples/assets/room_depth.npy \
 		--intrinsics examples/assets/room_K.json --object examples/assets/sneaker.ply --backend preview \

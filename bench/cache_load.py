@@ -254,12 +254,18 @@ class _GcClock:
         gc.callbacks.remove(self._cb)
 
 
-def warm_up(stub, args, scene_id: str, K: np.ndarray, metadata) -> None:
-    """A few untimed Render calls at the benchmark's size (kernel compilation, allocator caches)."""
-    options = cache_pb2.RenderOptions(
+def _options(args) -> cache_pb2.RenderOptions:
+    """The benchmark's RenderOptions (warm-up and timed calls alike)."""
+    return cache_pb2.RenderOptions(
         mode=_MODES[args.mode], splat=_SPLATS[args.splat],
         outputs=[_OUTPUT_CODES[o] for o in args.outputs.split(",")],
+        encoding=2 if args.encoding == "png" else 1,
     )  # fmt: skip
+
+
+def warm_up(stub, args, scene_id: str, K: np.ndarray, metadata) -> None:
+    """A few untimed Render calls at the benchmark's size (kernel compilation, allocator caches)."""
+    options = _options(args)
     cam = wire.encode_camera(K, np.eye(4), args.width, args.height)
     for _ in range(3):
         stub.Render(cache_pb2.RenderRequest(scene_id=scene_id, camera=cam, options=options),
@@ -342,13 +348,9 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
             "late": late, "gc": gc_info}  # fmt: skip
 
 
-def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, metadata=None) -> dict:
+def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray) -> dict:
     """``clients`` concurrent clients (threads, or processes with ``--procs``) x ``requests`` Render calls."""
-    options = cache_pb2.RenderOptions(
-        mode=_MODES[args.mode], splat=_SPLATS[args.splat],
-        outputs=[_OUTPUT_CODES[o] for o in args.outputs.split(",")],
-        encoding=2 if args.encoding == "png" else 1,
-    )  # fmt: skip
+    options = _options(args)
     cfg = {
         "address": args.address, "tls_ca": args.tls_ca, "token": args.token, "scene_id": scene_id,
         "K": np.asarray(K, np.float64).ravel().tolist(), "width": args.width, "height": args.height,

@@ -58,28 +58,17 @@ def _ensure_objvid() -> None:
 
 _ensure_objvid()
 from objvid.cache import Scene  # noqa: E402
+from objvid.trajectory import generate_camera_trajectory  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- inputs
 
 
 def gen3c_left_center_facing(n: int = 121, distance: float = 0.3, center_depth: float = 1.0) -> np.ndarray:
-    """GEN3C ``left`` / ``center_facing`` trajectory from w2c = I: (n,4,4) float64 w2c.
-
-    Position p_i = -x * i * distance * center_depth / n; look-at (0, 0, center_depth) with up hint
-    (0, 1, 0); rows [r; u; f]; translation column = -p (upstream's quirk, kept)."""
-    out = np.zeros((n, 4, 4))
-    target = np.array([0.0, 0.0, center_depth])
-    for i in range(n):
-        p = np.array([-i * distance * center_depth / n, 0.0, 0.0])
-        f = target - p
-        f /= np.linalg.norm(f)
-        r = np.cross([0.0, 1.0, 0.0], f)
-        r /= np.linalg.norm(r)
-        u = np.cross(f, r)
-        out[i, :3, :3] = np.stack([r, u, f])
-        out[i, :3, 3] = -p
-        out[i, 3, 3] = 1.0
-    return out
+    """GEN3C ``left`` / ``center_facing`` trajectory from w2c = I (``objvid.trajectory``): (n,4,4) float64 w2c."""
+    w2cs, _ = generate_camera_trajectory(
+        "left", np.eye(4), np.eye(3), n, distance, "center_facing", center_depth
+    )
+    return w2cs
 
 
 def synthetic_rgbd(H: int, W: int, seed: int = 0):

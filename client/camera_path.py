@@ -116,13 +116,12 @@ def load_camera_path(path: str | Path) -> CameraPath:
 
 def camera_path_dict(width: int, height: int, Ks: np.ndarray, w2cs: np.ndarray) -> dict:
     """(T, 3, 3) Ks and (T, 4, 4) w2cs -> the JSON object (for saving trajectories as camera paths)."""
+    w2cs = np.asarray(w2cs, dtype=np.float64)
     Ks = np.broadcast_to(np.asarray(Ks, dtype=np.float64), (len(w2cs), 3, 3))
     return {
         "width": int(width),
         "height": int(height),
-        "frames": [
-            {"K": K.tolist(), "w2c": np.asarray(w.tolist()).tolist()} for K, w in zip(Ks, w2cs, strict=True)
-        ],
+        "frames": [{"K": K.tolist(), "w2c": w.tolist()} for K, w in zip(Ks, w2cs, strict=True)],
     }
 
 

@@ -182,7 +182,7 @@ def _signals():
 
 
 @contextmanager
-def connect(out: Output, reporter: pipeline.Reporter, *, need_depth: bool, need_cache: bool, backend: str | None,
+def connect(reporter: pipeline.Reporter, *, need_depth: bool, need_cache: bool, backend: str | None,
             depth_addr: str | None, cache_addr: str | None, triton_addr: str | None, token: str | None,
             tls_ca: Path | None, depth_model: str, gen3c_weights: Path | None, device: str,
             log_dir: Path):  # fmt: skip
@@ -201,13 +201,19 @@ def connect(out: Output, reporter: pipeline.Reporter, *, need_depth: bool, need_
             "the gen3c backend needs --gen3c-weights DIR (env OBJVID_CLIENT_GEN3C_WEIGHTS) to start a local "
             "Triton, or --triton-addr of a running one; --backend preview runs without weights (not GEN3C)",
         )
+    names = [n for n, on in (("depth", cfg.depth), ("cache", cfg.cache), ("diffusion", cfg.backend)) if on]
+    if tls_ca and names:
+        flags = {"depth": "--depth-addr", "cache": "--cache-addr", "diffusion": "--triton-addr"}
+        raise ObjvidError(
+            "inputs",
+            "--tls-ca encrypts every connection, but the local stack serves plaintext: give "
+            + ", ".join(flags[n] for n in names)
+            + " of TLS services too, or leave out --tls-ca",
+        )
     stack = None
     services = {"depth": depth_addr, "cache": cache_addr, "triton": triton_addr, "local_stack": []}
     try:
-        if cfg.depth or cfg.cache or cfg.backend:
-            names = [
-                n for n, on in (("depth", cfg.depth), ("cache", cfg.cache), ("diffusion", cfg.backend)) if on
-            ]
+        if names:
             reporter.start("stack", len(names), "starting " + ", ".join(names))
             ready: list[str] = []
 
@@ -303,7 +309,7 @@ TlsOpt = Annotated[
 ]
 DepthModelOpt = Annotated[str, typer.Option("--depth-model", envvar=ENV + "DEPTH_MODEL", help="MoGe checkpoint path or hub id (local stack)")]  # fmt: skip
 WeightsOpt = Annotated[Path | None, typer.Option("--gen3c-weights", envvar=ENV + "GEN3C_WEIGHTS", help="GEN3C weights folder (local stack)")]  # fmt: skip
-DeviceOpt = Annotated[str, typer.Option("--device", envvar=ENV + "DEVICE", help="local stack device: auto, cpu, cuda")]  # fmt: skip
+DeviceOpt = Annotated[str, typer.Option("--device", envvar=ENV + "DEVICE", help="local stack device: auto, cpu, cuda, cuda:N")]  # fmt: skip
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress; print only the output path")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print a JSON summary on stdout, no progress")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log events to stderr")]
@@ -316,11 +322,10 @@ def _config(**kw) -> pipeline.GenerateConfig:
 def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, addrs: dict) -> dict:
     pipeline.validate(cfg, command)  # before any server starts
     reporter = out.make_reporter()
-    frames = cfg.frames or (None if cfg.camera_path else pipeline.DEFAULT_FRAMES)
-    need_depth = pipeline.needs_depth_service(cfg, frames) if command == "generate" else cfg.depth is None
+    need_depth = pipeline.needs_depth_service(cfg) if command == "generate" else cfg.depth is None
     workdir = cfg.workdir or cfg.out.parent / f"{cfg.out.stem}_work"
     t0 = time.perf_counter()
-    with connect(out, reporter, need_depth=need_depth, need_cache=True,
+    with connect(reporter, need_depth=need_depth, need_cache=True,
                  backend=cfg.backend if command == "generate" else None, log_dir=workdir / "logs",
                  **addrs) as (client, services):  # fmt: skip
         fn = pipeline.generate if command == "generate" else pipeline.render
@@ -508,7 +513,7 @@ def lift(
         reporter = output.make_reporter()
         addrs = dict(depth_addr=depth_addr, cache_addr=None, triton_addr=None, token=token, tls_ca=tls_ca,
                      depth_model=depth_model, gen3c_weights=None, device=device)  # fmt: skip
-        with connect(output, reporter, need_depth=True, need_cache=False, backend=None,
+        with connect(reporter, need_depth=True, need_cache=False, backend=None,
                      log_dir=out.parent / f"{out.stem}_work" / "logs", **addrs) as (client, _):  # fmt: skip
             return pipeline.lift(image, out, client, width, height, intrinsics_out, depth_out, reporter)
 

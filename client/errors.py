@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# Stage names used in errors, progress and timings.
-STAGES = ("inputs", "stack", "depth", "scene", "placement", "render", "diffusion", "update", "encoding")
-
 
 class ObjvidError(Exception):
     """A failure in one stage of a run. ``str()`` is the one-line ``<stage>: <reason>``."""

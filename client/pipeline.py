@@ -84,6 +84,13 @@ class GenerateConfig:
     png_dir: Path | None = None
     no_video: bool = False
 
+    def __post_init__(self) -> None:
+        # SDK callers may pass str paths; the pipeline uses Path methods on them.
+        for name in ("image", "out", "camera_path", "depth", "intrinsics", "workdir", "png_dir"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, Path(getattr(self, name)))
+        self.objects = [Path(p) for p in self.objects]
+
 
 def nearest_valid_frames(frames: int) -> list[int]:
     """The 120 N + 1 counts around ``frames`` (one value below 121)."""
@@ -118,11 +125,17 @@ def chunk_ranges(frames: int) -> list[tuple[int, int]]:
 
 
 def needs_depth_service(config: GenerateConfig, frames: int | None = None) -> bool:
-    """True when no depth was given or the video has more than one chunk (long videos lift frames)."""
+    """True when no depth was given or the video has more than one chunk (long videos lift frames).
+
+    frames: the video's frame count; None = ``config.frames``, else the camera path's, else 121.
+    """
     if config.depth is None:
         return True
-    n = frames if frames is not None else (config.frames or DEFAULT_FRAMES)
-    return len(chunk_ranges(n)) > 1
+    if frames is None:
+        frames = config.frames
+    if frames is None and config.camera_path is not None:
+        frames = campath.load_camera_path(config.camera_path).num_frames
+    return len(chunk_ranges(frames or DEFAULT_FRAMES)) > 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,6 +167,7 @@ class _Plan:
     depth_mask: np.ndarray | None = None
     K: np.ndarray | None = None  # scene K at the working size (None until depth is known)
     path: campath.CameraPath | None = None
+    w2cs: np.ndarray | None = None  # (T, 4, 4) preset poses (None with a camera path)
     objects: list[tuple[bytes, str, str]] = field(default_factory=list)  # (data, filename, name)
     poses: list = field(default_factory=list)
     anchors: list[tuple[float, float] | None] = field(default_factory=list)
@@ -253,8 +267,16 @@ def _plan(run: Run, need_objects: bool = True) -> _Plan:
             check_frame_count(frames, cfg.backend)
         elif frames < 1:
             raise ValueError(f"--frames must be >= 1, got {frames}")
+        w2cs = None
+        if path is None:  # the preset's poses do not depend on K: check them before anything starts
+            try:
+                w2cs, _ = traj.generate_camera_trajectory(cfg.trajectory, np.eye(4), np.eye(3), frames,
+                                                          cfg.movement_distance, cfg.camera_rotation)  # fmt: skip
+            except ValueError as err:
+                raise ValueError(f"--trajectory {cfg.trajectory} --camera-rotation {cfg.camera_rotation} "
+                                 f"--movement-distance {cfg.movement_distance:g}: {err}") from None  # fmt: skip
         image = io.load_image(cfg.image)
-        plan = _Plan(image=image, width=width, height=height, frames=frames, path=path)
+        plan = _Plan(image=image, width=width, height=height, frames=frames, path=path, w2cs=w2cs)
         if cfg.depth is not None:
             if cfg.intrinsics is None:
                 raise ValueError("--depth needs --intrinsics (a K JSON file)")
@@ -339,12 +361,10 @@ def _lift_input(run: Run, plan: _Plan) -> None:
 
 
 def _cameras(run: Run, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
-    cfg = run.config
     if plan.path is not None:
         Ks, w2cs = plan.path.Ks, plan.path.w2cs
-    else:
-        w2cs, Ks = traj.generate_camera_trajectory(cfg.trajectory, np.eye(4), plan.K, plan.frames,
-                                                   cfg.movement_distance, cfg.camera_rotation)  # fmt: skip
+    else:  # GEN3C repeats the scene's K along the preset's poses
+        Ks, w2cs = np.broadcast_to(plan.K, (plan.frames, 3, 3)).copy(), plan.w2cs
     campath.save_camera_path(run.workdir / "cameras.json", plan.width, plan.height, Ks, w2cs)
     return Ks, w2cs
 
@@ -386,28 +406,35 @@ def _build_scene(run: Run, plan: _Plan) -> SceneSession:
 
 
 def _render_chunk(run: Run, session: SceneSession, Ks, w2cs, plan: _Plan, label: str,
-                  outputs=("rgb", "mask", "object_mask"), on_frame: Callable | None = None):  # fmt: skip
-    """RenderTrajectory for the given cameras -> (renders (T,N,H,W,3), masks (T,N,H,W), objects (T,H,W) int16)."""
+                  outputs=("rgb", "mask", "object_mask"), on_frame: Callable | None = None,
+                  keep: bool = True):  # fmt: skip
+    """RenderTrajectory for the given cameras -> (renders (T,N,H,W,3), masks (T,N,H,W), objects (T,H,W) int16).
+
+    keep=False: frames only go to ``on_frame`` (nothing is gathered; returns (None, None, None)).
+    """
     t = len(w2cs)
     options = run.client.render_options(run.config.method, outputs)
-    renders = masks = None
-    objects = np.full((t, plan.height, plan.width), -1, np.int16)
+    renders = masks = objects = None
+    slots = None
     with run.stage("render", t, label):
         for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options):
             i = frame.index
-            if renders is None:
-                n = frame.rgb.shape[0]
-                renders = np.empty((t, n, plan.height, plan.width, 3), np.uint8)
-                masks = np.empty((t, n, plan.height, plan.width), np.uint8)
-            _check_frame(frame, renders.shape[1], plan)
-            renders[i] = frame.rgb
-            masks[i] = frame.mask
-            if frame.object_mask is not None:
-                objects[i] = frame.object_mask[0]
+            if slots is None:
+                slots = frame.rgb.shape[0] if frame.rgb is not None else 0
+                if keep:
+                    renders = np.empty((t, slots, plan.height, plan.width, 3), np.uint8)
+                    masks = np.empty((t, slots, plan.height, plan.width), np.uint8)
+                    objects = np.full((t, plan.height, plan.width), -1, np.int16)
+            _check_frame(frame, slots, plan)
+            if keep:
+                renders[i] = frame.rgb
+                masks[i] = frame.mask
+                if frame.object_mask is not None:
+                    objects[i] = frame.object_mask[0]
             if on_frame is not None:
                 on_frame(frame)
             run.reporter.update("render", i + 1)
-        if renders is None:
+        if slots is None:
             raise ValueError("the cache returned no frames")
     return renders, masks, objects
 
@@ -620,7 +647,7 @@ def render(config: GenerateConfig, client: ObjvidClient, reporter: Reporter | No
                     obj = np.clip(frame.object_mask[0].astype(np.int32) + 1, 0, 255).astype(np.uint8)
                     Image.fromarray(obj).save(png_dir / f"object_{i:04d}.png", compress_level=1)
 
-        _render_chunk(run, session, Ks, w2cs, plan, f"{plan.frames} frames", on_frame=on_frame)
+        _render_chunk(run, session, Ks, w2cs, plan, f"{plan.frames} frames", on_frame=on_frame, keep=False)
         if writer is not None:
             with run.stage("encoding"):
                 writer.finish()

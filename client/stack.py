@@ -52,9 +52,20 @@ class StackConfig:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago (all held while picking, so
+    two servers of one stack never get the same port)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _pdeathsig() -> None:  # runs in the child between fork and exec
@@ -122,25 +133,23 @@ class LocalStack:
     def start(self) -> LocalStack:
         """Spawn every configured server, then wait for all of them (they start in parallel)."""
         cfg = self.config
+        depth_port, cache_port, grpc_port, http_port, metrics_port = free_ports(5)
         try:
             if cfg.depth:
-                port = free_port()
-                self.depth_addr = f"127.0.0.1:{port}"
-                self._spawn("depth", ["objvid.depth", "serve", "--host", "127.0.0.1", "--port", str(port),
+                self.depth_addr = f"127.0.0.1:{depth_port}"
+                self._spawn("depth", ["objvid.depth", "serve", "--host", "127.0.0.1", "--port", str(depth_port),
                                       "--model", cfg.depth_model, "--device", cfg.device,
                                       "--metrics-port", "-1"], self.depth_addr)  # fmt: skip
             if cfg.cache:
-                port = free_port()
-                self.cache_addr = f"127.0.0.1:{port}"
-                self._spawn("cache", ["objvid.cache", "serve", "--host", "127.0.0.1", "--port", str(port),
+                self.cache_addr = f"127.0.0.1:{cache_port}"
+                self._spawn("cache", ["objvid.cache", "serve", "--host", "127.0.0.1", "--port", str(cache_port),
                                       "--device", cfg.device, "--metrics-port", "0"],
                             self.cache_addr)  # fmt: skip
             if cfg.backend:
-                grpc_port, http_port = free_port(), free_port()
                 self.triton_addr = f"127.0.0.1:{grpc_port}"
                 self.triton_http_addr = f"127.0.0.1:{http_port}"
                 args = ["objvid.diffusion", "serve", "--host", "127.0.0.1", "--http-port", str(http_port),
-                        "--grpc-port", str(grpc_port), "--metrics-port", str(free_port()),
+                        "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
                         "--models", cfg.backend, "--device", cfg.device]  # fmt: skip
                 if cfg.backend == "gen3c" and cfg.gen3c_weights:
                     args += ["--gen3c-weights", str(cfg.gen3c_weights)]

@@ -1,6 +1,6 @@
 """Write the synthetic demo assets (room RGB-D + sneaker) into examples/assets/ or --out.
 
-    python examples/make_assets.py [--out DIR] [--width 1280 --height 704] [--points 60000]
+    python examples/make_assets.py [--out DIR] [--width 1280 --height 704] [--points 250000]
 
 Deterministic and fast (numpy ray casting); see objvid.client.assets for what is drawn.
 """

@@ -230,6 +230,12 @@ def test_point_cloud_glb_and_obj_points(tmp_path):
             "truncated",
         ),
         (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float a\nend_header\n1\n", "noxyz.ply", "x/y/z"),
+        (
+            b"ply\nformat binary_little_endian 1.0\nelement vertex -1\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n" + bytes(24),
+            "negative.ply",
+            "negative vertex count",
+        ),
         (b"hello", "notes.txt", "unsupported format"),
         (b"\x00\x01garbage", None, "unsupported format"),
         (b"not a glb at all", "broken.glb", "broken.glb"),

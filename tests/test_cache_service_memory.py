@@ -27,7 +27,7 @@ from cache_service_helpers import (
 from objvid import wire
 from objvid.cache import Scene
 from objvid.cache.store import FairLock
-from objvid.v1 import cache_pb2
+from objvid.v1 import cache_pb2, types_pb2
 
 
 def _scene_bytes() -> int:
@@ -132,6 +132,26 @@ def test_snapshot_restart_serves_the_same_scene(tmp_path):
         np.testing.assert_array_equal(np.array(info.objects[0].transform.values).reshape(4, 4), moved)
         obj = stub.AddObject(cache_pb2.AddObjectRequest(scene_id="keep", cloud=cloud_msg(pts))).object
         assert obj.object_id == 2  # ids are never reused, across restarts too
+
+
+def test_snapshot_without_its_json_is_described_from_its_state_once_loaded(tmp_path):
+    """A crash between the two renames of a first snapshot write leaves ``<id>.pt`` without ``<id>.json``."""
+    with running(snapshot_dir=str(tmp_path)) as server:
+        _, stub = stub_for(server)
+        created = create_rgbd_scene(stub, scene_id="bare")
+    (tmp_path / "bare.json").unlink()
+    with running(snapshot_dir=str(tmp_path)) as server:
+        _, stub = stub_for(server)
+        _render(stub, "bare")  # loads the snapshot
+        info = stub.GetScene(cache_pb2.GetSceneRequest(scene_id="bare")).scene
+        assert info == created
+        frames = stub.RenderTrajectory(
+            cache_pb2.RenderTrajectoryRequest(
+                scene_id="bare", trajectory=types_pb2.TrajectorySpec(frame_count=2)
+            ),
+            timeout=30,
+        )
+        assert [f.frame.index for f in frames] == [0, 1]  # the seed camera is known again
 
 
 def test_snapshot_scenes_come_back_after_eviction(tmp_path):
@@ -239,6 +259,52 @@ def test_deadline_while_waiting_for_the_device_is_honoured():
             assert wait_for(lambda: server.metrics.count("Render", "DEADLINE_EXCEEDED") >= 1, 20.0)
         _render(stub, "d")
         assert server.metrics.count("Render", "OK") == 1
+
+
+def test_bookkeeping_completes_when_the_deadline_passes_after_the_change():
+    """AddObject gets the device and adds the object; its deadline then passes while a later request holds
+    the device. The object is in the scene, so its size, description and snapshot must follow."""
+    with running() as server:
+        _, stub = stub_for(server)
+        create_rgbd_scene(stub, scene_id="late")
+        queue = server.store._device_lock
+        pts, cols = cube_cloud()
+        errors, release = [], threading.Event()
+
+        def add():
+            try:
+                stub.AddObject(
+                    cache_pb2.AddObjectRequest(scene_id="late", cloud=cloud_msg(pts, cols)), timeout=2
+                )
+            except grpc.RpcError as exc:
+                errors.append(exc.code())
+
+        def hold():
+            with server.store.device():
+                release.wait(60)
+
+        with server.store.device():
+            adder = threading.Thread(target=add)
+            adder.start()
+            assert wait_for(lambda: queue.waiting == 1)  # AddObject queued first ...
+            holder = threading.Thread(target=hold)
+            holder.start()
+            assert wait_for(lambda: queue.waiting == 2)  # ... then a long request
+        adder.join(30)  # the object was added, then the deadline passed behind the holder
+        assert errors == [grpc.StatusCode.DEADLINE_EXCEEDED]
+        entry = server.store.entry("late")
+        # Let the server side see its deadline too (unless the bookkeeping is already under way).
+        wait_for(
+            lambda: (
+                server.metrics.count("AddObject", "DEADLINE_EXCEEDED") == 1
+                or entry.nbytes == entry.scene.device_bytes()
+            )
+        )
+        release.set()
+        holder.join(30)
+        assert entry.scene.num_objects == 1
+        assert wait_for(lambda: len(entry.info.get("objects", [])) == 1, 10.0)
+        assert entry.nbytes == entry.scene.device_bytes() == server.store.bytes_in_use
 
 
 def test_fair_lock_serves_waiters_in_arrival_order():

@@ -193,6 +193,21 @@ def test_bad_frame_count_is_one_clear_line_and_starts_nothing(room, tmp_path):
     assert not (tmp_path / "o_work").exists() and not (tmp_path / "o.mp4").exists()
 
 
+def test_tls_with_a_local_stack_is_refused_before_starting_it(room, tmp_path):
+    """The local servers speak plaintext: --tls-ca without the addresses would only fail later."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used")
+    proc = _cli(
+        ["render", *_inputs(room), "--frames", "2", "--tls-ca", str(ca), "--out", str(tmp_path / "o.mp4")]
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: inputs: --tls-ca encrypts every connection, but the local stack serves plaintext: give "
+        "--cache-addr of TLS services too, or leave out --tls-ca"
+    ]
+    assert not (tmp_path / "o_work").exists()  # nothing was started
+
+
 def test_bad_camera_path_names_the_field(room, tmp_path):
     cams = tmp_path / "cams.json"
     cams.write_text(

@@ -4,11 +4,12 @@ the mp4 writer and the demo assets."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from objvid.client import assets, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.client import ObjvidError, assets, camera_path, inputs, manifest, pipeline, placement, video
 from objvid.v1 import types_pb2
 
 # --- camera paths --------------------------------------------------------------------------------
@@ -133,6 +134,13 @@ def test_depth_service_needed_only_without_depth_or_for_long_videos(tmp_path):
     assert not pipeline.needs_depth_service(cfg, 121)
     assert pipeline.needs_depth_service(cfg, 241)
     assert pipeline.needs_depth_service(pipeline.GenerateConfig(image=tmp_path / "a.png"), 121)
+    # Without --frames the camera path sets the length: a 241-camera path is a long video.
+    cams = tmp_path / "cams.json"
+    cams.write_text(json.dumps(_path_dict(241)))
+    with_path = pipeline.GenerateConfig(image=tmp_path / "a.png", depth=tmp_path / "d.npy", camera_path=cams)
+    assert pipeline.needs_depth_service(with_path)
+    cams.write_text(json.dumps(_path_dict(121)))
+    assert not pipeline.needs_depth_service(with_path)
 
 
 # --- poses and anchors ---------------------------------------------------------------------------
@@ -359,3 +367,29 @@ def test_transform_matrix_pose_default_scale():
     t = types_pb2.Transform(pose=types_pb2.Pose(translation=[1, 2, 3]))
     np.testing.assert_allclose(placement.transform_matrix(t)[:3, 3], [1, 2, 3])
     np.testing.assert_allclose(placement.transform_matrix(t)[:3, :3], np.eye(3))
+
+
+def test_config_takes_str_paths(tmp_path):
+    cfg = pipeline.GenerateConfig(
+        image=str(tmp_path / "a.png"), objects=[str(tmp_path / "x.ply")], out="o.mp4"
+    )
+    assert cfg.out == Path("o.mp4") and cfg.objects == [tmp_path / "x.ply"]
+    with pytest.raises(ObjvidError, match=r"inputs: --image .*a\.png: no such file"):
+        pipeline.validate(cfg)
+
+
+def test_stack_ports_are_distinct():
+    from objvid.client.stack import free_ports
+
+    ports = free_ports(5)
+    assert len(set(ports)) == 5 and all(0 < p < 65536 for p in ports)
+
+
+def test_a_preset_through_its_look_at_point_is_an_input_error(tmp_path):
+    # zoom_in by 2 x center depth with 120 frames puts frame 60 exactly on the look-at point (0, 0, 1).
+    cfg = pipeline.GenerateConfig(image=tmp_path / "a.png", objects=[tmp_path / "x.ply"], backend="preview",
+                                  trajectory="zoom_in", movement_distance=2.0, frames=120)  # fmt: skip
+    with pytest.raises(
+        ObjvidError, match=r"inputs: --trajectory zoom_in .*--movement-distance 2: .*coincide"
+    ):
+        pipeline.validate(cfg)

@@ -176,6 +176,26 @@ def test_a_request_past_its_deadline_before_its_model_call_is_cancelled():
         srv.stop(0)
 
 
+def test_a_failed_listen_closes_what_it_opened():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        srv = DepthServer(
+            ServerConfig(
+                host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=busy.getsockname()[1],
+                **SMALL, malloc_tuning=False,
+            )
+        )  # fmt: skip
+        with pytest.raises(OSError):
+            srv.listen()  # gRPC binds, then the metrics port is taken
+    assert srv.handle is None  # the gRPC server was stopped
+    assert not srv.servicer.inference._thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        srv.servicer.inference.submit(lambda: None)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Settings
 

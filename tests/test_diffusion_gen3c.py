@@ -220,9 +220,13 @@ def test_out_of_memory_becomes_gpu_memory_error(model, small):
     assert model.generate(small, opts(num_steps=1)).shape == (T, 32, 48, 3)  # still serves
 
 
-def test_attention_backend_is_checked(weights_dirs):
+def test_attention_backend_is_checked(weights_dirs, tmp_path):
     with pytest.raises(ValueError, match="attention_backend must be one of"):
         Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu", attention_backend="turbo")
+    # Checked before the (for the 7B: slow) weight loading: a directory without weights fails on the name.
+    (tmp_path / "gen3c.json").write_text((weights_dirs["plain"] / "gen3c.json").read_text())
+    with pytest.raises(ValueError, match="attention_backend must be one of"):
+        Gen3cModel.from_pretrained(tmp_path, device="cpu", attention_backend="turbo")
     try:
         import flash_attn.cute  # noqa: F401
     except ImportError:

@@ -63,6 +63,20 @@ def test_bad_bool_env_names_variable(monkeypatch):
         cli.build_parser()
 
 
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("GRPC_PORT", "80O1", "OBJVID_DIFFUSION_GRPC_PORT must be an integer, got '80O1'"),
+        ("LOG_LEVEL", "verbose", "OBJVID_DIFFUSION_LOG_LEVEL must be one of"),
+        ("ATTENTION_BACKEND", "turbo", "OBJVID_DIFFUSION_ATTENTION_BACKEND must be one of"),
+    ],
+)
+def test_bad_env_values_exit_2_naming_the_variable(monkeypatch, capsys, name, value, message):
+    monkeypatch.setenv(f"OBJVID_DIFFUSION_{name}", value)
+    assert cli.main(["serve"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_convert_is_delegated(capsys):
     assert cli.main(["convert"]) == 2
     assert "missing required flags" in capsys.readouterr().err

@@ -228,6 +228,15 @@ def test_modes_scene_and_objects(step_scene):
     assert (objs.rgb[~objs.mask] == 0).all() and (objs.depth[~objs.mask] == 0).all()
 
 
+@pytest.mark.parametrize("backend", ["torch", "reference"])
+def test_objects_mode_without_objects_is_all_holes(step_scene, backend):
+    outs = ("rgb", "mask", "depth", "object_mask", "rgb_float")
+    out = step_scene.render(np.eye(4), K, H, W, mode="objects", outputs=outs, backend=backend)
+    assert out.rgb.shape == (1, 1, H, W, 3) and not out.mask.any()
+    assert (out.rgb == 0).all() and (out.rgb_float == 0).all() and (out.depth == 0).all()
+    assert (out.object_mask == -1).all()
+
+
 def test_object_scale_and_removal(step_scene):
     patch, col = flat_patch(0.0, half=0.1)
     a = step_scene.add_object(patch, col, pose(t=(0, 0, 1.0)))

@@ -39,11 +39,7 @@ def test_services_declared():
         "CreateScene", "AddObject", "PlaceObject", "UpdateObject", "RemoveObject", "Render",
         "RenderTrajectory", "UpdateScene", "GetScene", "ListScenes", "DeleteScene", "ExportScene",
     }  # fmt: skip
-    assert (
-        cache.methods_by_name["RenderTrajectory"].server_streaming
-        if hasattr(cache.methods_by_name["RenderTrajectory"], "server_streaming")
-        else True
-    )
+    assert cache.methods_by_name["RenderTrajectory"].server_streaming
     assert [m.name for m in depth_pb2.DESCRIPTOR.services_by_name["DepthService"].methods] == ["Lift"]
 
 

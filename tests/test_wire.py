@@ -107,6 +107,9 @@ class _EmptyCache(cache_pb2_grpc.CacheServiceServicer):
     def ListScenes(self, request, context):
         return cache_pb2.ListScenesResponse()
 
+    def GetScene(self, request, context):  # echoes the id: a large request gives a large response
+        return cache_pb2.GetSceneResponse(scene=cache_pb2.SceneInfo(scene_id=request.scene_id))
+
 
 def test_server_health_and_reflection():
     handle = wire.build_server(
@@ -135,9 +138,10 @@ def test_server_health_and_reflection():
         } <= names
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         assert len(stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=2).scenes) == 0
-        # Frames larger than gRPC's default 4 MiB pass both ways.
-        big = cache_pb2.ListScenesRequest()
-        assert big.ByteSize() == 0
+        # Messages larger than gRPC's default 4 MiB pass both ways.
+        big_id = "x" * (6 << 20)
+        reply = stub.GetScene(cache_pb2.GetSceneRequest(scene_id=big_id), timeout=10)
+        assert reply.scene.scene_id == big_id
         channel.close()
     finally:
         handle.stop(0)

@@ -116,7 +116,10 @@ def _parse_header(data: bytes):
         if tok[0] == "format":
             fmt = tok[1]
         elif tok[0] == "element":
-            elements.append({"name": tok[1], "count": int(tok[2]), "props": []})
+            count = int(tok[2])
+            if count < 0:
+                raise ValueError(f"unreadable PLY (negative {tok[1]} count {count})")
+            elements.append({"name": tok[1], "count": count, "props": []})
         elif tok[0] == "property":
             if not elements:
                 raise ValueError("unreadable PLY (property before element)")

@@ -125,6 +125,11 @@ def render(
     if M + max(s.n for s in slots) > INDEX_MASK:
         raise ValueError("points: more than 2^32 points in one z-buffer")
     out = _alloc(outputs, T, n_out, H, W, device)
+    if mode == "objects" and not has_obj:  # nothing to draw: every pixel is a hole
+        for name, t in out.items():
+            if t is not None:
+                t.fill_(-1 if name == "object_mask" else 0)
+        return RenderOutput(**out)
     P = projection_matrices(w2cs, Ks)  # (T,3,4) float64
     P_dev = torch.as_tensor(P, dtype=torch.float64).to(device, non_blocking=True)
     obj_P = [

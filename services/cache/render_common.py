@@ -25,7 +25,6 @@ LOG_EPS = 1e-7  # upstream `log_depth.max() + 1e-7`
 KEY_EMPTY = (1 << 63) - 1  # int64 max: "no point"
 INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
-VALID_BIT = 1 << 24  # packed colour: r | g << 8 | b << 16 | valid << 24 (int32)
 MAX_OBJECT_ID = 32767  # object ids are stored in int16 object masks
 
 MODES = ("fused", "full", "scene", "objects")

@@ -713,7 +713,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             with self.store.device(context):
                 oid = scene.add_object(pts, col, transform)
             entry.objects[oid] = {"name": request.name, "num_points": len(pts)}
-            self.store.changed(entry, context)
+            self.store.changed(entry)
             return cache_pb2.AddObjectResponse(object=self._object_of(entry, oid))
 
     def _load_file(self, f: cache_pb2.ObjectFile) -> tuple[np.ndarray, np.ndarray]:
@@ -763,7 +763,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 )
             with self.store.device(context):
                 entry.scene.place_object(oid, anchor_px=anchor, height=height)
-            self.store.changed(entry, context)
+            self.store.changed(entry)
             return cache_pb2.PlaceObjectResponse(object=self._object_of(entry, oid))
 
     @_rpc
@@ -776,7 +776,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             self._require_object(entry, oid)
             with self.store.device(context):
                 entry.scene.set_transform(oid, transform)
-            self.store.changed(entry, context)
+            self.store.changed(entry)
             return cache_pb2.UpdateObjectResponse(object=self._object_of(entry, oid))
 
     @_rpc
@@ -787,7 +787,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             with self.store.device(context):
                 entry.scene.remove_object(oid)
             entry.objects.pop(oid, None)
-            self.store.changed(entry, context)
+            self.store.changed(entry)
         return cache_pb2.RemoveObjectResponse()
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -955,7 +955,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                         pixels_used=rep.pixels_used,
                     )
                 scene.add_view(image, depth, K, w2c, mask=mask)
-            self.store.changed(entry, context)
+            self.store.changed(entry)
             log.info(
                 "event=scene_updated scene=%s slots=%d scale=%.6g shift=%.6g err_before=%.4g err_after=%.4g",
                 sid,

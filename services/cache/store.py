@@ -150,7 +150,6 @@ class SceneEntry:
     #: JSON-able description (see CacheStore's ``describe``), kept current after every change.
     info: dict = field(default_factory=dict)
     pins: int = 0
-    last_used: float = field(default_factory=time.monotonic)
     deleted: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     load_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -324,7 +323,6 @@ class SceneStore:
             if e is None:
                 raise self._not_found(scene_id)
             e.pins += 1
-            e.last_used = time.monotonic()
             self._entries.move_to_end(scene_id)
         try:
             if not e.resident:
@@ -395,12 +393,12 @@ class SceneStore:
         log.info("event=scene_created scene=%s bytes=%d", scene_id, entry.nbytes)
         return entry
 
-    def changed(self, entry: SceneEntry, context=None) -> None:
+    def changed(self, entry: SceneEntry) -> None:
         """After a change to ``entry.scene`` (caller holds ``entry.lock`` and a pin): re-measure, keep the
         budget (evicting other scenes; a scene that outgrew the whole budget stays but is logged) and
-        write the snapshot."""
-        with self.device(context):
-            nbytes = int(entry.scene.device_bytes())
+        write the snapshot. The change is already made, so this bookkeeping never gives up on the
+        caller's deadline (it would leave the byte count, description and snapshot stale)."""
+        nbytes = int(entry.scene.device_bytes())  # tensor sizes only: no device work
         with self._lock:
             grew = nbytes - entry.nbytes
             entry.nbytes = nbytes
@@ -437,13 +435,15 @@ class SceneStore:
                 raise self._not_found(scene_id)
         with e.lock:
             e.deleted = True
-            with self._lock:
-                self._entries.pop(scene_id, None)  # requests in flight keep their reference until done
+            # Files first, the id last: a new scene under the same id can only be created (and queue
+            # its own snapshot) once this one's queued state and files are gone.
             if self.snapshot_dir is not None:
                 with self._wcond:
                     self._pending.pop(scene_id, None)
                 for path in (self._path(scene_id, ".pt"), self._path(scene_id, ".json")):
                     path.unlink(missing_ok=True)
+            with self._lock:
+                self._entries.pop(scene_id, None)  # requests in flight keep their reference until done
         self._update_gauges()
         log.info("event=scene_deleted scene=%s", scene_id)
 
@@ -590,8 +590,13 @@ class SceneStore:
             finally:
                 with self._lock:
                     self._reserved -= estimate
+            objects = {int(k): dict(v) for k, v in payload.get("objects", {}).items()}
+            entry.objects = objects
+            # From the loaded state, not the .json beside it (missing or older after a crash between
+            # the two renames of a snapshot write).
+            info = self._describe(scene, entry)
             with self._lock:
-                entry.objects = {int(k): dict(v) for k, v in payload.get("objects", {}).items()}
+                entry.info = info
                 entry.nbytes = nbytes
                 entry.scene = scene
                 try:

@@ -198,11 +198,6 @@ def images_to_tensor(images: Sequence[np.ndarray], device: torch.device) -> torc
     return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Device tensors -> CPU tensors: on CUDA, async copies into pinned memory and one stream sync."""
-    return HostCopies.start(tensors).wait()
-
-
 @dataclass
 class HostCopies:
     """Device -> host copies in flight: ``host`` tensors (pinned on CUDA) valid once ``wait()`` returns.

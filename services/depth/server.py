@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -122,23 +123,26 @@ class DepthServer:
         return f"{host}:{self.port}"
 
     def listen(self) -> DepthServer:
-        """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet."""
+        """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet. On a
+        failure (a port taken, a TLS file missing) everything opened so far is closed and the error re-raised."""
         c = self.config
         if c.malloc_tuning and not serving.tune_malloc():
             log.warning("event=malloc_tuning_unavailable (not glibc?)")
-        tls_cert = open(c.tls_cert, "rb").read() if c.tls_cert else None
-        tls_key = open(c.tls_key, "rb").read() if c.tls_key else None
-        self.handle = wire.build_server(
-            [(add_to_server, self.servicer, SERVICE_NAME)],
-            host=c.host,
-            port=c.port,
-            max_workers=c.workers,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            serving=False,
-        )
-        if c.metrics_port >= 0:
-            self.metrics_port = self.metrics.serve_http(c.metrics_port, c.metrics_host)
+        try:
+            self.handle = wire.build_server(
+                [(add_to_server, self.servicer, SERVICE_NAME)],
+                host=c.host,
+                port=c.port,
+                max_workers=c.workers,
+                tls_cert=Path(c.tls_cert).read_bytes() if c.tls_cert else None,
+                tls_key=Path(c.tls_key).read_bytes() if c.tls_key else None,
+                serving=False,
+            )
+            if c.metrics_port >= 0:
+                self.metrics_port = self.metrics.serve_http(c.metrics_port, c.metrics_host)
+        except BaseException:
+            self.stop(grace=0)
+            raise
         return self
 
     def load(self, model=None) -> MoGeDepthModel:

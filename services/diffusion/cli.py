@@ -3,7 +3,7 @@
   objvid-diffusion serve [--models preview,gen3c] [--gen3c-weights DIR] [--host 127.0.0.1]
                          [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002]
                          [--device auto] [--dtype auto] [--offload-text-encoder] [--offload-vae]
-                         [--offload-transformer] [--cfg-batch]
+                         [--offload-transformer] [--cfg-batch] [--attention-backend auto] [--compile auto]
   objvid-diffusion convert --gen3c model.pt --tokenizer DIR [--text-encoder DIR] --out DIR
 
 Every ``serve`` flag falls back to ``OBJVID_DIFFUSION_<FLAG>`` (e.g. ``OBJVID_DIFFUSION_GEN3C_WEIGHTS``,
@@ -30,15 +30,38 @@ from objvid.diffusion.registry import (
 log = logging.getLogger("objvid.diffusion.cli")
 
 PREVIEW_NOTICE = "model 'preview' = hole filling of the cache renders (OpenCV inpainting), NOT GEN3C"
+ATTENTION_CHOICES = ("auto", "default", "cudnn", "flash", "efficient", "math", "fa4")
+COMPILE_CHOICES = ("auto", "true", "false")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _env_name(flag: str) -> str:
+    return f"OBJVID_DIFFUSION_{flag.upper().replace('-', '_')}"
 
 
 def _env(flag: str, default=None):
-    return os.environ.get(f"OBJVID_DIFFUSION_{flag.upper().replace('-', '_')}", default)
+    return os.environ.get(_env_name(flag), default)
 
 
 def _env_bool(flag: str) -> bool:
     value = _env(flag)
-    return False if value is None else parse_bool(value, f"OBJVID_DIFFUSION_{flag.upper().replace('-', '_')}")
+    return False if value is None else parse_bool(value, _env_name(flag))
+
+
+def _env_int(flag: str, default: int) -> int:
+    value = _env(flag)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise ValueError(f"{_env_name(flag)} must be an integer, got {value!r}") from None
+
+
+def _env_choice(flag: str, default: str, choices) -> str:
+    """argparse checks ``choices`` only on the command line, so check the env fallback here."""
+    value = _env(flag, default)
+    if value not in choices:
+        raise ValueError(f"{_env_name(flag)} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -57,10 +80,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=_env("host", "127.0.0.1"),
         help="bind address for HTTP, gRPC, metrics (default 127.0.0.1)",
     )
-    parser.add_argument("--http-port", type=int, default=int(_env("http-port", 8000)), help="default 8000")
-    parser.add_argument("--grpc-port", type=int, default=int(_env("grpc-port", 8001)), help="default 8001")
+    parser.add_argument("--http-port", type=int, default=_env_int("http-port", 8000), help="default 8000")
+    parser.add_argument("--grpc-port", type=int, default=_env_int("grpc-port", 8001), help="default 8001")
     parser.add_argument(
-        "--metrics-port", type=int, default=int(_env("metrics-port", 8002)), help="default 8002"
+        "--metrics-port", type=int, default=_env_int("metrics-port", 8002), help="default 8002"
     )
     parser.add_argument(
         "--device",
@@ -68,8 +91,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="gen3c device: auto (cuda if available), cpu, cuda, cuda:N",
     )
     parser.add_argument(
-        "--dtype", choices=DTYPES, default=_env("dtype", "auto"), help="gen3c dtype (auto: bf16 on GPU)"
-    )
+        "--dtype", choices=DTYPES, default=_env_choice("dtype", "auto", DTYPES),
+        help="gen3c dtype (auto: bf16 on GPU)",
+    )  # fmt: skip
     parser.add_argument(
         "--offload-text-encoder", action="store_true", default=_env_bool("offload-text-encoder"),
         help="keep the T5 text encoder on the CPU between uses",
@@ -88,26 +112,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="batch the guided and unguided passes (faster, more GPU memory)",
     )  # fmt: skip
     parser.add_argument(
-        "--attention-backend", default=_env("attention-backend", "auto"),
-        choices=["auto", "default", "cudnn", "flash", "efficient", "math", "fa4"],
+        "--attention-backend", choices=ATTENTION_CHOICES,
+        default=_env_choice("attention-backend", "auto", ATTENTION_CHOICES),
         help="gen3c attention kernel (auto: cudnn on CUDA, the fastest measured on H100)",
     )  # fmt: skip
     parser.add_argument(
-        "--compile", default=_env("compile", "auto"), choices=["auto", "true", "false"],
+        "--compile", default=_env_choice("compile", "auto", COMPILE_CHOICES), choices=COMPILE_CHOICES,
         help="torch.compile the gen3c transformer blocks (auto: on CUDA; first chunk is slower)",
     )  # fmt: skip
     parser.add_argument(
         "--inpaint-radius",
         type=int,
-        default=int(_env("inpaint-radius", 3)),
+        default=_env_int("inpaint-radius", 3),
         help="preview inpainting radius (3)",
     )
     parser.add_argument(
-        "--inpaint-max-side", type=int, default=int(_env("inpaint-max-side", 320)),
+        "--inpaint-max-side", type=int, default=_env_int("inpaint-max-side", 320),
         help="preview working resolution, longest side in pixels (320)",
     )  # fmt: skip
     parser.add_argument(
-        "--log-level", default=_env("log-level", "warning"), choices=["debug", "info", "warning", "error"]
+        "--log-level", default=_env_choice("log-level", "warning", LOG_LEVELS), choices=LOG_LEVELS
     )
     return parser
 
@@ -200,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert":  # the converter owns its flags and help
         return convert_command(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ValueError as err:  # a bad OBJVID_DIFFUSION_* value
+        print(f"objvid-diffusion: error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     level = getattr(logging, args.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if level > logging.DEBUG:  # PyTriton logs a traceback for every rejected request; ours is one line

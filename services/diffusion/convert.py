@@ -49,7 +49,6 @@ from objvid.diffusion.gen3c.config import (
 log = logging.getLogger("objvid.diffusion.convert")
 
 DTYPES = {"keep": None, "bf16": torch.bfloat16, "fp32": torch.float32}
-RAM_NOTE = "conversion reads model.pt memory-mapped; peak RAM is about one 5 GB shard plus the VAE"
 
 
 class ConversionError(ValueError):

@@ -43,7 +43,9 @@ def load_net(folder: Path, dtype: torch.dtype, device: torch.device) -> transfor
     """Strictly load the ``transformer/`` folder into a :class:`Gen3cNet` (built on meta, weights assigned)."""
     saved = weights.read_config(folder, TRANSFORMER_CLASS)
     model = transformer.build_transformer(saved, device="meta")
-    state = {k: v.to(dtype) for k, v in weights.read_state_dict(folder, device=device).items()}
+    state = weights.read_state_dict(folder, device=device)
+    for key in state:  # cast in place: each stored tensor is freed as soon as its cast copy exists
+        state[key] = state[key].to(dtype)
     weights.load_into(model, state, f"transformer ({folder})")
     return transformer.Gen3cNet(model.eval().requires_grad_(False))
 
@@ -152,6 +154,15 @@ class Gen3cModel(VideoModel):
         load_device = device if (device.type == "cuda" and not offload.transformer) else torch.device("cpu")
         if attention_backend == "auto":
             attention_backend = "cudnn" if device.type == "cuda" else None
+        if attention_backend not in (None, *transformer.ATTENTION_BACKENDS):  # checked before the slow load
+            raise ValueError(
+                f"attention_backend must be one of {transformer.ATTENTION_BACKENDS}, got {attention_backend!r}"
+            )
+        if attention_backend == "fa4":
+            try:
+                transformer.flash_attn_4()
+            except ImportError as exc:
+                raise ValueError(f"attention_backend fa4 needs the flash-attn-4 package ({exc})") from exc
         if compile_blocks is None:
             compile_blocks = device.type == "cuda"
         try:
@@ -161,16 +172,9 @@ class Gen3cModel(VideoModel):
                 sizes = {"transformer": 0}
                 raise memory.oom_error(exc, "loading the transformer", offload, sizes) from exc
             raise
-        if attention_backend not in (None, *transformer.ATTENTION_BACKENDS):
-            raise ValueError(
-                f"attention_backend must be one of {transformer.ATTENTION_BACKENDS}, got {attention_backend!r}"
-            )
         net.attention_backend = attention_backend
         if attention_backend == "fa4":
-            try:
-                transformer.use_fast_attention(net.transformer, kernel="fa4")
-            except ImportError as exc:
-                raise ValueError(f"attention_backend fa4 needs the flash-attn-4 package ({exc})") from exc
+            transformer.use_fast_attention(net.transformer, kernel="fa4")
         elif fast_attention:
             transformer.use_fast_attention(net.transformer)
         if compile_blocks:
@@ -337,6 +341,10 @@ class Gen3cModel(VideoModel):
         no_cache = torch.zeros_like(cache)
         fps = bf16_round(options.fps)
         net = self.net
+        if self.cfg_batch and options.guidance != 0:  # the batch-of-2 conditions are the same every step
+            text2 = torch.cat([text_cond, text_uncond])
+            cmask2 = torch.cat([cmask, cmask])
+            cache2 = torch.cat([cache, no_cache])
 
         def denoise(x_scaled: torch.Tensor, c_noise: float, with_uncond: bool):
             x = x_scaled.to(dev, dt)
@@ -344,14 +352,7 @@ class Gen3cModel(VideoModel):
             if not with_uncond:
                 return net(x, t, text_cond, cmask, cache, fps).float(), None
             if self.cfg_batch:
-                out = net(
-                    torch.cat([x, x]),
-                    t.expand(2),
-                    torch.cat([text_cond, text_uncond]),
-                    torch.cat([cmask, cmask]),
-                    torch.cat([cache, no_cache]),
-                    fps,
-                ).float()
+                out = net(torch.cat([x, x]), t.expand(2), text2, cmask2, cache2, fps).float()
                 return out[:1], out[1:]
             f_cond = net(x, t, text_cond, cmask, cache, fps).float()
             f_uncond = net(x, t, text_uncond, cmask, no_cache, fps).float()

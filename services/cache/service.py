@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from objvid import wire
+from objvid import trajectory, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 from .frames import add_cache_service, encode_render_response, encode_trajectory_response, outputs_to_host
@@ -258,18 +258,6 @@ def decode_view(msg: cache_pb2.RgbdView, name: str, limits: Limits):
 _MODES = {0: "fused", 1: "fused", 2: "full", 3: "scene", 4: "objects"}
 _SPLATS = {0: "gen3c", 1: "gen3c", 2: "zbuffer"}
 _OUTPUTS = {1: "rgb", 2: "mask", 3: "depth", 4: "object_mask"}
-_PRESETS = {
-    0: "left",
-    1: "left",
-    2: "right",
-    3: "up",
-    4: "down",
-    5: "zoom_in",
-    6: "zoom_out",
-    7: "clockwise",
-    8: "counterclockwise",
-}
-_ROTATIONS = {0: "center_facing", 1: "center_facing", 2: "no_rotation", 3: "trajectory_aligned"}
 
 
 @dataclass(frozen=True)
@@ -841,17 +829,14 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         if not has_traj:
             raise ValueError("cameras: missing (give explicit cameras or a trajectory)")
         spec = request.trajectory
-        if spec.preset not in _PRESETS:
-            raise ValueError(f"trajectory.preset: unknown value {spec.preset}")
-        if spec.rotation not in _ROTATIONS:
-            raise ValueError(f"trajectory.rotation: unknown value {spec.rotation}")
-        frames = spec.frame_count or 121
+        preset, rotation = trajectory.preset_name(spec.preset), trajectory.rotation_name(spec.rotation)
+        frames = spec.frame_count or trajectory.DEFAULT_NUM_FRAMES
         if frames > self.limits.max_cameras:
             raise LimitExceeded(
                 f"trajectory.frame_count: {frames} is over the limit of {self.limits.max_cameras} (--max-cameras)"
             )
-        distance = spec.movement_distance or 0.3
-        center = spec.center_depth or 1.0
+        distance = spec.movement_distance or trajectory.DEFAULT_MOVEMENT_DISTANCE
+        center = spec.center_depth or trajectory.DEFAULT_CENTER_DEPTH
         for fname, v in (("movement_distance", distance), ("center_depth", center)):
             if not math.isfinite(v):
                 raise ValueError(f"trajectory.{fname}: must be finite, got {v}")
@@ -862,12 +847,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             raise Precondition(
                 f"scene_id: scene {entry.scene_id!r} has no seed camera (built from points): pass explicit cameras"
             )
-        from objvid.trajectory import generate_camera_trajectory
-
         K0 = np.array(seed["K"], np.float64).reshape(3, 3)
         w2c0 = np.array(seed["w2c"], np.float64).reshape(4, 4)
-        w2cs, Ks = generate_camera_trajectory(
-            _PRESETS[spec.preset], w2c0, K0, frames, distance, _ROTATIONS[spec.rotation], center_depth=center
+        w2cs, Ks = trajectory.generate_camera_trajectory(
+            preset, w2c0, K0, frames, distance, rotation, center_depth=center
         )
         w2cs = np.asarray(w2cs, np.float64).reshape(-1, 4, 4)
         Ks = np.asarray(Ks, np.float64).reshape(-1, 3, 3)

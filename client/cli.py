@@ -280,6 +280,10 @@ def _setup_logging(verbose: bool) -> None:
 
 ObjectOpt = Annotated[list[Path], typer.Option("--object", help="object file (.ply/.obj/.glb/.gltf/.stl); repeat for several")]  # fmt: skip
 MethodOpt = Annotated[str, typer.Option(help="fused (scene splat + object z-buffer) or full (one z-buffer)")]
+RadiusOpt = Annotated[
+    float,
+    typer.Option("--object-radius", help="object point radius in pixels (0 = the cache's default, 0.75)"),
+]
 TrajOpt = Annotated[str, typer.Option(help=f"GEN3C preset: {', '.join(traj.PRESETS)}")]
 RotOpt = Annotated[str, typer.Option("--camera-rotation", help=f"{', '.join(traj.ROTATIONS)}")]
 DistOpt = Annotated[float, typer.Option(help="GEN3C movement distance (scene units x center depth 1.0)")]
@@ -349,6 +353,7 @@ def generate(
     image: Annotated[Path, typer.Option("--image", help="background photo (PNG/JPEG)")],
     objects: ObjectOpt,
     method: MethodOpt = "fused",
+    object_radius: RadiusOpt = pipeline.DEFAULT_OBJECT_RADIUS_PX,
     trajectory: TrajOpt = traj.DEFAULT_PRESET,
     camera_rotation: RotOpt = traj.DEFAULT_ROTATION,
     movement_distance: DistOpt = traj.DEFAULT_MOVEMENT_DISTANCE,
@@ -391,7 +396,8 @@ def generate(
     _setup_logging(verbose)
     output = Output(quiet, as_json)
     cfg = _config(
-        image=image, objects=list(objects or []), out=out, method=method, trajectory=trajectory,
+        image=image, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        trajectory=trajectory,
         camera_rotation=camera_rotation, movement_distance=movement_distance, camera_path=camera_path,
         frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
@@ -422,6 +428,7 @@ def render(
     image: Annotated[Path, typer.Option("--image", help="background photo (PNG/JPEG)")],
     objects: ObjectOpt = None,
     method: MethodOpt = "fused",
+    object_radius: RadiusOpt = pipeline.DEFAULT_OBJECT_RADIUS_PX,
     trajectory: TrajOpt = traj.DEFAULT_PRESET,
     camera_rotation: RotOpt = traj.DEFAULT_ROTATION,
     movement_distance: DistOpt = traj.DEFAULT_MOVEMENT_DISTANCE,
@@ -458,7 +465,8 @@ def render(
         output.error("inputs", "--no-video needs --png-dir")
         raise typer.Exit(1)
     cfg = _config(
-        image=image, objects=list(objects or []), out=out, method=method, trajectory=trajectory,
+        image=image, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        trajectory=trajectory,
         camera_rotation=camera_rotation, movement_distance=movement_distance, camera_path=camera_path,
         frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,

@@ -315,7 +315,8 @@ class ObjvidClient:
 
     @staticmethod
     def render_options(mode: str = "fused", outputs: Sequence[str] = ("rgb", "mask"), png: bool = False,
-                       splat: str = "gen3c") -> cache_pb2.RenderOptions:  # fmt: skip
+                       splat: str = "gen3c", object_radius_px: float = 0.0) -> cache_pb2.RenderOptions:  # fmt: skip
+        """Cache render options; object_radius_px 0 = the cache server's default."""
         if mode not in RENDER_MODES:
             raise ValueError(f"render mode must be one of {', '.join(RENDER_MODES)}, got {mode!r}")
         names = {"rgb": cache_pb2.RENDER_OUTPUT_RGB, "mask": cache_pb2.RENDER_OUTPUT_MASK,
@@ -325,6 +326,7 @@ class ObjvidClient:
             splat=cache_pb2.SPLAT_KIND_ZBUFFER if splat == "zbuffer" else cache_pb2.SPLAT_KIND_GEN3C,
             outputs=[names[o] for o in outputs],
             encoding=cache_pb2.IMAGE_ENCODING_PNG if png else cache_pb2.IMAGE_ENCODING_RAW,
+            object_radius_px=object_radius_px,
         )
 
     def render_trajectory(self, scene_id: str, Ks: np.ndarray, w2cs: np.ndarray, width: int, height: int,

@@ -159,7 +159,10 @@ def test_render_equals_the_cache_library(room, tmp_path):
     pts, cols = load_object(Path(room["object"]).read_bytes(), "sneaker.ply")
     oid = scene.add_object(pts, cols, np.array(m["objects"][0]["transform"]))
     with torch.no_grad():
-        out = scene.render(w2cs, Ks, H, W, mode="fused", outputs=("rgb", "mask", "object_mask"))
+        radius = m["options"]["object_radius"]  # the client's default object radius
+        out = scene.render(
+            w2cs, Ks, H, W, mode="fused", object_radius_px=radius, outputs=("rgb", "mask", "object_mask")
+        )
     rgb = out.rgb[:, 0].cpu().numpy()
     mask = out.mask[:, 0].cpu().numpy()
     obj = out.object_mask[:, 0].cpu().numpy()

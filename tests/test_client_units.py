@@ -393,3 +393,19 @@ def test_a_preset_through_its_look_at_point_is_an_input_error(tmp_path):
         ObjvidError, match=r"inputs: --trajectory zoom_in .*--movement-distance 2: .*coincide"
     ):
         pipeline.validate(cfg)
+
+
+@pytest.mark.parametrize("radius", [-0.5, 7.5, float("nan")])
+def test_object_radius_out_of_range_is_an_input_error(tmp_path, radius):
+    cfg = pipeline.GenerateConfig(image=tmp_path / "a.png", objects=[tmp_path / "x.ply"], backend="preview",
+                                  object_radius=radius)  # fmt: skip
+    with pytest.raises(ObjvidError, match=r"inputs: --object-radius must be in \[0, 7\] pixels"):
+        pipeline.validate(cfg)
+
+
+def test_render_options_carry_the_object_radius():
+    from objvid.client.sdk import ObjvidClient
+
+    opts = ObjvidClient.render_options("fused", ("rgb",), object_radius_px=1.5)
+    assert opts.object_radius_px == 1.5
+    assert ObjvidClient.render_options("full").object_radius_px == 0.0  # the server's default

@@ -156,30 +156,27 @@ def generate_camera_trajectory(
 # objvid.v1 enum <-> name
 
 
-def preset_name(value: int) -> str:
-    """``objvid.v1.TrajectoryPreset`` value -> preset name (UNSPECIFIED = 'left')."""
+def _enum_name(enum_name: str, value: int, prefix: str, default: str, field: str) -> str:
+    """An ``objvid.v1`` enum value -> its lower-case name without ``prefix`` (UNSPECIFIED = ``default``)."""
     from objvid.v1 import types_pb2
 
-    if value == types_pb2.TRAJECTORY_PRESET_UNSPECIFIED:
-        return DEFAULT_PRESET
+    enum = getattr(types_pb2, enum_name)
+    if value == 0:
+        return default
     try:
-        name = types_pb2.TrajectoryPreset.Name(value)
+        return enum.Name(value).removeprefix(prefix).lower()
     except ValueError:
-        raise ValueError(f"trajectory.preset: unknown enum value {value}") from None
-    return name.removeprefix("TRAJECTORY_PRESET_").lower()
+        raise ValueError(f"trajectory.{field}: unknown enum value {value}") from None
+
+
+def preset_name(value: int) -> str:
+    """``objvid.v1.TrajectoryPreset`` value -> preset name (UNSPECIFIED = 'left')."""
+    return _enum_name("TrajectoryPreset", value, "TRAJECTORY_PRESET_", DEFAULT_PRESET, "preset")
 
 
 def rotation_name(value: int) -> str:
     """``objvid.v1.CameraRotation`` value -> rotation name (UNSPECIFIED = 'center_facing')."""
-    from objvid.v1 import types_pb2
-
-    if value == types_pb2.CAMERA_ROTATION_UNSPECIFIED:
-        return DEFAULT_ROTATION
-    try:
-        name = types_pb2.CameraRotation.Name(value)
-    except ValueError:
-        raise ValueError(f"trajectory.rotation: unknown enum value {value}") from None
-    return name.removeprefix("CAMERA_ROTATION_").lower()
+    return _enum_name("CameraRotation", value, "CAMERA_ROTATION_", DEFAULT_ROTATION, "rotation")
 
 
 def preset_value(name: str) -> int:

@@ -429,3 +429,21 @@ def test_torch_inputs_and_single_camera(step_scene):
     a = step_scene.render(torch.eye(4), torch.from_numpy(K), H, W)
     b = step_scene.render(np.eye(4)[None], K[None], H, W)
     assert torch.equal(a.rgb, b.rgb) and a.rgb.shape[0] == 1
+
+
+def test_render_selected_slots_equals_the_full_render_slot():
+    rng = np.random.default_rng(7)
+    K = np.array([[20.0, 0, 14], [0, 20.0, 10], [0, 0, 1]])
+    img = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    depth = rng.uniform(1.0, 5.0, (20, 28)).astype(np.float32)
+    scene = Scene.from_rgbd(img, depth, K)
+    w2c = np.eye(4)
+    w2c[0, 3] = 0.1
+    scene.add_view(img[:, ::-1].copy(), depth * 1.2, K, w2c)
+    full = scene.render(np.eye(4), K, 20, 28, mode="scene", outputs=("rgb", "depth"))
+    for i in (0, 1):
+        one = scene.render(np.eye(4), K, 20, 28, mode="scene", outputs=("rgb", "depth"), slots=[i])
+        assert one.rgb.shape[1] == 1
+        assert torch.equal(one.rgb[:, 0], full.rgb[:, i]) and torch.equal(one.depth[:, 0], full.depth[:, i])
+    with pytest.raises(ValueError, match="slots"):
+        scene.render(np.eye(4), K, 20, 28, slots=[2])

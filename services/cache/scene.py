@@ -291,6 +291,13 @@ class Scene:
         )
 
     # ---------------------------------------------------------------- rendering
+    def _slot_indices(self, slots: Any) -> list[int]:
+        """Validated slot indices (0 = newest); ValueError naming ``slots``."""
+        idx = [int(i) for i in np.atleast_1d(np.asarray(slots))]
+        if not idx or any(not 0 <= i < len(self._slots) for i in idx):
+            raise ValueError(f"slots: expected indices in [0, {len(self._slots)}), got {idx}")
+        return idx
+
     def render(
         self,
         w2cs: Any,
@@ -303,8 +310,9 @@ class Scene:
         object_radius_px: float = 0.75,
         outputs: Any = None,
         backend: str | None = None,
+        slots: Any = None,
     ) -> RenderOutput:
-        """Render T cameras for every buffer slot.
+        """Render T cameras for every buffer slot (or the slot indices in ``slots``, 0 = newest).
 
         w2cs (T,4,4) or (4,4), Ks (T,3,3) or (3,3) (one K is shared), numpy or torch. ``mode``: fused |
         full | scene | objects; ``splat`` (scene layer in fused/scene): gen3c | zbuffer; ``footprint`` k
@@ -323,8 +331,9 @@ class Scene:
             raise ValueError(f"Ks: {len(K_np)} intrinsics for {len(w2c_np)} cameras (w2cs)")
         outs = check_options(mode, splat, footprint, object_radius_px, outputs)
         be = pick_backend(backend, self._device)
+        chosen = self._slots if slots is None else [self._slots[i] for i in self._slot_indices(slots)]
         return _render(
-            [s.cloud for s in self._slots],
+            [s.cloud for s in chosen],
             self._obj,
             w2c_np,
             K_np,

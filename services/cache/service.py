@@ -917,8 +917,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                         mode="scene",
                         splat="gen3c",
                         outputs=("mask", "depth"),
+                        slots=[0],  # GEN3C aligns to the newest buffer slot only
                     )
-                    target_depth, target_mask = out.depth[0, 0], out.mask[0, 0]  # buffer slot 0 (newest)
+                    target_depth, target_mask = out.depth[0, 0], out.mask[0, 0]
                     dev = target_depth.device
                     aligned, valid, rep = align_depth(
                         torch.from_numpy(depth).to(dev),

@@ -13,6 +13,7 @@ written directly from the host arrays (``frames.py``: one copy of the pixels, no
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -423,9 +424,7 @@ def _rpc(fn):
         finally:
             self._finish(name, code, t0)
 
-    wrapper.__name__ = name
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+    return functools.wraps(fn)(wrapper)
 
 
 def _rpc_stream(fn):
@@ -451,9 +450,7 @@ def _rpc_stream(fn):
         finally:
             self._finish(name, code, t0)
 
-    wrapper.__name__ = name
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+    return functools.wraps(fn)(wrapper)
 
 
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):

@@ -153,6 +153,17 @@ def map_keys(
     return mapping, skipped, unmapped, collisions
 
 
+def remap_state(source: dict, rules, skip: list[str], label: str) -> tuple[dict, list[str], list[str]]:
+    """Apply :func:`map_keys` -> (renamed state, skipped keys, problems naming ``label``)."""
+    mapping, skipped, unmapped, collisions = map_keys(list(source), rules, skip)
+    problems = []
+    if unmapped:
+        problems.append(f"{label}: {len(unmapped)} unmapped keys: {unmapped}")
+    if collisions:
+        problems.append(f"{label}: keys mapped twice: {collisions}")
+    return {new: source[old] for new, old in mapping.items()}, skipped, problems
+
+
 def _shape(state: dict[str, torch.Tensor], key: str, problems: list[str]) -> tuple[int, ...] | None:
     if key not in state:
         problems.append(f"cannot infer the layout: {key} is missing")
@@ -218,13 +229,7 @@ def convert_transformer_state(
     """Upstream ``net.*`` tensors -> (diffusers state, saved config, skipped keys). Raises ConversionError."""
     from objvid.diffusion.gen3c.transformer import build_transformer
 
-    mapping, skipped, unmapped, collisions = map_keys(list(source), TRANSFORMER_RULES, TRANSFORMER_SKIP)
-    state = {new: source[old] for new, old in mapping.items()}
-    problems = []
-    if unmapped:
-        problems.append(f"GEN3C checkpoint: {len(unmapped)} unmapped keys: {unmapped}")
-    if collisions:
-        problems.append(f"GEN3C checkpoint: keys mapped twice: {collisions}")
+    state, skipped, problems = remap_state(source, TRANSFORMER_RULES, TRANSFORMER_SKIP, "GEN3C checkpoint")
     try:
         config = infer_transformer_config(state)
     except ConversionError as exc:
@@ -440,13 +445,7 @@ def convert_vae_state(
 
     config = infer_vae_config(source, mean, std)
     up_levels = len({k.split(".")[2] for k in source if k.startswith("decoder.up.")})
-    mapping, skipped, unmapped, collisions = map_keys(list(source), vae_key_mapper(up_levels), VAE_SKIP)
-    state = {new: source[old] for new, old in mapping.items()}
-    problems = []
-    if unmapped:
-        problems.append(f"tokenizer: {len(unmapped)} unmapped keys: {unmapped}")
-    if collisions:
-        problems.append(f"tokenizer: keys mapped twice: {collisions}")
+    state, skipped, problems = remap_state(source, vae_key_mapper(up_levels), VAE_SKIP, "tokenizer")
     _check_against_model(build_vae(config), state, "tokenizer (AutoencoderKLCosmos)", problems)
     if problems:
         raise ConversionError("\n".join(problems))

@@ -125,23 +125,46 @@ def tile_buffers(renders: np.ndarray, n_max: int) -> np.ndarray:
     return out
 
 
-def probe_video(path: str | Path) -> tuple[int, int, int]:
-    """Decode an mp4 fully -> (frame count, width, height)."""
+def _ffmpeg_decode(path: str | Path, raw: bool) -> tuple[bytes, int, int, int]:
+    """Decode ``path`` with ffmpeg -> (rgb24 frame bytes or b"", frame count, width, height).
+
+    Started like :class:`Mp4Writer`'s ffmpeg: no pre-exec hook, so it is safe beside gRPC's threads
+    (imageio-ffmpeg's reader forks with one and failed there under load).
+    """
+    import re
+
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = reader.__next__()
-    count = sum(1 for _ in reader)
-    w, h = meta["size"]
-    return count, int(w), int(h)
+    out = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"] if raw else ["-f", "null", "-"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-nostdin",
+        "-hide_banner",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        *out,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, process_group=0, check=False)
+    log = proc.stderr.decode(errors="replace")
+    size = re.search(r"Stream #0:0.*?Video: .*?, (\d+)x(\d+)", log)
+    if proc.returncode != 0 or size is None:
+        raise OSError(f"{path}: ffmpeg could not decode the video: {log.strip()[-500:]}")
+    w, h = int(size.group(1)), int(size.group(2))
+    if raw:
+        return proc.stdout, len(proc.stdout) // (w * h * 3), w, h
+    frames = re.findall(r"frame=\s*(\d+)", log)
+    return b"", int(frames[-1]) if frames else 0, w, h
+
+
+def probe_video(path: str | Path) -> tuple[int, int, int]:
+    """Decode an mp4 fully -> (frame count, width, height)."""
+    _, count, w, h = _ffmpeg_decode(path, raw=False)
+    return count, w, h
 
 
 def read_video(path: str | Path) -> np.ndarray:
     """Decode an mp4 -> (T, H, W, 3) uint8."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = reader.__next__()
-    w, h = meta["size"]
-    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
-    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)
+    data, count, w, h = _ffmpeg_decode(path, raw=True)
+    return np.frombuffer(data, np.uint8)[: count * h * w * 3].reshape(count, h, w, 3)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 _OUTPUT_CODES = {"rgb": 1, "mask": 2, "depth": 3, "object_mask": 4}
@@ -178,7 +178,7 @@ class SpawnedServer:
 
 def _make_channel(args):
     ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
-    return wire.make_channel(args.address, tls_ca=ca)
+    return channels.make_channel(args.address, tls_ca=ca)
 
 
 def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
@@ -212,7 +212,7 @@ def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
 def _decoder(kind: str):
     """bytes of a RenderResponse -> dict of arrays (``frames.decode_frame_bytes`` layout)."""
     if kind == "wire":
-        from objvid.cache.frames import decode_frame_bytes
+        from objvid.runtime.frames import decode_frame_bytes
 
         return decode_frame_bytes
 
@@ -284,7 +284,7 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
         from objvid.cache.cli import tune_malloc
 
         tune_malloc()
-    channel = wire.make_channel(
+    channel = channels.make_channel(
         cfg["address"], tls_ca=Path(cfg["tls_ca"]).read_bytes() if cfg["tls_ca"] else None
     )
     render = channel.unary_unary(  # raw response bytes: decoded once, by ``decode``

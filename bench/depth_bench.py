@@ -321,13 +321,13 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from objvid import wire
     from objvid.depth import lift
     from objvid.depth.fast import apply_fast_paths
     from objvid.depth.model import load_model
     from objvid.depth.random_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.depth.server import set_torch_threads
-    from objvid.serving import tune_malloc
+    from objvid.runtime import channels, wire
+    from objvid.runtime.malloc import tune_malloc
     from objvid.v1 import depth_pb2, depth_pb2_grpc
 
     out_dir = pathlib.Path(args.out or os.environ.get("OUT") or ROOT / "bench" / "results")
@@ -472,7 +472,7 @@ def run(args) -> dict:
                 client_tuned = diag["client_malloc_tuned"] = tune_malloc()
             address, metrics_port, ready = servers[name].ready()
             diag[f"server_ready_{name}"] = ready.split("event=ready ", 1)[-1]
-            channel = wire.make_channel(address)
+            channel = channels.make_channel(address)
             grpc.channel_ready_future(channel).result(timeout=60)
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             for b in args.batches:
@@ -535,7 +535,7 @@ def run(args) -> dict:
 
 def _lift_and_read(stub, request) -> None:
     """One Lift call and what a client does with the answer: zero-copy array views of every output."""
-    from objvid import wire
+    from objvid.runtime import wire
 
     for v in stub.Lift(request, timeout=120).views:
         wire.decode_tensor(v.depth)

@@ -58,7 +58,7 @@ def _ensure_objvid() -> None:
 
 _ensure_objvid()
 from objvid.cache import Scene  # noqa: E402
-from objvid.trajectory import generate_camera_trajectory  # noqa: E402
+from objvid.runtime.trajectory import generate_camera_trajectory  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- inputs
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from objvid import wire
 from objvid.cache import cli
+from objvid.runtime import channels
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +77,8 @@ def test_python_m_serve_and_graceful_sigterm(tmp_path):
     try:
         line = proc.stdout.readline()
         port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
-        channel = wire.make_channel(f"127.0.0.1:{port}")
-        assert wire.check_health(channel, timeout=10)
+        channel = channels.make_channel(f"127.0.0.1:{port}")
+        assert channels.check_health(channel, timeout=10)
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         assert stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=10).scenes == []
         proc.send_signal(signal.SIGTERM)

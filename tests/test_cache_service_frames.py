@@ -9,7 +9,6 @@ import itertools
 import numpy as np
 import pytest
 
-from objvid import wire
 from objvid.cache import frames
 from objvid.cache.frames import (
     decode_frame_bytes,
@@ -20,6 +19,7 @@ from objvid.cache.frames import (
     packed_to_host,
 )
 from objvid.cache.render_common import RenderOutput
+from objvid.runtime import wire
 from objvid.v1 import cache_pb2, types_pb2
 
 OUTPUTS = ("rgb", "mask", "depth", "object_mask")

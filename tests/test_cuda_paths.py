@@ -59,7 +59,7 @@ def test_triton_kernels_match_reference(seed, mode, splat):
 def test_cache_service_on_cuda_equals_library():
     from cache_service_helpers import create_rgbd_scene, decode_frame, intrinsics, rgbd, running, stub_for
 
-    from objvid import wire
+    from objvid.runtime import wire
     from objvid.v1 import cache_pb2
 
     with running(device="cuda") as server:

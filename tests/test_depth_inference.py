@@ -10,12 +10,12 @@ import pytest
 import torch
 from depth_checkpoints import SMALL, one_torch_thread
 
-from objvid import wire
 from objvid.depth import lift
 from objvid.depth.cli import build_parser, config_from_args
 from objvid.depth.inference import InferenceThread
 from objvid.depth.server import DepthServer, ServerConfig, set_torch_threads, warmup_batch_sizes
-from objvid.serving import tune_malloc
+from objvid.runtime import channels, wire
+from objvid.runtime.malloc import tune_malloc
 from objvid.v1 import depth_pb2, depth_pb2_grpc
 
 
@@ -128,7 +128,7 @@ def test_model_calls_and_warm_up_run_on_the_inference_thread():
         assert srv.model is model and len(model.threads) == 1  # warm-up (CPU: one call)
         rgb = np.random.default_rng(0).integers(0, 256, (72, 128, 3), dtype=np.uint8)
         req = depth_pb2.LiftRequest(images=[wire.encode_image(rgb)] * 3)
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             threads = [
                 threading.Thread(target=stub.Lift, args=(req,), kwargs={"timeout": 30}) for _ in range(3)
@@ -160,7 +160,7 @@ def test_a_request_past_its_deadline_before_its_model_call_is_cancelled():
     try:
         srv.load(model=slow)
         req = depth_pb2.LiftRequest(images=[wire.encode_image(np.zeros((72, 128, 3), np.uint8))])
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             first = stub.Lift.future(req, timeout=30)  # holds the inference thread until the gate opens
             time.sleep(0.2)

@@ -6,7 +6,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from objvid import wire
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 
@@ -117,11 +117,11 @@ def test_server_health_and_reflection():
         serving=False,
     )
     try:
-        channel = wire.make_channel(f"127.0.0.1:{handle.port}")
-        assert not wire.check_health(channel)
+        channel = channels.make_channel(f"127.0.0.1:{handle.port}")
+        assert not channels.check_health(channel)
         handle.set_serving()
-        assert wire.check_health(channel)
-        assert wire.check_health(channel, "objvid.v1.CacheService")
+        assert channels.check_health(channel)
+        assert channels.check_health(channel, "objvid.v1.CacheService")
         health = health_pb2_grpc.HealthStub(channel)
         with pytest.raises(grpc.RpcError) as exc:
             health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=2)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
+from objvid.runtime import errors
 
 log = logging.getLogger("objvid.cache.store")
 
@@ -51,38 +51,36 @@ _WAIT_SLICE_S = 0.1
 # Errors with their gRPC status
 
 
-class ServiceError(Exception):
-    """An error the service maps to a gRPC status (``code``) with ``str(self)`` as the message."""
-
-    code = grpc.StatusCode.INTERNAL
+# Typed errors (objvid.runtime.errors); the framework maps each to its status (objvid.serving.status).
+ServiceError = errors.ServiceError
 
 
-class SceneNotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
+class SceneNotFound(errors.NotFound):
+    pass
 
 
-class SceneExists(ServiceError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+class SceneExists(errors.AlreadyExists):
+    pass
 
 
-class BudgetExceeded(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+class BudgetExceeded(errors.ResourceExhausted):
+    pass
 
 
-class LimitExceeded(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+class LimitExceeded(errors.ResourceExhausted):
+    pass
 
 
-class Precondition(ServiceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+class Precondition(errors.FailedPrecondition):
+    pass
 
 
-class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+class DeadlineExceeded(errors.DeadlineExceeded):
+    pass
 
 
-class Cancelled(ServiceError):
-    code = grpc.StatusCode.CANCELLED
+class Cancelled(errors.Cancelled):
+    pass
 
 
 # ---------------------------------------------------------------------------------------------------

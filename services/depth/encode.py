@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from objvid import protowire, wire
 from objvid.depth.lift import LiftedView
+from objvid.runtime import protowire, wire
 from objvid.v1 import depth_pb2
 
 

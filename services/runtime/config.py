@@ -75,7 +75,7 @@ class Port(click.ParamType):
 PORT_OR_OFF = PortOrOff()
 PORT = Port()
 
-_METAVARS = {int: "INT", float: "SECONDS", str: "TEXT"}
+_METAVARS = {int: "INT", float: "NUMBER", str: "TEXT", click.IntRange: "INT", click.FloatRange: "NUMBER"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +108,23 @@ class Flag:
         return dataclasses.replace(self, default=default)
 
 
+def _shown_default(flag: Flag) -> str | bool:
+    """What ``--help`` prints as the default: on/off for switches and off ports, "none" for empty text."""
+    if isinstance(flag.default, bool):
+        return "on" if flag.default else "off"
+    if flag.default is None and flag.kind is PORT_OR_OFF:
+        return "off"
+    if flag.default == "" or flag.default is None:
+        return "none"
+    return True
+
+
 def option(service: str, flag: Flag) -> click.Option:
     """The click option for ``flag`` with its ``OBJVID_<SERVICE>_<FLAG>`` fallback."""
     common = dict(
         envvar=env_name(service, flag.name),
         show_envvar=True,
-        show_default="off" if flag.default is None and flag.kind is PORT_OR_OFF else True,
+        show_default=_shown_default(flag),
         default=flag.default,
         help=flag.help,
     )
@@ -128,7 +139,7 @@ def option(service: str, flag: Flag) -> click.Option:
         kind = flag.kind
         if kind is None:
             kind = type(flag.default) if flag.default is not None else str
-        metavar = flag.metavar or getattr(kind, "name", None) or _METAVARS.get(kind, "VALUE")
+        metavar = flag.metavar or _METAVARS.get(kind) or _METAVARS.get(type(kind)) or getattr(kind, "name", "VALUE")
         metavar = metavar.upper()
     return click.Option(decls, type=kind, metavar=metavar, **common)
 
@@ -181,3 +192,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def log_level_flag(default: str = "info") -> Flag:
     """``--log-level``: the same choices in every CLI."""
     return Flag("log-level", default, "log level (debug adds one line per request)", choices=LOG_LEVELS)
+
+
+def run_cli(cli: click.Command, argv: list[str] | None, prog_name: str) -> int:
+    """Run a click command line and return its exit code (2 for bad flags, with click's one-line message)
+    instead of exiting, so ``main()`` functions can be called from tests."""
+    try:
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        return 1
+    return 0

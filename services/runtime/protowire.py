@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import wire
 
 #: Wire types (the low 3 bits of a field key).
 VARINT, I64, LEN, I32 = 0, 1, 2, 5

@@ -324,10 +324,10 @@ def run(args) -> dict:
     from objvid.depth import lift
     from objvid.depth.fast import apply_fast_paths
     from objvid.depth.model import load_model
-    from objvid.depth.random_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.depth.server import set_torch_threads
     from objvid.runtime import channels, wire
     from objvid.runtime.malloc import tune_malloc
+    from objvid.testing.depth_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.v1 import depth_pb2, depth_pb2_grpc
 
     out_dir = pathlib.Path(args.out or os.environ.get("OUT") or ROOT / "bench" / "results")

@@ -24,9 +24,9 @@ from cache_service_helpers import (
 
 from objvid.cache import Scene
 from objvid.cache.server import Limits
-from objvid.runtime.geometry import check_intrinsics, check_transform
 from objvid.runtime import channels, wire
 from objvid.runtime.frames import decode_frame_bytes
+from objvid.runtime.geometry import check_intrinsics, check_transform
 from objvid.v1 import cache_pb2, types_pb2
 
 ALL_OUTPUTS = [1, 2, 3, 4]

@@ -88,8 +88,8 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
 
     from objvid.diffusion.base import GenerateOptions
     from objvid.diffusion.convert import convert
-    from objvid.diffusion.gen3c import synthetic
     from objvid.diffusion.gen3c.model import Gen3cModel
+    from objvid.testing import gen3c as synthetic
 
     model_pt = synthetic.write_gen3c_checkpoint(
         tmp_path / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)

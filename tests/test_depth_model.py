@@ -102,7 +102,7 @@ def test_serve_with_offline_hub_id_fails_at_start_with_instructions(tmp_path):
         "--host",
         "127.0.0.1",
     ]
-    cmd += ["--port", "0", "--metrics-port", "-1", "--device", "cpu"]
+    cmd += ["--port", "0", "--metrics-port", "off", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert "event=model_load_failed" in proc.stderr

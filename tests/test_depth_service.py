@@ -134,7 +134,7 @@ def test_gen3c_defaults_720_to_704(ckpt_dir):
             model=str(small_checkpoint("v1", ckpt_dir)),
             host="127.0.0.1",
             port=0,
-            metrics_port=-1,
+            metrics_port=None,
             num_tokens=64,
         )
     ).start()
@@ -326,7 +326,7 @@ def test_health_and_reflection(server):
 def test_not_serving_until_the_model_is_loaded(ckpt_dir):
     srv = DepthServer(
         ServerConfig(
-            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=-1, **SMALL
+            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=None, **SMALL
         )
     ).listen()
     try:
@@ -389,7 +389,7 @@ def test_metrics_endpoint_counts_requests(stub, server):
 
 
 def test_v2_checkpoint_serves(ckpt_dir):
-    srv = start_small_server(small_checkpoint("v2", ckpt_dir), metrics_port=-1)
+    srv = start_small_server(small_checkpoint("v2", ckpt_dir), metrics_port=None)
     try:
         assert srv.model.version == "v2"
         with channels.make_channel(srv.address) as channel:

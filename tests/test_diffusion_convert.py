@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from objvid.diffusion import convert as conv
-from objvid.diffusion.gen3c import synthetic, weights
+from objvid.diffusion.gen3c import weights
 from objvid.diffusion.gen3c.config import Gen3cConfig
+from objvid.testing import gen3c as synthetic
 
 TOK_LAYOUT = synthetic.TokenizerLayout(latent_frames_stored=2)
 DIT_LAYOUT = synthetic.DitLayout()

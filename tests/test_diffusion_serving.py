@@ -41,7 +41,7 @@ DONE = diffusion_pb2.GENERATE_STAGE_DONE
 def tiny_gen3c_dir(tmp_path_factory) -> pathlib.Path:
     """A converted tiny random GEN3C (2 blocks, 32 wide, tiny VAE, 9-frame chunks) from upstream-format files."""
     from objvid.diffusion.convert import convert
-    from objvid.diffusion.gen3c import synthetic
+    from objvid.testing import gen3c as synthetic
 
     root = tmp_path_factory.mktemp("gen3c-tiny")
     layout = synthetic.TokenizerLayout(latent_frames_stored=2)

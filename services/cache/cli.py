@@ -72,10 +72,22 @@ def resolve_budget(text: str, device: str) -> int:
 FLAGS: list[Flag] = [
     *serving_flags(port=50052, metrics_port=9102, host="0.0.0.0", workers=32, grace=10.0),
     Flag("device", "auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE"),
-    Flag("memory-budget", "auto", "device bytes all resident scenes may hold: bytes, 8G, 512MiB, 80% or auto "
-         "(80% of the GPU, 4 GiB on CPU)", metavar="SIZE"),  # fmt: skip
-    Flag("snapshot-dir", "", "write scenes here and serve them again after a restart (empty = off)", metavar="DIR"),
-    Flag("max-image-pixels", 4096 * 4096, "largest width*height of an image or render", kind=click.IntRange(1)),
+    Flag(
+        "memory-budget",
+        "auto",
+        "device bytes all resident scenes may hold: bytes, 8G, 512MiB, 80% or auto "
+        "(80% of the GPU, 4 GiB on CPU)",
+        metavar="SIZE",
+    ),  # fmt: skip
+    Flag(
+        "snapshot-dir",
+        "",
+        "write scenes here and serve them again after a restart (empty = off)",
+        metavar="DIR",
+    ),
+    Flag(
+        "max-image-pixels", 4096 * 4096, "largest width*height of an image or render", kind=click.IntRange(1)
+    ),
     Flag("max-points", 20_000_000, "largest point cloud (scene or object) in points", kind=click.IntRange(1)),
     Flag("max-objects", 256, "most objects per scene", kind=click.IntRange(1)),
     Flag("max-cameras", 4096, "most cameras per RenderTrajectory", kind=click.IntRange(1)),
@@ -94,7 +106,9 @@ def config_from_options(options: dict):
         budget = resolve_budget(options["memory_budget"], device)
     except ValueError as exc:
         raise ValueError(f"--memory-budget: {exc}") from None
-    limits = Limits(options["max_image_pixels"], options["max_points"], options["max_objects"], options["max_cameras"])
+    limits = Limits(
+        options["max_image_pixels"], options["max_points"], options["max_objects"], options["max_cameras"]
+    )
     config = cfg.build(
         ServerConfig, options, device=device, memory_budget=budget, snapshot_dir=options["snapshot_dir"] or None,
         limits=limits,
@@ -105,7 +119,7 @@ def config_from_options(options: dict):
 
 @cli.command("serve", help="Serve objvid.v1.CacheService until SIGTERM/SIGINT.")
 @cfg.options(SERVICE, FLAGS)
-def serve(**options) -> None:
+def serve(**options) -> int:
     setup_logging(options["log_level"])
     from .server import CacheServer
 
@@ -118,7 +132,7 @@ def serve(**options) -> None:
     # collector's full passes, which otherwise walk them all (tens of ms) in the middle of some request.
     gc.freeze()
     code = serving.run(server.grpc, on_stop=server.close)
-    serving.exit_process(code)
+    return serving.exit_code(server.grpc, code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ def describe_scene(scene, entry: SceneEntry) -> dict:
         "objects": objects,
     }
 
+
 def object_info(obj: dict) -> cache_pb2.ObjectInfo:
     return cache_pb2.ObjectInfo(
         object_id=obj["id"],
@@ -48,6 +49,7 @@ def object_info(obj: dict) -> cache_pb2.ObjectInfo:
         num_points=obj["num_points"],
         transform=types_pb2.Matrix4(values=obj["transform"]),
     )
+
 
 def scene_info(entry: SceneEntry, device: str) -> cache_pb2.SceneInfo:
     info = entry.info

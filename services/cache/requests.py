@@ -207,7 +207,9 @@ def trajectory_cameras(
     if request.cameras:
         n = len(request.cameras)
         if n > limits.max_cameras:
-            raise LimitExceeded(f"cameras: {n} cameras is over the limit of {limits.max_cameras} (--max-cameras)")
+            raise LimitExceeded(
+                f"cameras: {n} cameras is over the limit of {limits.max_cameras} (--max-cameras)"
+            )
         Ks, w2cs = np.empty((n, 3, 3)), np.empty((n, 4, 4))
         size = None
         for i, cam in enumerate(request.cameras):

@@ -357,7 +357,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             if scene.num_slots < 2:
                 self.store.make_room(height * width * BYTES_PER_POINT, keep=entry, what="view")
             with self.store.device(context):
-                rep = scene.update_from_view(image, depth, K, w2c, mask=mask, align=not request.skip_alignment)
+                rep = scene.update_from_view(
+                    image, depth, K, w2c, mask=mask, align=not request.skip_alignment
+                )
             self.store.changed(entry)
             report = cache_pb2.AlignmentReport()
             if rep is not None:

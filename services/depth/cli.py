@@ -23,29 +23,60 @@ SERVICE = "depth"
 _D = ServerConfig()
 
 FLAGS: list[Flag] = [
-    Flag("model", _D.model, "MoGe checkpoint path (model.pt) or Hugging Face hub id (v1: Ruicheng/moge-vitl)",
-         metavar="PATH|ID"),  # fmt: skip
-    Flag("model-version", _D.model_version, "auto (from the checkpoint config), v1 or v2", choices=("auto", "v1", "v2")),
-    Flag("model-dir", _D.model_dir, "hub ids are first looked up as <model-dir>/<org>/<name>/model.pt", metavar="DIR"),
+    Flag(
+        "model",
+        _D.model,
+        "MoGe checkpoint path (model.pt) or Hugging Face hub id (v1: Ruicheng/moge-vitl)",
+        metavar="PATH|ID",
+    ),  # fmt: skip
+    Flag(
+        "model-version",
+        _D.model_version,
+        "auto (from the checkpoint config), v1 or v2",
+        choices=("auto", "v1", "v2"),
+    ),
+    Flag(
+        "model-dir",
+        _D.model_dir,
+        "hub ids are first looked up as <model-dir>/<org>/<name>/model.pt",
+        metavar="DIR",
+    ),
     Flag("device", _D.device, "auto (cuda if available), cpu, cuda, cuda:N", metavar="DEVICE"),
-    Flag("dtype", _D.dtype, "auto (float16 on CUDA, float32 on CPU), float16 (CUDA only), float32",
-         choices=("auto", "float16", "float32")),  # fmt: skip
+    Flag(
+        "dtype",
+        _D.dtype,
+        "auto (float16 on CUDA, float32 on CPU), float16 (CUDA only), float32",
+        choices=("auto", "float16", "float32"),
+    ),  # fmt: skip
     Flag("num-tokens", _D.num_tokens, "ViT tokens per image; 0 = from --resolution-level"),
     Flag("resolution-level", _D.resolution_level, "0..9 over the checkpoint's token range (MoGe default 9)"),
-    *serving_flags(port=_D.port, metrics_port=_D.metrics_port, host=_D.host, workers=_D.workers, grace=_D.grace),
+    *serving_flags(
+        port=_D.port, metrics_port=_D.metrics_port, host=_D.host, workers=_D.workers, grace=_D.grace
+    ),
     Flag("width", _D.width, "default working width (GEN3C 1280)"),
     Flag("height", _D.height, "default working height (GEN3C 704)"),
     Flag("infer-width", _D.infer_width, "MoGe inference width (GEN3C 1280)"),
     Flag("infer-height", _D.infer_height, "MoGe inference height (GEN3C 720)"),
-    Flag("max-pixels", _D.max_pixels, "largest input image and working size, in pixels (RESOURCE_EXHAUSTED above)"),
+    Flag(
+        "max-pixels",
+        _D.max_pixels,
+        "largest input image and working size, in pixels (RESOURCE_EXHAUSTED above)",
+    ),
     Flag("max-images", _D.max_images, "most images per request (RESOURCE_EXHAUSTED above)"),
     Flag("micro-batch", _D.micro_batch, "images per model call"),
     Flag("decode-threads", _D.decode_threads, "threads decoding the images of a batch"),
     Flag("torch-threads", _D.torch_threads, "torch CPU threads; 0 = auto (CUDA: 4, CPU: torch's default)"),
-    Flag("warmup", _D.warmup, "lift gray images once per micro-batch size (CUDA; once on CPU) on the inference "
-         "thread before reporting SERVING"),  # fmt: skip
-    Flag("fast-kernels", _D.fast_kernels, "CUDA: parallel GroupNorm statistics and a cached position embedding "
-         "in MoGe (same math)"),  # fmt: skip
+    Flag(
+        "warmup",
+        _D.warmup,
+        "lift gray images once per micro-batch size (CUDA; once on CPU) on the inference "
+        "thread before reporting SERVING",
+    ),  # fmt: skip
+    Flag(
+        "fast-kernels",
+        _D.fast_kernels,
+        "CUDA: parallel GroupNorm statistics and a cached position embedding in MoGe (same math)",
+    ),  # fmt: skip
 ]
 
 cli = cfg.group("objvid-depth", "MoGe depth lifting service (GEN3C conventions).")
@@ -60,7 +91,7 @@ def config_from_options(options: dict) -> ServerConfig:
 
 @cli.command("serve", help="Serve objvid.v1.DepthService until SIGTERM/SIGINT.")
 @cfg.options(SERVICE, FLAGS)
-def serve(**options) -> None:
+def serve(**options) -> int:
     setup_logging(options["log_level"])
     try:
         config = config_from_options(options)
@@ -68,7 +99,7 @@ def serve(**options) -> None:
         raise click.UsageError(str(exc)) from None
     server = DepthServer(config)
     code = serving.run(server.grpc, load=server.load, on_stop=server.servicer.close)
-    serving.exit_process(code)
+    return serving.exit_code(server.grpc, code)
 
 
 def main(argv: list[str] | None = None) -> int:

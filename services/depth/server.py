@@ -124,7 +124,11 @@ class DepthServer:
     def listen(self) -> DepthServer:
         """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet. On a
         failure (a port taken, a TLS file missing) everything opened so far is closed and the error re-raised."""
-        self.grpc.bind()
+        try:
+            self.grpc.bind()
+        except BaseException:
+            self.servicer.close()
+            raise
         return self
 
     def load(self, model=None) -> MoGeDepthModel:

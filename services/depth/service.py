@@ -74,8 +74,7 @@ def _peek_size(data: bytes, name: str) -> tuple[int, int]:
     except PILImage.DecompressionBombError as exc:
         raise ResourceExhausted(f"{name}: {exc}") from None
     except Exception as exc:  # PIL raises several types for garbage
-        raise InvalidArgument(f"{name}: not a decodable image ({type(exc).__name__}: {exc})"
-        ) from None
+        raise InvalidArgument(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from None
     return h, w
 
 
@@ -156,15 +155,14 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         """
         model = self._model
         if model is None:
-            raise Unavailable("model is still loading; retry when health is SERVING"
-            )
+            raise Unavailable("model is still loading; retry when health is SERVING")
         s = self.settings
         n = len(request.images)
         if n == 0:
-            raise InvalidArgument("images: empty batch; send at least one image"
-            )
+            raise InvalidArgument("images: empty batch; send at least one image")
         if n > s.max_images:
-            raise ResourceExhausted(f"images: {n} images exceed the limit of {s.max_images} per request",
+            raise ResourceExhausted(
+                f"images: {n} images exceed the limit of {s.max_images} per request",
             )
         width, height, keep = int(request.width), int(request.height), bool(request.keep_aspect)
         try:
@@ -172,7 +170,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         if not keep and width * height > s.max_pixels:
-            raise ResourceExhausted(f"width/height: working size {width}x{height} exceeds the pixel limit {s.max_pixels}",
+            raise ResourceExhausted(
+                f"width/height: working size {width}x{height} exceeds the pixel limit {s.max_pixels}",
             )
 
         t0 = time.perf_counter()
@@ -234,20 +233,19 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         name = f"images[{index}]"
         kind = image.WhichOneof("content")
         if kind is None:
-            raise InvalidArgument(f"{name}: missing (set `encoded` or `pixels`)"
-            )
+            raise InvalidArgument(f"{name}: missing (set `encoded` or `pixels`)")
         if kind == "pixels":
             shape = list(image.pixels.shape)
             if len(shape) != 3 or shape[2] != 3:
-                raise InvalidArgument(f"{name}: raw pixels must be (H, W, 3), got {shape}"
-                )
+                raise InvalidArgument(f"{name}: raw pixels must be (H, W, 3), got {shape}")
             h, w = shape[0], shape[1]
         else:
             h, w = _peek_size(image.encoded, name)
         if h < 1 or w < 1:
             raise InvalidArgument(f"{name}: empty image ({h}x{w})")
         if h * w > s.max_pixels:
-            raise ResourceExhausted(f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}",
+            raise ResourceExhausted(
+                f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}",
             )
         try:
             rgb = wire.decode_image(image, name)
@@ -256,7 +254,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         hw = rgb.shape[:2]
         working_hw = lift.working_size(hw, width, height, keep_aspect, s.working_hw)
         if working_hw[0] * working_hw[1] > s.max_pixels:
-            raise ResourceExhausted(f"{name}: working size {working_hw[1]}x{working_hw[0]} exceeds the pixel limit {s.max_pixels}",
+            raise ResourceExhausted(
+                f"{name}: working size {working_hw[1]}x{working_hw[0]} exceeds the pixel limit {s.max_pixels}",
             )
         infer_hw = lift.inference_size(hw, keep_aspect, s.infer_hw)
         return _Decoded(lift.resize_for_inference(rgb, infer_hw), infer_hw, working_hw)

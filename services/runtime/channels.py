@@ -40,7 +40,9 @@ def retry_service_config(
     on ``codes`` (default UNAVAILABLE only), up to ``max_attempts`` tries in all, backoff doubling from
     ``initial_backoff_s`` to ``max_backoff_s`` (gRPC adds jitter)."""
     if max_attempts < 2:
-        raise ValueError(f"max_attempts: must be >= 2 (gRPC's minimum for a retry policy), got {max_attempts}")
+        raise ValueError(
+            f"max_attempts: must be >= 2 (gRPC's minimum for a retry policy), got {max_attempts}"
+        )
     return {
         "methodConfig": [
             {

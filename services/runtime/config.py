@@ -139,7 +139,9 @@ def option(service: str, flag: Flag) -> click.Option:
         kind = flag.kind
         if kind is None:
             kind = type(flag.default) if flag.default is not None else str
-        metavar = flag.metavar or _METAVARS.get(kind) or _METAVARS.get(type(kind)) or getattr(kind, "name", "VALUE")
+        metavar = (
+            flag.metavar or _METAVARS.get(kind) or _METAVARS.get(type(kind)) or getattr(kind, "name", "VALUE")
+        )
         metavar = metavar.upper()
     return click.Option(decls, type=kind, metavar=metavar, **common)
 
@@ -195,10 +197,10 @@ def log_level_flag(default: str = "info") -> Flag:
 
 
 def run_cli(cli: click.Command, argv: list[str] | None, prog_name: str) -> int:
-    """Run a click command line and return its exit code (2 for bad flags, with click's one-line message)
-    instead of exiting, so ``main()`` functions can be called from tests."""
+    """Run a click command line and return its exit code (the command's int return value; 2 for bad
+    flags, with click's one-line message) instead of exiting, so ``main()`` can be called from tests."""
     try:
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        result = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -206,4 +208,13 @@ def run_cli(cli: click.Command, argv: list[str] | None, prog_name: str) -> int:
         return exc.exit_code
     except click.Abort:
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
+
+
+def parse(cli: click.Group, argv: list[str]) -> dict[str, Any]:
+    """The parsed options of ``argv`` (``["serve", "--port", "0"]``) without running the command (tests,
+    wrappers); environment fallbacks applied. Raises click.UsageError / click.BadParameter on bad input."""
+    name, *rest = argv
+    command = cli.commands[name]
+    with command.make_context(name, list(rest)) as ctx:
+        return dict(ctx.params)

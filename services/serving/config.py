@@ -107,21 +107,56 @@ def serving_flags(*, port: int, metrics_port: int | None, host: str = "0.0.0.0",
     """The shared server flags with this service's defaults (in --help order)."""
     return [
         Flag("host", host, "gRPC bind address", metavar="ADDR"),
-        Flag("port", port, "gRPC port (0 = any free port, reported on stdout and in --ready-file)", kind=PORT),
+        Flag(
+            "port", port, "gRPC port (0 = any free port, reported on stdout and in --ready-file)", kind=PORT
+        ),
         Flag("workers", workers, "gRPC worker threads"),
-        Flag("metrics-host", "", "Prometheus /metrics bind address (empty = the --host address)", metavar="ADDR"),
-        Flag("metrics-port", metrics_port, "Prometheus /metrics port (off = no endpoint, 0 = any free port)",
-             kind=PORT_OR_OFF),  # fmt: skip
+        Flag(
+            "metrics-host",
+            "",
+            "Prometheus /metrics bind address (empty = the --host address)",
+            metavar="ADDR",
+        ),
+        Flag(
+            "metrics-port",
+            metrics_port,
+            "Prometheus /metrics port (off = no endpoint, 0 = any free port)",
+            kind=PORT_OR_OFF,
+        ),  # fmt: skip
         Flag("tls-cert", "", "PEM server certificate (with --tls-key: serve TLS)", metavar="PATH"),
         Flag("tls-key", "", "PEM server private key", metavar="PATH"),
-        Flag("tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mTLS)", metavar="PATH"),
-        Flag("token", "", "require `authorization: Bearer <token>` on every call except health/reflection",
-             metavar="TOKEN"),  # fmt: skip
-        Flag("allow-insecure-token", False, "accept --token on a plaintext port (the token travels readable)"),
-        Flag("grace", grace, "on SIGTERM, seconds in-flight calls get; then the process exits regardless",
-             aliases=("grace-seconds",), metavar="SECONDS"),  # fmt: skip
-        Flag("ready-file", "", "write {service, pid, host, port, metrics_port} JSON here once bound", metavar="PATH"),
-        Flag("malloc-tuning", True, "keep multi-MB message buffers in glibc's heap instead of re-faulting "
-             "them per request"),  # fmt: skip
+        Flag(
+            "tls-client-ca",
+            "",
+            "PEM CA bundle: require client certificates signed by it (mTLS)",
+            metavar="PATH",
+        ),
+        Flag(
+            "token",
+            "",
+            "require `authorization: Bearer <token>` on every call except health/reflection",
+            metavar="TOKEN",
+        ),  # fmt: skip
+        Flag(
+            "allow-insecure-token", False, "accept --token on a plaintext port (the token travels readable)"
+        ),
+        Flag(
+            "grace",
+            grace,
+            "on SIGTERM, seconds in-flight calls get; then the process exits regardless",
+            aliases=("grace-seconds",),
+            metavar="SECONDS",
+        ),  # fmt: skip
+        Flag(
+            "ready-file",
+            "",
+            "write {service, pid, host, port, metrics_port} JSON here once bound",
+            metavar="PATH",
+        ),
+        Flag(
+            "malloc-tuning",
+            True,
+            "keep multi-MB message buffers in glibc's heap instead of re-faulting them per request",
+        ),  # fmt: skip
         log_level_flag(log_level),
     ]

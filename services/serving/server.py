@@ -132,7 +132,8 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [b.name for b in self.bindings]
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            server,
         )
         address = f"{c.host}:{c.port}"
         if c.tls.enabled:
@@ -180,7 +181,9 @@ class GrpcServer:
         """Health SERVING / NOT_SERVING for the whole server ("") and every registered service."""
         if self.health is None:
             return
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ["", *(b.name for b in self.bindings)]:
             self.health.set(name, status)
 
@@ -284,11 +287,13 @@ def _hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def exit_process(code: int) -> None:
-    """End a server process with ``code``. A handler thread still running after the drain (a request that
-    ignores cancellation) would keep the interpreter alive at exit, so then exit without joining it."""
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+def exit_code(server: GrpcServer, code: int) -> int:
+    """``code`` for the CLI to exit with, after ``run``. A handler thread of this server still running after
+    the drain (a request that ignores cancellation) would keep the interpreter alive at exit (Python joins
+    executor threads), so then the process ends here at once, without joining it."""
+    prefix = f"{server.service}-rpc"
+    stuck = [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
     if stuck:
-        log.warning("event=exit_with_busy_threads count=%d", len(stuck))
+        log.warning("event=exit_with_busy_handlers count=%d", len(stuck))
         _hard_exit(code)
-    sys.exit(code)
+    return code

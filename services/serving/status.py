@@ -54,7 +54,9 @@ def failure(method: str, exc: BaseException, logger: logging.Logger = log) -> tu
     if unexpected:
         ref = uuid.uuid4().hex[:12]
         first = (str(exc).splitlines() or [""])[0][:200]
-        logger.error("event=rpc_internal_error method=%s ref=%s error=%s: %s", method, ref, type(exc).__name__, first)
+        logger.error(
+            "event=rpc_internal_error method=%s ref=%s error=%s: %s", method, ref, type(exc).__name__, first
+        )
         logger.debug("event=rpc_internal_error_traceback ref=%s", ref, exc_info=exc)
         message = f"internal error in {method} ({type(exc).__name__}: {first}); server log ref={ref}"
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import wire
 
 OBJECT_EXTENSIONS = (".ply", ".obj", ".glb", ".gltf", ".stl")
 

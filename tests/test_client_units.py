@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objvid.client import ObjvidError, assets, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.client import ObjvidError, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.testing import assets
 from objvid.v1 import types_pb2
 
 # --- camera paths --------------------------------------------------------------------------------
@@ -358,9 +359,9 @@ def test_write_assets(tmp_path):
 
 def test_generate_options_proto():
     cfg = pipeline.GenerateConfig(image=None, prompt="p", seed=0, steps=3, guidance=0.0)
-    opts = pipeline._generate_options(cfg)
+    opts = pipeline.generate_options(cfg)
     assert opts.HasField("seed") and opts.seed == 0 and opts.num_steps == 3 and opts.HasField("guidance")
-    assert not pipeline._generate_options(pipeline.GenerateConfig(image=None)).HasField("seed")
+    assert not pipeline.generate_options(pipeline.GenerateConfig(image=None)).HasField("seed")
 
 
 def test_transform_matrix_pose_default_scale():
@@ -376,13 +377,6 @@ def test_config_takes_str_paths(tmp_path):
     assert cfg.out == Path("o.mp4") and cfg.objects == [tmp_path / "x.ply"]
     with pytest.raises(ObjvidError, match=r"inputs: --image .*a\.png: no such file"):
         pipeline.validate(cfg)
-
-
-def test_stack_ports_are_distinct():
-    from objvid.client.stack import free_ports
-
-    ports = free_ports(5)
-    assert len(set(ports)) == 5 and all(0 < p < 65536 for p in ports)
 
 
 def test_a_preset_through_its_look_at_point_is_an_input_error(tmp_path):

@@ -86,7 +86,8 @@ class Flag:
     a ``--name/--no-name`` switch. kind: a python type (int, float, str) or a click type (``PORT``,
     ``PORT_OR_OFF``, ``click.IntRange(1)``...); None = the type of ``default`` (str when default is None).
     choices: allowed string values. metavar: the placeholder shown in ``--help`` (never a Python type).
-    aliases: older spellings still accepted (``--grace-seconds``); the env variable uses ``name``.
+    aliases: older spellings still accepted (``--grace-seconds``), each with its env variable too (the
+    one from ``name`` first).
     dest: the keyword the command receives (default ``name`` with underscores).
     """
 
@@ -122,14 +123,14 @@ def _shown_default(flag: Flag) -> str | bool:
 def option(service: str, flag: Flag) -> click.Option:
     """The click option for ``flag`` with its ``OBJVID_<SERVICE>_<FLAG>`` fallback."""
     common = dict(
-        envvar=env_name(service, flag.name),
+        envvar=[env_name(service, n) for n in (flag.name, *flag.aliases)],
         show_envvar=True,
         show_default=_shown_default(flag),
         default=flag.default,
         help=flag.help,
     )
     if isinstance(flag.default, bool):
-        decls = [f"--{flag.name}/--no-{flag.name}", flag.key]
+        decls = [f"--{n}/--no-{n}" for n in (flag.name, *flag.aliases)] + [flag.key]
         return click.Option(decls, is_flag=True, **common)
     decls = [f"--{flag.name}", *(f"--{a}" for a in flag.aliases), flag.key]
     if flag.choices is not None:

@@ -169,13 +169,7 @@ class GrpcServer:
 
     def report(self) -> None:
         """Print the ready JSON as one stdout line and write it to ``ready_file`` (tmp + rename)."""
-        text = json.dumps(self.ready_info())
-        print(text, flush=True)
-        if self.config.ready_file:
-            path = Path(self.config.ready_file)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(text + "\n")
-            os.replace(tmp, path)
+        report_ready(self.ready_info(), self.config.ready_file)
 
     def set_serving(self, serving: bool = True) -> None:
         """Health SERVING / NOT_SERVING for the whole server ("") and every registered service."""
@@ -205,6 +199,31 @@ class GrpcServer:
             self.server.wait_for_termination()
 
 
+def report_ready(info: dict, ready_file: str = "") -> None:
+    """``info`` as ONE JSON line on stdout and, with ``ready_file``, atomically in that file (tmp + rename)."""
+    text = json.dumps(info)
+    print(text, flush=True)
+    if ready_file:
+        path = Path(ready_file)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+
+
+def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None] | None = None) -> None:
+    """SIGTERM / SIGINT set ``stop`` (main thread only; elsewhere nothing is installed)."""
+
+    def handler(signum, _frame):
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stop.set()
+        if on_signal is not None:
+            on_signal(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
 class _Interrupted(BaseException):
     """SIGTERM/SIGINT during load (BaseException: no ``except Exception`` in a loader eats it)."""
 
@@ -222,15 +241,11 @@ def run(
     stop = stop_event or threading.Event()
     loading = threading.Event()
 
-    def on_signal(signum, _frame):
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        stop.set()
+    def interrupt_loading(_signum):
         if loading.is_set():
             raise _Interrupted()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    install_stop_signals(stop, interrupt_loading)
     try:
         server.bind()
     except (OSError, ValueError, RuntimeError) as exc:
@@ -256,7 +271,7 @@ def run(
     log.info("event=serving service=%s address=%s", server.service, server.address)
     while not stop.wait(0.5):
         pass
-    _start_watchdog(server.config.grace + EXIT_MARGIN_S)
+    start_exit_watchdog(server.config.grace + EXIT_MARGIN_S)
     server.stop()
     _call(on_stop)
     log.info("event=stopped service=%s pid=%d", server.service, os.getpid())
@@ -268,8 +283,8 @@ def _call(fn) -> None:
         fn()
 
 
-def _start_watchdog(seconds: float, code: int = 0) -> None:
-    """Force the exit ``seconds`` from now if the drain itself hangs."""
+def start_exit_watchdog(seconds: float, code: int = 0) -> None:
+    """End the process with ``code`` ``seconds`` from now unless it has ended by then (a drain that hangs)."""
 
     def force():
         log.error("event=drain_timeout seconds=%.1f (forcing exit)", seconds)

@@ -125,7 +125,7 @@ class DiffusionClient:
                 progress = _progress(result)
                 if progress is not None:
                     last = progress
-                    if progress.HasField("status") and progress.status.code:
+                    if _failed(progress):
                         raise progress_error(model, progress)
                     if on_progress is not None:
                         on_progress(progress)
@@ -147,6 +147,12 @@ def _progress(result) -> diffusion_pb2.GenerateProgress | None:
         return None
     raw = value.reshape(-1)[0]
     return diffusion_pb2.GenerateProgress.FromString(raw.encode() if isinstance(raw, str) else bytes(raw))
+
+
+def _failed(progress: diffusion_pb2.GenerateProgress) -> bool:
+    """True when the model reported a failure (a non-zero ``status.code``) in this progress message."""
+    fields = progress.DESCRIPTOR.fields_by_name
+    return "status" in fields and progress.HasField("status") and progress.status.code != 0
 
 
 #: gRPC status code number -> name (the numbers of google.rpc.Code).

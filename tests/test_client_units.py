@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from objvid.client import ObjvidError, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.runtime import geometry
 from objvid.testing import assets
 from objvid.v1 import types_pb2
 
@@ -56,11 +57,11 @@ def _bad(mutate):
         (_bad(lambda d: d["frames"][1].pop("w2c")), r"frames\[1\]: missing w2c"),
         (_bad(lambda d: d["frames"][2].update(K=[[1, 0], [0, 1]])), r"frames\[2\]\.K: expected a 3x3"),
         (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, "x")), r"frames\[0\]\.K: element \[0\]\[0\] must be a finite"),
-        (_bad(lambda d: d["frames"][0]["K"][2].__setitem__(2, 2.0)), r"frames\[0\]\.K: last row must be \[0, 0, 1\]"),
+        (_bad(lambda d: d["frames"][0]["K"][2].__setitem__(2, 2.0)), r"frames\[0\]\.K: last row must be \(0, 0, 1\)"),
         (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, -5.0)), r"frames\[0\]\.K: focal lengths"),
-        (_bad(lambda d: d["frames"][1]["w2c"][0].__setitem__(0, 2.0)), r"frames\[1\]\.w2c: rotation block is not orthonormal"),
-        (_bad(lambda d: d["frames"][1]["w2c"][3].__setitem__(0, 1.0)), r"frames\[1\]\.w2c: last row"),
-        (_bad(lambda d: d["frames"][1].update(w2c=np.diag([1.0, 1, -1, 1]).tolist())), r"frames\[1\]\.w2c: .*det <= 0"),
+        (_bad(lambda d: d["frames"][1]["w2c"][0].__setitem__(0, 2.0)), r"frames\[1\]\.w2c: not a rigid transform \(the rotation block scales"),
+        (_bad(lambda d: d["frames"][1]["w2c"][3].__setitem__(0, 1.0)), r"frames\[1\]\.w2c: .*last row"),
+        (_bad(lambda d: d["frames"][1].update(w2c=np.diag([1.0, 1, -1, 1]).tolist())), r"frames\[1\]\.w2c: .*det of the rotation block is -1, must be > 0"),
         (_bad(lambda d: d["frames"].__setitem__(0, 5)), r"frames\[0\]: expected an object"),
     ],
 )  # fmt: skip
@@ -163,14 +164,14 @@ def test_pose_full_and_matrix():
 
 
 def test_pose_euler_order_is_z_y_x():
-    R = placement.euler_matrix(90, 0, 90)  # Rz(90) @ Rx(90)
+    R = geometry.euler_deg(90, 0, 90)  # Rz(90) @ Rx(90)
     np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, 1], atol=1e-12)  # Rx: y -> z; Rz leaves z
     np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # Rx: z -> -y; Rz: -y -> x
 
 
 def test_pose_json_file(tmp_path):
     m = np.eye(4)
-    m[:3, :3] = 0.5 * placement.euler_matrix(0, 30, 0)
+    m[:3, :3] = 0.5 * geometry.euler_deg(0, 30, 0)
     m[:3, 3] = [0.2, 1.0, 3.0]
     p = tmp_path / "pose.json"
     p.write_text(json.dumps(m.tolist()))
@@ -202,8 +203,8 @@ def test_pose_errors(text, match):
     "matrix,match",
     [
         (np.diag([1.0, 1, 1, 2]).tolist(), "last row"),
-        (np.diag([1.0, 2, 1, 1]).tolist(), "rotation times a uniform scale"),
-        (np.diag([1.0, 1, -1, 1]).tolist(), "reflection"),
+        (np.diag([1.0, 2, 1, 1]).tolist(), "not a similarity transform"),
+        (np.diag([1.0, 1, -1, 1]).tolist(), "det of the rotation block is -1"),
         ([[1, 2], [3, 4]], "4x4"),
         ({"m": 1}, "'matrix'"),
     ],

@@ -73,6 +73,7 @@ def infer_function(model: VideoModel):
             for outputs in run_chunk(model, inputs):
                 yield [outputs]
         except ChunkError as err:
+            yield [{"PROGRESS": err.status_tensor(model)}]  # the typed status (see triton_io)
             raise ChunkError(err.code, err.reason) from None  # PyTriton sends the traceback + this message
 
     infer.__name__ = f"infer_{model.name}"

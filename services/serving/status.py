@@ -25,7 +25,7 @@ from objvid.runtime.errors import DeadlineExceeded, ServiceError
 log = logging.getLogger("objvid.serving.status")
 
 
-def _is_device_oom(exc: BaseException) -> bool:
+def is_device_oom(exc: BaseException) -> bool:
     torch = sys.modules.get("torch")  # only a process that imported torch can raise its OOM
     oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
     return oom is not None and isinstance(exc, oom)
@@ -37,7 +37,7 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, bool]:
         return grpc.StatusCode[exc.status], str(exc), False
     if isinstance(exc, ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), False
-    if _is_device_oom(exc):
+    if is_device_oom(exc):
         return (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "device out of memory; send fewer or smaller inputs",

@@ -59,14 +59,11 @@ class StackConfig:
 @dataclass
 class ChildSpec:
     """How to start one server: ``python -m <args>`` and the ready-file keys that hold its ports (the
-    first is the address clients use). ready_file: the server takes ``--ready-file``; without it the
-    ports are fixed in ``args`` and given in ``ports``."""
+    first is the address clients use)."""
 
     name: str
     args: list[str]
     port_keys: tuple[str, ...] = ("port",)
-    ready_file: bool = True
-    ports: dict[str, int] = field(default_factory=dict)
 
 
 def child_specs(cfg: StackConfig) -> list[ChildSpec]:
@@ -84,14 +81,14 @@ def child_specs(cfg: StackConfig) -> list[ChildSpec]:
 
 
 def _diffusion_spec(cfg: StackConfig) -> ChildSpec:
-    # PyTriton's tritonserver takes fixed ports (no port 0): they are picked here, just before it starts.
-    grpc_port, http_port, metrics_port = _free_ports(3)
-    args = ["objvid.diffusion", "serve", "--host", HOST, "--grpc-port", str(grpc_port), "--http-port",
-            str(http_port), "--metrics-port", str(metrics_port), "--models", cfg.backend, "--device", cfg.device]  # fmt: skip
+    # PyTriton's tritonserver takes fixed ports (no port 0): they are picked here, just before it starts;
+    # the server writes its ready file once the model is served.
+    grpc_port, http_port = _free_ports(2)
+    args = ["objvid.diffusion", "serve", "--host", HOST, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            "--metrics-port", "off", "--models", cfg.backend, "--device", cfg.device]  # fmt: skip
     if cfg.backend == "gen3c" and cfg.gen3c_weights:
         args += ["--gen3c-weights", str(cfg.gen3c_weights)]
-    return ChildSpec("diffusion", args, ("grpc_port", "http_port"), ready_file=False,
-                     ports={"grpc_port": grpc_port, "http_port": http_port})  # fmt: skip
+    return ChildSpec("diffusion", args, ("grpc_port", "http_port"))
 
 
 def _free_ports(count: int) -> list[int]:
@@ -129,8 +126,6 @@ class Child:
 
     def read_ready_file(self) -> bool:
         """Read the ports once the server has written its ready file; True when known."""
-        if not self.spec.ready_file:
-            self.ports = dict(self.spec.ports)
         if not self.ports:
             try:
                 data = json.loads(self.ready_path.read_text())
@@ -217,9 +212,7 @@ class LocalStack:
         ready_path.unlink(missing_ok=True)
         env = {**os.environ, **self.config.extra_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
-        args = [sys.executable, "-m", *spec.args]
-        if spec.ready_file:
-            args += ["--ready-file", str(ready_path)]
+        args = [sys.executable, "-m", *spec.args, "--ready-file", str(ready_path)]
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                     process_group=0, close_fds=True)  # fmt: skip

@@ -169,6 +169,20 @@ def test_pose_euler_order_is_z_y_x():
     np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # Rx: z -> -y; Rz: -y -> x
 
 
+def test_pose_euler_about_all_three_axes_matches_an_independent_construction():
+    """--object-pose rotations about x, y and z at once: R = Rz Ry Rx (extrinsic x, then y, then z),
+    checked against scipy's extrinsic "xyz" Euler rotation (which would differ for Rx Ry Rz)."""
+    from scipy.spatial.transform import Rotation
+
+    rx, ry, rz = 20.0, -35.0, 70.0
+    m = placement.transform_matrix(placement.parse_object_pose(f"0.1,0.2,3,{rx},{ry},{rz},0.5"))
+    expected = Rotation.from_euler("xyz", [rx, ry, rz], degrees=True).as_matrix()
+    np.testing.assert_allclose(m[:3, :3], 0.5 * expected, atol=1e-12)
+    np.testing.assert_allclose(m[:3, 3], [0.1, 0.2, 3.0])
+    wrong_order = Rotation.from_euler("XYZ", [rx, ry, rz], degrees=True).as_matrix()  # intrinsic = Rx Ry Rz
+    assert np.abs(m[:3, :3] - 0.5 * wrong_order).max() > 0.1
+
+
 def test_pose_json_file(tmp_path):
     m = np.eye(4)
     m[:3, :3] = 0.5 * geometry.euler_deg(0, 30, 0)

@@ -418,3 +418,29 @@ def test_render_options_carry_the_object_radius():
     opts = ObjvidClient.render_options("fused", ("rgb",), object_radius_px=1.5)
     assert opts.object_radius_px == 1.5
     assert ObjvidClient.render_options("full").object_radius_px == 0.0  # the server's default
+
+
+def test_streamed_frames_decode_like_the_protobuf_api():
+    """The SDK's zero-copy frame decoding gives what parsing with protobuf gives (raw and PNG masks)."""
+    from objvid.client.frames import frame_from_bytes
+    from objvid.runtime import wire
+    from objvid.v1 import cache_pb2
+
+    rng = np.random.default_rng(4)
+    frame = cache_pb2.Frame(index=7, num_slots=2)
+    rgb = rng.integers(0, 256, (2, 6, 10, 3), dtype=np.uint8)
+    mask = rng.integers(0, 2, (2, 6, 10), dtype=np.uint8)
+    for s in range(2):
+        frame.rgb.append(wire.encode_image(rgb[s]))
+        frame.mask.append(wire.encode_image(mask[s] * 255, png=True) if s else wire.encode_image(mask[s]))
+    frame.depth.CopyFrom(wire.encode_tensor(rng.random((2, 6, 10), dtype=np.float32)))
+    frame.object_mask.CopyFrom(wire.encode_tensor(rng.integers(-1, 3, (2, 6, 10)).astype(np.int16)))
+    data = cache_pb2.RenderTrajectoryResponse(frame=frame, total_frames=9).SerializeToString()
+    got = frame_from_bytes(data, index=3)
+    assert got.index == 3  # the SDK numbers frames in stream order
+    np.testing.assert_array_equal(got.rgb, rgb)
+    np.testing.assert_array_equal(got.mask, mask)
+    np.testing.assert_array_equal(got.depth, wire.decode_tensor(frame.depth))
+    np.testing.assert_array_equal(got.object_mask, wire.decode_tensor(frame.object_mask))
+    with pytest.raises(ValueError, match="RenderTrajectory"):
+        frame_from_bytes(data[:-5], index=0)

@@ -13,7 +13,7 @@ default; ``--procs`` gives each its own process, so 8 clients do not share one G
 responses. ``--small`` is a seconds-long CPU run.
 
 A call's latency ends when the client holds the frame as numpy arrays: ``--decode wire`` (default) reads
-the raw response bytes with ``objvid.cache.frames.decode_frame_bytes`` (views, no protobuf objects);
+the raw response bytes with ``objvid.runtime.frames.decode_frame_bytes`` (views, no protobuf objects);
 ``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.wire``.
 Per run it also reports where the time goes (means): server stages from ``/metrics``
 (``objvid_cache_render_stage_seconds``: decode, queue, render, to_host, encode; the handler total), the
@@ -213,7 +213,7 @@ def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
 
 
 def _decoder(kind: str):
-    """bytes of a RenderResponse -> dict of arrays (``frames.decode_frame_bytes`` layout)."""
+    """bytes of a RenderResponse -> dict of arrays (``objvid.runtime.frames.decode_frame_bytes`` layout)."""
     if kind == "wire":
         from objvid.runtime.frames import decode_frame_bytes
 
@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="per-call deadline, seconds")
     p.add_argument(
         "--decode", choices=("wire", "protobuf"), default="wire",
-        help="client decoding of each frame: wire = frames.decode_frame_bytes (zero-copy views), "
+        help="client decoding of each frame: wire = objvid.runtime.frames.decode_frame_bytes (zero-copy views), "
         "protobuf = RenderResponse.FromString + wire.decode_image / decode_tensor",
     )  # fmt: skip
     p.add_argument(

@@ -11,7 +11,6 @@ import pytest
 
 from objvid.cache import frames
 from objvid.cache.frames import (
-    decode_frame_bytes,
     encode_render_response,
     encode_trajectory_response,
     fill_frame,
@@ -20,6 +19,7 @@ from objvid.cache.frames import (
 )
 from objvid.cache.render_common import RenderOutput
 from objvid.runtime import wire
+from objvid.runtime.frames import decode_frame_bytes
 from objvid.v1 import cache_pb2, types_pb2
 
 OUTPUTS = ("rgb", "mask", "depth", "object_mask")

@@ -14,7 +14,7 @@ responses. ``--small`` is a seconds-long CPU run.
 
 A call's latency ends when the client holds the frame as numpy arrays: ``--decode wire`` (default) reads
 the raw response bytes with ``objvid.runtime.frames.decode_frame_bytes`` (views, no protobuf objects);
-``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.wire``.
+``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.runtime.wire``.
 Per run it also reports where the time goes (means): server stages from ``/metrics``
 (``objvid_cache_render_stage_seconds``: decode, queue, render, to_host, encode; the handler total), the
 client's call and decode, their difference (gRPC + transport: request, response copies, HTTP/2, TCP), and

@@ -8,7 +8,7 @@ Target: service overhead (service ms - raw model ms) <= 10% of the raw model tim
 Rows: the raw model call with upstream MoGe kernels (CUDA) and with the server's fast paths (``fast.py``;
 their outputs compared), the in-process lift core; servers whose model answers at once (``NoopModel``)
 give the service's own cost (decode, upload, GEN3C post-processing, downloads, encode, gRPC transport),
-with and without glibc malloc tuning (``objvid.serving.tune_malloc``) on server and client; the real server with one
+with and without glibc malloc tuning (``objvid.runtime.malloc.tune_malloc``) on server and client; the real server with one
 client (sequential calls; server stage times scraped after the warm-up calls) and with ``--clients``
 concurrent clients (throughput). The overhead of a service row is its time minus the raw model call
 (with the fast paths, as the server runs it); a no-op row is all overhead. Bench and servers use the
@@ -234,12 +234,13 @@ def _serve_noop_child(argv: list[str]) -> int:
     _bootstrap()
     import logging
 
-    from objvid.depth.cli import build_parser, config_from_args
+    from objvid.depth import cli
     from objvid.depth.model import pick_device
     from objvid.depth.server import DepthServer
+    from objvid.runtime import config as cfg
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", stream=sys.stderr)
-    config = config_from_args(build_parser().parse_args(["serve", *argv]))
+    config = cli.config_from_options(cfg.parse(cli.cli, ["serve", *argv]))
     server = DepthServer(config).listen()
     server.load(model=NoopModel(pick_device(config.device)))
     threading.Event().wait()
@@ -443,7 +444,7 @@ def run(args) -> dict:
     }
 
     # Through the service, all servers subprocesses on loopback: two no-op-model servers (glibc malloc
-    # untuned / tuned, see objvid.serving.tune_malloc), then the real one. The bench client tunes its own malloc only after
+    # untuned / tuned, see objvid.runtime.malloc.tune_malloc), then the real one. The bench client tunes its own malloc only after
     # the first two no-op rows, so those rows show what the tuning is worth on either side.
     env = dict(os.environ)
     if dev.type == "cpu":

@@ -104,7 +104,7 @@ def fill_frame(frame: cache_pb2.Frame, host: dict[str, np.ndarray], t: int, inde
 
 
 # ---------------------------------------------------------------------------------------------------
-# Direct wire encoder (message layout of cache.proto; the wire primitives are objvid.protowire)
+# Direct wire encoder (message layout of cache.proto; the wire primitives are objvid.runtime.protowire)
 
 #: Messages from this size on are assembled outside the GIL (``protowire.join``).
 _GIL_FREE_MIN = protowire.GIL_FREE_MIN

@@ -13,7 +13,7 @@ assembly (``objvid.depth.encode``, ``objvid.cache.frames``) and its reference bu
 API beside it; tests compare the two.
 
 Arrays are written as ``objvid.v1.Tensor``: little-endian C-ordered bytes with the dtype codes of
-``objvid.wire``.
+``objvid.runtime.wire``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The direct wire encoder of rendered frames (objvid.cache.frames) produces exactly the bytes of the protobuf
 API (the plain reference), for every output combination, encoding, slot count and index; the direct wire
-decoder reads them back into the same arrays as the protobuf API + objvid.wire, without copying raw pixels."""
+decoder reads them back into the same arrays as the protobuf API + objvid.runtime.wire, without copying raw pixels."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_packed_transfer_equals_the_views():
 
 
 def _protobuf_decode(frame: cache_pb2.Frame) -> dict:
-    """The plain reference: protobuf objects + objvid.wire (as client/sdk.py decodes frames)."""
+    """The plain reference: protobuf objects + objvid.runtime.wire (as client/sdk.py decodes frames)."""
     out = {"index": frame.index, "num_slots": frame.num_slots}
     if len(frame.rgb):
         out["rgb"] = np.stack([wire.decode_image(m) for m in frame.rgb])

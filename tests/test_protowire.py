@@ -1,4 +1,4 @@
-"""objvid.protowire: the direct protobuf writer gives exactly protobuf's SerializeToString bytes (tensors of
+"""objvid.runtime.protowire: the direct protobuf writer gives exactly protobuf's SerializeToString bytes (tensors of
 every wire dtype and many shapes, images, nested and empty messages, both join paths), and the reader gets
 the same values back as views of the bytes."""
 

@@ -80,8 +80,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--grace", type=float, default=0.5)
     parser.add_argument("--ready-file", default="")
+    parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args()
-    server, _ = probe_server(
-        ServingConfig(host="127.0.0.1", port=0, grace=args.grace, ready_file=args.ready_file)
+    config = ServingConfig(
+        host="127.0.0.1", port=0, grace=args.grace, ready_file=args.ready_file, parent_pid=args.parent_pid
     )
+    server, _ = probe_server(config)
     sys.exit(serving.exit_code(server, serving.run(server)))

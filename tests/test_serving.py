@@ -88,6 +88,31 @@ def test_sigterm_drains_and_exits_within_the_grace_even_with_a_stuck_handler(tmp
             proc.wait()
 
 
+def test_a_server_exits_when_its_parent_process_is_killed(tmp_path):
+    """The local stack's safety net: ``--parent-pid`` (here a ``sleep`` standing in for the client)."""
+    parent = subprocess.Popen(["sleep", "60"])
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "serving_helpers.py"), "--parent-pid", str(parent.pid),
+         "--ready-file", str(ready)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT / "tests",
+    )  # fmt: skip
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert json.loads(ready.read_text())["port"] == info["port"]
+        time.sleep(1.5)
+        assert proc.poll() is None  # parent alive: still serving
+        parent.kill()
+        parent.wait()
+        assert proc.wait(timeout=20) == 0
+        assert not ready.exists()
+    finally:
+        for p in (proc, parent):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def _ignore_errors(fn, *args, **kw):
     try:
         fn(*args, **kw)

@@ -49,6 +49,12 @@ FLAGS: list[Flag] = [
         "write {service, pid, host, grpc_port, http_port, metrics_port} JSON here once the models are served",
         metavar="PATH",
     ),  # fmt: skip
+    Flag(
+        "parent-pid",
+        0,
+        "stop once this process is gone (0 = off; set by the client's local stack)",
+        metavar="PID",
+    ),  # fmt: skip
     Flag("device", "auto", "gen3c device: auto (cuda if available), cpu, cuda, cuda:N", metavar="DEVICE"),
     Flag("dtype", "auto", "gen3c dtype (auto: bf16 on GPU)", choices=DTYPES),
     Flag("offload-text-encoder", False, "keep the T5 text encoder on the CPU between uses"),

@@ -36,6 +36,7 @@ class ServerConfig:
     """Where the local Triton listens. host: bind address for HTTP, gRPC and metrics (0.0.0.0 = all).
     metrics_port: None = no metrics endpoint (the flag's ``off``, as in every objvid server). ready_file:
     written with the ready JSON once the models are served (``objvid.serving.server.report_ready``).
+    parent_pid: stop when that process is gone (0 = off), as every objvid server.
     Ports must be given (Triton cannot report a port it picked, unlike the depth and cache servers)."""
 
     host: str = DEFAULT_HOST
@@ -45,6 +46,7 @@ class ServerConfig:
     exit_timeout_secs: int = 3
     log_verbose: int = 0
     ready_file: str = ""
+    parent_pid: int = 0
 
 
 def prepare_environment() -> None:
@@ -152,6 +154,7 @@ def serve(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()) -
         bind_model(triton, model)
     stop = threading.Event()
     serving.install_stop_signals(stop)
+    serving.watch_parent(config.parent_pid, stop)
     code = 0
     with triton:
         triton.run()

@@ -60,6 +60,7 @@ class ServingConfig:
     process then exits even when a handler is stuck. token: require ``authorization: Bearer <token>``
     (health and reflection stay open); refused on a plaintext port unless ``allow_insecure_token``.
     ready_file: written (atomically) once the ports are bound, with the same JSON as the stdout line.
+    parent_pid: drain and exit when that process is gone (0 = off; the client's local stack sets it).
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +76,7 @@ class ServingConfig:
     grace: float = 5.0
     ready_file: str = ""
     malloc_tuning: bool = True
+    parent_pid: int = 0
 
     @property
     def tls(self) -> TlsFiles:

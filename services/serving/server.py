@@ -202,12 +202,12 @@ class GrpcServer:
 def report_ready(info: dict, ready_file: str = "") -> None:
     """``info`` as ONE JSON line on stdout and, with ``ready_file``, atomically in that file (tmp + rename)."""
     text = json.dumps(info)
-    print(text, flush=True)
-    if ready_file:
+    if ready_file:  # the file first: whoever read the line finds the file too
         path = Path(ready_file)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text + "\n")
         os.replace(tmp, path)
+    print(text, flush=True)
 
 
 def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None] | None = None) -> None:
@@ -222,6 +222,37 @@ def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None]
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def watch_parent(pid: int, stop: threading.Event, period_s: float = 1.0) -> threading.Thread | None:
+    """When ``pid`` > 0: set ``stop`` (a clean drain) once that process is gone, checked every ``period_s``.
+    The safety net of a server started by another process (the client's local stack): if the parent is
+    killed (even with SIGKILL) its servers do not outlive it. Returns the watcher thread (None for pid 0)."""
+    if pid <= 0:
+        return None
+    reparented_check = os.getppid() == pid  # our parent: its death re-parents us
+
+    def alive() -> bool:
+        if reparented_check and os.getppid() != pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by someone else
+            return True
+        return True
+
+    def loop():
+        while not stop.wait(period_s):
+            if not alive():
+                log.info("event=parent_gone parent_pid=%d (draining)", pid)
+                stop.set()
+                return
+
+    thread = threading.Thread(target=loop, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 class _Interrupted(BaseException):
@@ -246,6 +277,7 @@ def run(
             raise _Interrupted()
 
     install_stop_signals(stop, interrupt_loading)
+    watch_parent(server.config.parent_pid, stop)
     try:
         server.bind()
     except (OSError, ValueError, RuntimeError) as exc:

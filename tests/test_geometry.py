@@ -67,3 +67,31 @@ def test_the_cache_service_applies_the_same_convention():
         T[:3, :3], 0.5 * Rotation.from_euler("xyz", angles, degrees=True).as_matrix(), atol=1e-9
     )
     np.testing.assert_allclose(T[:3, 3], [0.1, 0.2, 2.0])
+
+
+def test_batches_follow_the_same_rules_and_name_the_first_bad_camera():
+    Ts = np.stack([geometry.pose_matrix([0, 0, i], [10 * i, 5, -3]) for i in range(5)])
+    np.testing.assert_allclose(geometry.check_transform(Ts, "w2cs"), np.ones(5))
+    Ts[3, :3, :3] *= 1.5
+    with pytest.raises(
+        ValueError, match=r"^w2cs\[3\]: not a rigid transform \(the rotation block scales by 1.5"
+    ):
+        geometry.check_transform(Ts, "w2cs")
+    np.testing.assert_allclose(geometry.check_transform(Ts, "T", allow_scale=True)[3], 1.5)
+    Ks = np.stack([np.array([[60.0, 0, 31.5], [0, 60.0, 23.5], [0, 0, 1]])] * 4)
+    geometry.check_intrinsics(Ks, "Ks")
+    Ks[2, 1, 1] = -60.0
+    with pytest.raises(ValueError, match=r"^Ks\[2\]: focal lengths must be positive"):
+        geometry.check_intrinsics(Ks, "Ks")
+
+
+def test_the_library_uses_the_same_rules():
+    """objvid.cache.validate (the Scene API's checks) delegates to objvid.runtime.geometry."""
+    from objvid.cache import validate
+
+    T = geometry.pose_matrix([1, 2, 3], [10, 20, 30], 2.0)
+    with pytest.raises(ValueError, match="^w2c: not a rigid transform"):
+        validate.rigid(T, "w2c")
+    validate.rigid(T, "transform", allow_scale=True)
+    with pytest.raises(ValueError, match=r"^K: focal lengths must be positive"):
+        validate.intrinsics(np.diag([-1.0, 1.0, 1.0]), "K")

@@ -37,11 +37,12 @@ class Reply:
     status: tuple[str, str] | None = None  # (gRPC code name, message) from GenerateProgress.status
 
 
-def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes=("UINT8", "UINT8", "UINT8")):
+def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes=("UINT8", "UINT8", "UINT8"),
+             headers: dict | None = None):  # fmt: skip
     """One streamed request, as a client does it: ends at the response with VIDEO or at an error."""
     client = grpcclient.InferenceServerClient(url)
     replies: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    client.start_stream(callback=lambda result, error: replies.put((result, error)), headers=headers)
     try:
         inputs = []
         for name, array, dtype in (("FIRST_FRAME", first, dtypes[0]), ("RENDERS", renders, dtypes[1]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import queue
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from diffusion_serving_helpers import chunk, generate
 from net_helpers import free_ports
+from tritonclient.utils import InferenceServerException
 
 from objvid.diffusion import cli
 from objvid.diffusion.registry import ModelSettings, settings_from_parameters
@@ -140,3 +142,35 @@ def test_serve_subprocess_streams_and_stops_on_sigterm(tmp_path):
     text = log_path.read_text()
     assert "NOT GEN3C" in text and "event=triton_stopped" in text
     assert "Traceback" not in text
+
+
+def test_serve_token_needs_the_insecure_flag(capsys):
+    assert cli.main(["serve", "--token", "t"]) == 2
+    assert "--allow-insecure-token" in capsys.readouterr().err
+
+
+def test_pytriton_token_guards_inference_but_not_health():
+    from objvid.diffusion.pytriton_server import ACCESS_HEADERS, ServerConfig, start_server
+    from objvid.diffusion.registry import load_model
+
+    http, grpc_port, metrics = free_ports(3)
+    config = ServerConfig(http_port=http, grpc_port=grpc_port, metrics_port=None, token="diff-secret",
+                          allow_insecure_token=True)  # fmt: skip
+    triton = start_server([load_model("preview")], config)
+    try:
+        url = f"127.0.0.1:{grpc_port}"
+        client = grpcclient.InferenceServerClient(url)
+        assert client.is_server_live() and client.is_model_ready("preview")  # health: open
+        errors: queue.Queue = queue.Queue()
+        client.start_stream(callback=lambda result, error: errors.put(error))
+        try:  # refused when the stream opens (the error may beat the request)
+            client.async_stream_infer("preview", [grpcclient.InferInput("FIRST_FRAME", [1, 1, 3], "UINT8")])
+        except InferenceServerException:
+            pass
+        denial = str(errors.get(timeout=30))
+        client.stop_stream()
+        assert "protocol is restricted" in denial and ACCESS_HEADERS["grpc"] in denial, denial
+        allowed = generate(url, "preview", *chunk(t=2), headers={ACCESS_HEADERS["grpc"]: "diff-secret"})
+        assert allowed.error is None and allowed.video.shape == (2, 32, 48, 3)
+    finally:
+        triton.stop()

@@ -50,6 +50,13 @@ FLAGS: list[Flag] = [
         metavar="PATH",
     ),  # fmt: skip
     Flag(
+        "token",
+        "",
+        "require this token on inference/metadata calls (Triton's access header, docs/diffusion.md); health stays open",
+        metavar="TOKEN",
+    ),
+    Flag("allow-insecure-token", False, "accept --token although the local Triton serves plaintext"),
+    Flag(
         "parent-pid",
         0,
         "stop once this process is gone (0 = off; set by the client's local stack)",
@@ -145,13 +152,13 @@ def serve(**options) -> int:
     if level != "debug":  # PyTriton logs a traceback for every rejected request; ours is one line
         logging.getLogger("pytriton").setLevel(max(logging.getLevelName(level.upper()), logging.ERROR))
     try:
+        config = cfg.build(ServerConfig, options)
         models = load_models(options)
     except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: GpuMemoryError names what to offload
         click.echo(f"objvid-diffusion serve: error: {err}", err=True)
         return 2
     if any(model.preview for model in models):
         click.echo(f"objvid-diffusion: {PREVIEW_NOTICE}", err=True)
-    config = cfg.build(ServerConfig, options)
     click.echo(
         f"objvid-diffusion: serving {','.join(m.name for m in models)} on {config.host} "
         f"(gRPC {config.grpc_port}, HTTP {config.http_port}, metrics {config.metrics_port or 'off'})",

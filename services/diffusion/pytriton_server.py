@@ -29,6 +29,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
 DEFAULT_METRICS_PORT = 8002
+#: Triton endpoints that need ``--token`` besides PyTriton's admin ones (health stays open for probes).
+TOKEN_PROTECTED = ("inference", "metadata", "model-config")
+#: How a caller presents the token: gRPC metadata / HTTP header (Triton's restricted-protocol headers).
+ACCESS_HEADERS = {"grpc": "triton-grpc-protocol-triton-access-token", "http": "triton-access-token"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,9 @@ class ServerConfig:
     """Where the local Triton listens. host: bind address for HTTP, gRPC and metrics (0.0.0.0 = all).
     metrics_port: None = no metrics endpoint (the flag's ``off``, as in every objvid server). ready_file:
     written with the ready JSON once the models are served (``objvid.serving.server.report_ready``).
-    parent_pid: stop when that process is gone (0 = off), as every objvid server.
+    parent_pid: stop when that process is gone (0 = off), as every objvid server. token: callers of
+    inference, metadata and model-config must send it as Triton's access header (``ACCESS_HEADERS``;
+    health stays open); Triton checks it, like the ``--token`` of the depth and cache servers.
     Ports must be given (Triton cannot report a port it picked, unlike the depth and cache servers)."""
 
     host: str = DEFAULT_HOST
@@ -47,6 +53,15 @@ class ServerConfig:
     log_verbose: int = 0
     ready_file: str = ""
     parent_pid: int = 0
+    token: str = ""
+    allow_insecure_token: bool = False
+
+    def __post_init__(self):
+        if self.token and not self.allow_insecure_token:
+            raise ValueError(
+                "token: the local Triton serves plaintext, so the token would travel readable; pass "
+                "--allow-insecure-token (and keep the ports on 127.0.0.1 or behind a NetworkPolicy)"
+            )
 
 
 def prepare_environment() -> None:
@@ -99,7 +114,7 @@ def bind_model(triton, model: VideoModel) -> None:
 def build_triton(config: ServerConfig):
     """A configured, not yet started ``pytriton.triton.Triton``."""
     prepare_environment()
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
     triton_config = TritonConfig(
         http_address=config.host,
@@ -112,7 +127,11 @@ def build_triton(config: ServerConfig):
         exit_timeout_secs=config.exit_timeout_secs,
         log_verbose=config.log_verbose,
     )
-    return Triton(config=triton_config)
+    security = None  # PyTriton's default: its own random token on the admin endpoints
+    if config.token:
+        protected = [*DEFAULT_PROTECTED_ENDPOINTS, *TOKEN_PROTECTED]
+        security = TritonSecurityConfig(access_token=config.token, restricted_endpoints=protected)
+    return Triton(config=triton_config, security_config=security)
 
 
 def start_server(models: Sequence[VideoModel], config: ServerConfig = ServerConfig()):

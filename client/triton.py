@@ -44,7 +44,11 @@ class DiffusionClient:
 
             import tritonclient.grpc as tgrpc
 
-            options = list(CHANNEL_OPTIONS)
+            # A chunk's request is large (121 frames of renders at 720p: ~440 MB): Triton's own limit
+            # (2 GiB - 1), not the services' 256 MB.
+            options = [(k, v) for k, v in CHANNEL_OPTIONS if "message_length" not in k]
+            options += [("grpc.max_send_message_length", tgrpc.MAX_GRPC_MESSAGE_SIZE),
+                        ("grpc.max_receive_message_length", tgrpc.MAX_GRPC_MESSAGE_SIZE)]  # fmt: skip
             config = self.retry.service_config((TRITON_SERVICE,))
             if config is not None:
                 options += [("grpc.service_config", json.dumps(config)), ("grpc.enable_retries", 1)]
@@ -82,6 +86,22 @@ class DiffusionClient:
         except InferenceServerException:
             return False
 
+    def _check_ready(self, client, model: str) -> None:
+        """ServiceError unless Triton serves ``model`` (readiness calls are retried by gRPC's policy)."""
+        from tritonclient.utils import InferenceServerException
+
+        kw = {"headers": self._headers, "client_timeout": self.deadlines.health}
+        try:
+            if not client.is_server_ready(**kw):
+                raise ServiceError(
+                    "diffusion", model, "UNAVAILABLE", f"Triton at {self.address} is not ready"
+                )
+            if not client.is_model_ready(model, **kw):
+                raise ServiceError("diffusion", model, "NOT_FOUND",
+                                   f"model {model!r} is not loaded and ready on Triton at {self.address}")  # fmt: skip
+        except InferenceServerException as exc:
+            raise triton_error(model, exc, False) from None
+
     def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarray,
                        options: diffusion_pb2.GenerateOptions | None = None,
                        on_progress: Callable[[diffusion_pb2.GenerateProgress], None] | None = None,
@@ -91,10 +111,8 @@ class DiffusionClient:
         import tritonclient.grpc as tgrpc
         from tritonclient.utils import InferenceServerException
 
-        if not self.ready(model):
-            raise ServiceError("diffusion", model, "UNAVAILABLE",
-                               f"Triton at {self.address} is not reachable or model {model!r} is not ready")  # fmt: skip
         client = self._connect()
+        self._check_ready(client, model)
         inputs = []
         for name, arr in (("FIRST_FRAME", first_frame), ("RENDERS", renders), ("MASKS", masks)):
             arr = np.ascontiguousarray(arr, dtype=np.uint8)
@@ -150,9 +168,8 @@ def _progress(result) -> diffusion_pb2.GenerateProgress | None:
 
 
 def _failed(progress: diffusion_pb2.GenerateProgress) -> bool:
-    """True when the model reported a failure (a non-zero ``status.code``) in this progress message."""
-    fields = progress.DESCRIPTOR.fields_by_name
-    return "status" in fields and progress.HasField("status") and progress.status.code != 0
+    """True when the model reported a failure in this progress message (``status``, a GenerateStatus)."""
+    return progress.HasField("status") and progress.status.code != 0
 
 
 #: gRPC status code number -> name (the numbers of google.rpc.Code).
@@ -160,7 +177,8 @@ _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def progress_error(model: str, progress: diffusion_pb2.GenerateProgress) -> ServiceError:
-    """A failure the model reported in its last progress message (``status.code``: a gRPC code number)."""
+    """A failure the model reported in its progress stream (``status.code``: a gRPC code number). Triton's
+    own error response follows it; its text is not needed."""
     code = _CODE_NAMES.get(progress.status.code, "UNKNOWN")
     return ServiceError("diffusion", model, code, progress.status.message, partial=True)
 

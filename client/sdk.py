@@ -26,7 +26,7 @@ from objvid.client.calls import Deadlines, RetryPolicy, service_error, wait_conn
 from objvid.client.errors import ServiceError
 from objvid.client.frames import LiftedView, RenderedFrame, frame_from_bytes
 from objvid.client.session import SceneSession
-from objvid.client.triton import DiffusionClient
+from objvid.client.triton import DiffusionClient, triton_headers
 from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, depth_pb2, depth_pb2_grpc, diffusion_pb2, types_pb2
 
@@ -89,7 +89,7 @@ class ObjvidClient:
         if triton_addr:
             ca_path = str(tls_ca) if isinstance(tls_ca, str | Path) else None
             self._diffusion = DiffusionClient(triton_addr, ca=self._ca, ca_path=ca_path,
-                                              headers=dict(self._metadata) or None, deadlines=self.deadlines,
+                                              headers=triton_headers(token), deadlines=self.deadlines,
                                               retry=self.retry)  # fmt: skip
 
     # -------------------------------------------------------------------------------- plumbing

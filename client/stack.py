@@ -6,7 +6,8 @@ stops the children in order), with ``--port 0`` (the server binds any free port:
 race) and ``--ready-file``: the server writes its bound ports there as JSON once it listens, the stack
 reads the address from it and then polls the health check (gRPC health; Triton: model ready) until the
 server serves. (PyTriton's tritonserver cannot bind port 0: the diffusion server gets free ports picked
-just before it starts.)
+just before it starts.) ``--parent-pid`` makes every server drain and exit when the client is gone,
+even after a SIGKILL that leaves no chance to stop them.
 
 Stop (success, error, Ctrl-C, SIGTERM alike): SIGTERM to every process of each child's tree (psutil;
 PyTriton's tritonserver included), wait, SIGKILL what is left; SIGINT/SIGTERM are held back meanwhile so
@@ -212,7 +213,15 @@ class LocalStack:
         ready_path.unlink(missing_ok=True)
         env = {**os.environ, **self.config.extra_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
-        args = [sys.executable, "-m", *spec.args, "--ready-file", str(ready_path)]
+        args = [
+            sys.executable,
+            "-m",
+            *spec.args,
+            "--ready-file",
+            str(ready_path),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                     process_group=0, close_fds=True)  # fmt: skip

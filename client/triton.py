@@ -23,6 +23,14 @@ from objvid.runtime.channels import CHANNEL_OPTIONS
 from objvid.v1 import diffusion_pb2
 
 TRITON_SERVICE = "inference.GRPCInferenceService"
+#: The gRPC metadata key of Triton's protocol access token (``--token`` of ``objvid-diffusion serve``).
+TRITON_TOKEN_HEADER = "triton-grpc-protocol-triton-access-token"
+
+
+def triton_headers(token: str | None) -> dict[str, str] | None:
+    """Call headers carrying ``token`` both ways Triton deployments check it: Triton's own access-token
+    header (PyTriton's restricted protocols) and ``authorization: Bearer`` (a gateway in front of it)."""
+    return {"authorization": f"Bearer {token}", TRITON_TOKEN_HEADER: token} if token else None
 
 
 class DiffusionClient:
@@ -128,7 +136,10 @@ class DiffusionClient:
                             stream_timeout=self.deadlines.generate_chunk, headers=self._headers)  # fmt: skip
         got_any = False
         try:
-            client.async_stream_infer(model, inputs)
+            try:
+                client.async_stream_infer(model, inputs)
+            except InferenceServerException as exc:  # the stream broke: its own error came to the callback
+                raise _delivered_error(responses, model) or triton_error(model, exc, False) from None
             deadline = time.monotonic() + self.deadlines.generate_chunk
             last = None
             while True:
@@ -157,6 +168,15 @@ class DiffusionClient:
                 client.stop_stream(cancel_requests=True)
             except Exception:  # noqa: BLE001 - the stream may already be gone
                 pass
+
+
+def _delivered_error(responses: queue.Queue, model: str, wait_s: float = 1.0) -> ServiceError | None:
+    """The error the stream callback received (waiting up to ``wait_s`` for it), if any."""
+    try:
+        _, error = responses.get(timeout=wait_s)
+    except queue.Empty:
+        return None
+    return None if error is None else triton_error(model, error, False)
 
 
 def _progress(result) -> diffusion_pb2.GenerateProgress | None:

@@ -88,6 +88,22 @@ def test_a_signalled_client_leaves_no_children(tmp_path, sig):
     assert _gone(pids), [p for p in pids if psutil.pid_exists(p)]
 
 
+def test_servers_exit_when_the_client_is_killed_outright(tmp_path):
+    """SIGKILL gives the client no chance to stop its children: ``--parent-pid`` makes them go by themselves."""
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = client.stdout.readline()
+        assert line, client.communicate(timeout=30)[1]
+        pids = json.loads(line)["pids"]
+        client.kill()
+        client.wait(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert _gone(pids, timeout=30), [p for p in pids if psutil.pid_exists(p)]
+
+
 def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
     cfg = StackConfig(
         depth=True, depth_model=str(tmp_path / "missing.pt"), cache=True, backend=None, device="cpu"

@@ -57,3 +57,17 @@ def test_an_unknown_model_is_not_found(triton):
     with pytest.raises(ServiceError) as err:
         triton.generate_chunk("no-such-model", first, renders, masks)
     assert err.value.code == "NOT_FOUND" and "no-such-model" in err.value.details
+
+
+def test_the_token_reaches_a_protected_triton(tmp_path):
+    env = {"OBJVID_DIFFUSION_TOKEN": "s3cret", "OBJVID_DIFFUSION_ALLOW_INSECURE_TOKEN": "1"}
+    cfg = StackConfig(depth=False, cache=False, backend="preview", device="cpu", extra_env=env)
+    first, renders, masks = _chunk(1)
+    with LocalStack(cfg, tmp_path) as stack:
+        with ObjvidClient(triton_addr=stack.triton_addr, token="s3cret") as client:
+            video, _ = client.generate_chunk("preview", first, renders, masks)
+            assert video.shape == (T, H, W, 3)
+        with ObjvidClient(triton_addr=stack.triton_addr) as anonymous, pytest.raises(ServiceError) as err:
+            anonymous.generate_chunk("preview", first, renders, masks)
+        # Triton ends the stream RPC itself: its gRPC status, read from the exception, not from the text.
+        assert err.value.code == "UNAVAILABLE" and "restricted" in err.value.details

@@ -204,3 +204,28 @@ def test_typed_errors_read_field_then_reason():
     assert str(errors.InvalidArgument("images[3]", "empty image bytes")) == "images[3]: empty image bytes"
     assert isinstance(errors.InvalidArgument("x", "y"), ValueError)
     assert errors.NotFound("scene_id: gone").status == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("service", ["depth", "cache", "diffusion"])
+def test_every_server_help_shows_env_names_defaults_and_switches(service):
+    """One config mechanism: each flag names its OBJVID_<SERVICE>_<FLAG> variable and its default; on/off
+    flags are --x/--no-x; no Python type leaks into the help."""
+    proc = subprocess.run([sys.executable, "-m", f"objvid.{service}", "serve", "--help"], capture_output=True,
+                          text=True, check=True, timeout=120)  # fmt: skip
+    text = " ".join(proc.stdout.split())
+    import importlib
+
+    import click
+
+    serve = importlib.import_module(f"objvid.{service}.cli").cli.commands["serve"]
+    options = [p for p in serve.params if isinstance(p, click.Option) and p.name != "help"]
+    for option in options:
+        env = option.envvar[0] if isinstance(option.envvar, list) else option.envvar
+        assert env == f"OBJVID_{service.upper()}_{option.opts[0][2:].upper().replace('-', '_')}", option.opts
+        assert option.show_envvar and option.show_default and f"env var: {env}" in text
+        if option.is_flag:
+            assert option.secondary_opts == [f"--no-{o[2:]}" for o in option.opts], option.opts
+    assert f"OBJVID_{service.upper()}_METRICS_PORT" in text and "PORT|OFF" in text
+    assert "--allow-insecure-token / --no-allow-insecure-token" in text and "--parent-pid PID" in text
+    for leak in ("<class", "list[", "<list", "Optional[", "INTEGER RANGE"):
+        assert leak not in text, leak

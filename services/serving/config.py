@@ -6,7 +6,7 @@ framework reads the files when it binds (``TlsFiles.read``), so a missing file i
 
 Flags (``serving_flags(...)``), each with an ``OBJVID_<SERVICE>_<FLAG>`` fallback:
 ``--host --port --workers --metrics-host --metrics-port --tls-cert --tls-key --tls-client-ca --token
---allow-insecure-token --grace --ready-file --malloc-tuning --log-level``.
+--allow-insecure-token --grace --ready-file --parent-pid --malloc-tuning --log-level``.
 Port 0 = any free port (reported); ``--metrics-port off`` = no endpoint; ``--metrics-host`` empty = the
 serving host (not 0.0.0.0 unless ``--host`` is).
 """
@@ -154,6 +154,13 @@ def serving_flags(*, port: int, metrics_port: int | None, host: str = "0.0.0.0",
             "",
             "write {service, pid, host, port, metrics_port} JSON here once bound",
             metavar="PATH",
+        ),
+        Flag(
+            "parent-pid",
+            0,
+            "drain and exit once this process is gone (0 = off; set by the client's local stack so a killed "
+            "client leaves no servers)",
+            metavar="PID",
         ),
         Flag(
             "malloc-tuning",

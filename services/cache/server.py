@@ -82,8 +82,8 @@ class CacheServer:
             self.close()
             raise
         log.info(
-            "event=cache_server_started port=%d device=%s budget=%d snapshots=%s",
-            self.port, config.device, config.memory_budget, config.snapshot_dir or "-",
+            "event=cache_server_created device=%s budget=%d snapshots=%s",
+            config.device, config.memory_budget, config.snapshot_dir or "-",
         )  # fmt: skip
 
     @property

@@ -126,3 +126,15 @@ def test_wheel_contains_and_imports_every_package(tmp_path):
         cwd="/",
     )
     assert out.stdout.strip().startswith(str(target))
+
+
+def test_the_client_loads_no_server_plumbing():
+    """The client imports objvid.runtime only: no server framework, no health servicer, no reflection."""
+    code = (
+        "import sys, importlib; [importlib.import_module(m) for m in "
+        "('objvid.client', 'objvid.client.cli', 'objvid.client.sdk', 'objvid.client.stack')]; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('objvid.serving', 'grpc_reflection.', "
+        "'objvid.cache', 'objvid.depth', 'objvid.diffusion')) or m == 'grpc_health.v1.health'); print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/")
+    assert out.stdout.strip() == "[]", out.stdout

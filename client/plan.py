@@ -140,6 +140,12 @@ def read_objects(cfg: GenerateConfig, width: int, height: int, required: bool) -
             name += "_"
         names.add(name)
         objects.append(ObjectInput(io.read_file(p, "--object"), Path(p).name, name))
+    _place(cfg, objects, width, height)
+    return objects
+
+
+def _place(cfg: GenerateConfig, objects: list[ObjectInput], width: int, height: int) -> None:
+    """Set each object's pose, or its anchor (default: spread along the lower third) and height."""
     n = len(objects)
     for opt, values in (("--object-pose", cfg.object_poses), ("--anchor", cfg.anchors)):
         if len(values) > max(n, 1):
@@ -147,18 +153,17 @@ def read_objects(cfg: GenerateConfig, width: int, height: int, required: bool) -
     heights = list(cfg.object_heights)
     if len(heights) > 1 and len(heights) != n:
         raise ValueError(f"--object-height given {len(heights)} times for {n} objects (give 1 or {n})")
-    for h in heights:
-        if not (np.isfinite(h) and h > 0):
-            raise ValueError(f"--object-height must be > 0, got {h}")
-    heights = heights * n if len(heights) == 1 else heights
+    bad = [h for h in heights if not (np.isfinite(h) and h > 0)]
+    if bad:
+        raise ValueError(f"--object-height must be > 0, got {bad[0]}")
+    heights = heights * n if len(heights) == 1 else heights + [None] * (n - len(heights))
     for i, obj in enumerate(objects):
         obj.pose = parse_object_pose(cfg.object_poses[i]) if i < len(cfg.object_poses) else None
         if i < len(cfg.anchors):
             obj.anchor = parse_anchor(cfg.anchors[i], width, height)
-        elif n > 1:  # several objects without anchors: spread along the lower third
+        elif n > 1:
             obj.anchor = ((width - 1) * (i + 1) / (n + 1), (height - 1) * 2 / 3)
-        obj.height = heights[i] if i < len(heights) else None
-    return objects
+        obj.height = heights[i]
 
 
 def make_plan(cfg: GenerateConfig, command: str = "generate") -> tuple[Plan, dict]:

@@ -116,58 +116,66 @@ class DiffusionClient:
                        ) -> tuple[np.ndarray, diffusion_pb2.GenerateProgress | None]:  # fmt: skip
         """One chunk. first_frame (H, W, 3) uint8; renders (T, N, H, W, 3) uint8; masks (T, N, H, W) uint8
         (1 = rendered). Returns (video (T, H, W, 3) uint8, the last progress message)."""
-        import tritonclient.grpc as tgrpc
         from tritonclient.utils import InferenceServerException
 
         client = self._connect()
         self._check_ready(client, model)
-        inputs = []
-        for name, arr in (("FIRST_FRAME", first_frame), ("RENDERS", renders), ("MASKS", masks)):
-            arr = np.ascontiguousarray(arr, dtype=np.uint8)
-            inp = tgrpc.InferInput(name, list(arr.shape), "UINT8")
-            inp.set_data_from_numpy(arr)
-            inputs.append(inp)
-        opt = tgrpc.InferInput("OPTIONS", [1], "BYTES")
-        opt.set_data_from_numpy(np.array([(options or diffusion_pb2.GenerateOptions()).SerializeToString()],
-                                         dtype=np.object_))  # fmt: skip
-        inputs.append(opt)
+        inputs = _infer_inputs(first_frame, renders, masks, options)
         responses: queue.Queue = queue.Queue()
         client.start_stream(callback=lambda result, error: responses.put((result, error)),
                             stream_timeout=self.deadlines.generate_chunk, headers=self._headers)  # fmt: skip
-        got_any = False
         try:
             try:
                 client.async_stream_infer(model, inputs)
             except InferenceServerException as exc:  # the stream broke: its own error came to the callback
                 raise _delivered_error(responses, model) or triton_error(model, exc, False) from None
-            deadline = time.monotonic() + self.deadlines.generate_chunk
-            last = None
-            while True:
-                try:
-                    result, error = responses.get(timeout=max(0.1, deadline - time.monotonic()))
-                except queue.Empty:
-                    raise ServiceError("diffusion", model, "DEADLINE_EXCEEDED",
-                                       f"no video after {self.deadlines.generate_chunk:.0f} s", partial=got_any) from None  # fmt: skip
-                if error is not None:
-                    raise triton_error(model, error, got_any)
-                got_any = True
-                progress = _progress(result)
-                if progress is not None:
-                    last = progress
-                    if _failed(progress):
-                        raise progress_error(model, progress)
-                    if on_progress is not None:
-                        on_progress(progress)
-                video = result.as_numpy("VIDEO")
-                if video is not None and video.size:
-                    return video, last
-        except InferenceServerException as exc:
-            raise triton_error(model, exc, got_any) from None
+            return self._receive(responses, model, on_progress)
         finally:
             try:
                 client.stop_stream(cancel_requests=True)
             except Exception:  # noqa: BLE001 - the stream may already be gone
                 pass
+
+    def _receive(self, responses: queue.Queue, model: str, on_progress) -> tuple[np.ndarray, object]:
+        """Progress messages (passed to ``on_progress``) until the video; a failure raises ServiceError."""
+        deadline = time.monotonic() + self.deadlines.generate_chunk
+        last, got_any = None, False
+        while True:
+            try:
+                result, error = responses.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise ServiceError("diffusion", model, "DEADLINE_EXCEEDED",
+                                   f"no video after {self.deadlines.generate_chunk:.0f} s", partial=got_any) from None  # fmt: skip
+            if error is not None:
+                raise triton_error(model, error, got_any)
+            got_any = True
+            progress = _progress(result)
+            if progress is not None:
+                last = progress
+                if _failed(progress):
+                    raise progress_error(model, progress)
+                if on_progress is not None:
+                    on_progress(progress)
+            video = result.as_numpy("VIDEO")
+            if video is not None and video.size:
+                return video, last
+
+
+def _infer_inputs(first_frame, renders, masks, options) -> list:
+    """The model's inputs (triton_io's layout): FIRST_FRAME, RENDERS, MASKS uint8 and OPTIONS (bytes)."""
+    import tritonclient.grpc as tgrpc
+
+    inputs = []
+    for name, arr in (("FIRST_FRAME", first_frame), ("RENDERS", renders), ("MASKS", masks)):
+        arr = np.ascontiguousarray(arr, dtype=np.uint8)
+        inp = tgrpc.InferInput(name, list(arr.shape), "UINT8")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    opt = tgrpc.InferInput("OPTIONS", [1], "BYTES")
+    opt.set_data_from_numpy(np.array([(options or diffusion_pb2.GenerateOptions()).SerializeToString()],
+                                     dtype=np.object_))  # fmt: skip
+    inputs.append(opt)
+    return inputs
 
 
 def _delivered_error(responses: queue.Queue, model: str, wait_s: float = 1.0) -> ServiceError | None:

@@ -444,3 +444,19 @@ def test_streamed_frames_decode_like_the_protobuf_api():
     np.testing.assert_array_equal(got.object_mask, wire.decode_tensor(frame.object_mask))
     with pytest.raises(ValueError, match="RenderTrajectory"):
         frame_from_bytes(data[:-5], index=0)
+
+
+@pytest.mark.parametrize("command", ["generate", "render", "lift", "serve", "demo"])
+def test_cli_help_shows_env_names_and_no_python_types(command):
+    from typer.testing import CliRunner
+
+    from objvid.client.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "OBJVID_CLIENT_DEVICE" in text and "--json / --no-json" in text  # env fallbacks; on/off flags
+    for leak in ("BOOLEAN", "INTEGER", "FLOAT", "list[", "Path", "Optional", "<class", "NoneType"):
+        assert leak not in text, leak
+    if command == "generate":
+        assert "--save-buffer / --no-save-buffer" in text and "OBJVID_CLIENT_CACHE_ADDR" in text

@@ -248,8 +248,25 @@ def test_long_video_updates_the_scene(room, tmp_path):
     w, h = W, H
     ckpt = _tiny_moge(tmp_path / "moge-tiny.pt")
     out = tmp_path / "long.mp4"
-    proc = _cli(["generate", *_inputs(room, width=w, height=h), "--backend", "preview", "--frames", "241",
-                 "--depth-model", str(ckpt), "--device", "cpu", "--out", str(out), "--json"], **SMALL_DEPTH_ENV)  # fmt: skip
+    proc = _cli(
+        [
+            "generate",
+            *_inputs(room, width=w, height=h),
+            "--backend",
+            "preview",
+            "--frames",
+            "241",
+            "--depth-model",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        timeout=900,
+        **SMALL_DEPTH_ENV,
+    )  # fmt: skip  (two chunks + the depth service: a hang guard only)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["chunks"] == 2 and "update" in result["timings"]

@@ -243,6 +243,7 @@ SMALL_DEPTH_ENV = {"OBJVID_DEPTH_INFER_WIDTH": "224", "OBJVID_DEPTH_INFER_HEIGHT
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_long_video_updates_the_scene(room, tmp_path):
     """241 frames = 2 chunks (UpdateScene between them)."""
     w, h = W, H

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_QUALITY = 6  # 0..10, as imageio-ffmpeg counts: libx264 crf = (1 - q/10) * 51 ~ 20
+DEFAULT_QUALITY = 6  # 0..10 (the scale imageio used): libx264 crf = (1 - q/10) * 51 ~ 20
 DEFAULT_PRESET = "veryfast"
 CODEC = "libx264"
 

@@ -13,8 +13,8 @@ default; ``--procs`` gives each its own process, so 8 clients do not share one G
 responses. ``--small`` is a seconds-long CPU run.
 
 A call's latency ends when the client holds the frame as numpy arrays: ``--decode wire`` (default) reads
-the raw response bytes with ``objvid.cache.frames.decode_frame_bytes`` (views, no protobuf objects);
-``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.wire``.
+the raw response bytes with ``objvid.runtime.frames.decode_frame_bytes`` (views, no protobuf objects);
+``--decode protobuf`` parses a ``RenderResponse`` once and decodes its images / tensors with ``objvid.runtime.wire``.
 Per run it also reports where the time goes (means): server stages from ``/metrics``
 (``objvid_cache_render_stage_seconds``: decode, queue, render, to_host, encode; the handler total), the
 client's call and decode, their difference (gRPC + transport: request, response copies, HTTP/2, TCP), and
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 _OUTPUT_CODES = {"rgb": 1, "mask": 2, "depth": 3, "object_mask": 4}
@@ -148,20 +148,23 @@ def _server_breakdown(before: dict, after: dict) -> dict:
 
 
 class SpawnedServer:
-    """``python -m objvid.cache serve`` on 127.0.0.1 with a free metrics port; reads the bound port."""
+    """``python -m objvid.cache serve`` on 127.0.0.1, ports 0; reads the bound ports from its ready line."""
 
     def __init__(self, device: str, memory_budget: str, extra: list[str] | None = None):
-        self.metrics_port = _free_port()
         cmd = [sys.executable, "-m", "objvid.cache", "serve", "--host", "127.0.0.1", "--port", "0",
-               "--device", device, "--memory-budget", memory_budget, "--metrics-port", str(self.metrics_port),
+               "--device", device, "--memory-budget", memory_budget, "--metrics-port", "0",
                "--log-level", "warning", *(extra or [])]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
-        m = re.search(r"listening on [^:]+:(\d+)", line)
-        if not m:
+        try:
+            ready = json.loads(line)
+        except ValueError:
             self.proc.kill()
-            raise RuntimeError(f"server did not start (first line: {line!r}, exit {self.proc.poll()})")
-        self.address = f"127.0.0.1:{m.group(1)}"
+            raise RuntimeError(
+                f"server did not start (first line: {line!r}, exit {self.proc.poll()})"
+            ) from None
+        self.metrics_port = ready["metrics_port"]
+        self.address = f"127.0.0.1:{ready['port']}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def rss(self) -> int | None:
@@ -178,7 +181,7 @@ class SpawnedServer:
 
 def _make_channel(args):
     ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
-    return wire.make_channel(args.address, tls_ca=ca)
+    return channels.make_channel(args.address, tls_ca=ca)
 
 
 def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
@@ -210,9 +213,9 @@ def create_scene(stub, args, metadata) -> cache_pb2.SceneInfo:
 
 
 def _decoder(kind: str):
-    """bytes of a RenderResponse -> dict of arrays (``frames.decode_frame_bytes`` layout)."""
+    """bytes of a RenderResponse -> dict of arrays (``objvid.runtime.frames.decode_frame_bytes`` layout)."""
     if kind == "wire":
-        from objvid.cache.frames import decode_frame_bytes
+        from objvid.runtime.frames import decode_frame_bytes
 
         return decode_frame_bytes
 
@@ -281,10 +284,11 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
     import grpc  # noqa: F401 - imported here so a spawned process sets it up itself
 
     if cfg["procs"] and cfg["client_malloc_reuse"]:  # thread clients: main() did it for the process
-        from objvid.cache.cli import tune_malloc
+        from objvid.cache.server import TRIM_THRESHOLD
+        from objvid.runtime.malloc import MMAP_THRESHOLD, tune_malloc
 
-        tune_malloc()
-    channel = wire.make_channel(
+        tune_malloc(MMAP_THRESHOLD, TRIM_THRESHOLD)
+    channel = channels.make_channel(
         cfg["address"], tls_ca=Path(cfg["tls_ca"]).read_bytes() if cfg["tls_ca"] else None
     )
     render = channel.unary_unary(  # raw response bytes: decoded once, by ``decode``
@@ -448,16 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="per-call deadline, seconds")
     p.add_argument(
         "--decode", choices=("wire", "protobuf"), default="wire",
-        help="client decoding of each frame: wire = frames.decode_frame_bytes (zero-copy views), "
+        help="client decoding of each frame: wire = objvid.runtime.frames.decode_frame_bytes (zero-copy views), "
         "protobuf = RenderResponse.FromString + wire.decode_image / decode_tensor",
     )  # fmt: skip
     p.add_argument(
         "--client-malloc-reuse", type=int, default=1,
-        help="1 = clients call objvid.cache.cli.tune_malloc() (reuse freed multi-MB buffers), 0 = glibc defaults",
+        help="1 = clients call objvid.runtime.malloc.tune_malloc() (reuse freed multi-MB buffers), 0 = glibc defaults",
     )  # fmt: skip
     p.add_argument(
         "--server-arg", action="append", default=[],
-        help="extra flag for the spawned server, e.g. --server-arg=--malloc-reuse=0 (repeatable)",
+        help="extra flag for the spawned server, e.g. --server-arg=--no-malloc-tuning (repeatable)",
     )  # fmt: skip
     p.add_argument("--token", help="bearer token")
     p.add_argument("--tls-ca", help="CA bundle (PEM) for a TLS server")
@@ -476,9 +480,10 @@ def main(argv: list[str] | None = None) -> dict:
             args.memory_budget = "256M"
     args.requests = args.requests or 200
     if args.client_malloc_reuse and not args.procs:
-        from objvid.cache.cli import tune_malloc
+        from objvid.cache.server import TRIM_THRESHOLD
+        from objvid.runtime.malloc import MMAP_THRESHOLD, tune_malloc
 
-        tune_malloc()
+        tune_malloc(MMAP_THRESHOLD, TRIM_THRESHOLD)
     if not args.address and not args.spawn:
         args.spawn = True
     server = SpawnedServer(args.device, args.memory_budget, args.server_arg) if args.spawn else None

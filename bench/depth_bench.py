@@ -8,7 +8,7 @@ Target: service overhead (service ms - raw model ms) <= 10% of the raw model tim
 Rows: the raw model call with upstream MoGe kernels (CUDA) and with the server's fast paths (``fast.py``;
 their outputs compared), the in-process lift core; servers whose model answers at once (``NoopModel``)
 give the service's own cost (decode, upload, GEN3C post-processing, downloads, encode, gRPC transport),
-with and without glibc malloc tuning (``objvid.serving.tune_malloc``) on server and client; the real server with one
+with and without glibc malloc tuning (``objvid.runtime.malloc.tune_malloc``) on server and client; the real server with one
 client (sequential calls; server stage times scraped after the warm-up calls) and with ``--clients``
 concurrent clients (throughput). The overhead of a service row is its time minus the raw model call
 (with the fast paths, as the server runs it); a no-op row is all overhead. Bench and servers use the
@@ -234,12 +234,13 @@ def _serve_noop_child(argv: list[str]) -> int:
     _bootstrap()
     import logging
 
-    from objvid.depth.cli import build_parser, config_from_args
+    from objvid.depth import cli
     from objvid.depth.model import pick_device
     from objvid.depth.server import DepthServer
+    from objvid.runtime import config as cfg
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s", stream=sys.stderr)
-    config = config_from_args(build_parser().parse_args(["serve", *argv]))
+    config = cli.config_from_options(cfg.parse(cli.cli, ["serve", *argv]))
     server = DepthServer(config).listen()
     server.load(model=NoopModel(pick_device(config.device)))
     threading.Event().wait()
@@ -321,13 +322,13 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from objvid import wire
     from objvid.depth import lift
     from objvid.depth.fast import apply_fast_paths
     from objvid.depth.model import load_model
-    from objvid.depth.random_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.depth.server import set_torch_threads
-    from objvid.serving import tune_malloc
+    from objvid.runtime import channels, wire
+    from objvid.runtime.malloc import tune_malloc
+    from objvid.testing.depth_model import SMALL_V1_CONFIG, VITL_V1_CONFIG, build_random, save_checkpoint
     from objvid.v1 import depth_pb2, depth_pb2_grpc
 
     out_dir = pathlib.Path(args.out or os.environ.get("OUT") or ROOT / "bench" / "results")
@@ -443,7 +444,7 @@ def run(args) -> dict:
     }
 
     # Through the service, all servers subprocesses on loopback: two no-op-model servers (glibc malloc
-    # untuned / tuned, see objvid.serving.tune_malloc), then the real one. The bench client tunes its own malloc only after
+    # untuned / tuned, see objvid.runtime.malloc.tune_malloc), then the real one. The bench client tunes its own malloc only after
     # the first two no-op rows, so those rows show what the tuning is worth on either side.
     env = dict(os.environ)
     if dev.type == "cpu":
@@ -472,7 +473,7 @@ def run(args) -> dict:
                 client_tuned = diag["client_malloc_tuned"] = tune_malloc()
             address, metrics_port, ready = servers[name].ready()
             diag[f"server_ready_{name}"] = ready.split("event=ready ", 1)[-1]
-            channel = wire.make_channel(address)
+            channel = channels.make_channel(address)
             grpc.channel_ready_future(channel).result(timeout=60)
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             for b in args.batches:
@@ -535,7 +536,7 @@ def run(args) -> dict:
 
 def _lift_and_read(stub, request) -> None:
     """One Lift call and what a client does with the answer: zero-copy array views of every output."""
-    from objvid import wire
+    from objvid.runtime import wire
 
     for v in stub.Lift(request, timeout=120).views:
         wire.decode_tensor(v.depth)

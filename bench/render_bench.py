@@ -58,13 +58,13 @@ def _ensure_objvid() -> None:
 
 _ensure_objvid()
 from objvid.cache import Scene  # noqa: E402
-from objvid.trajectory import generate_camera_trajectory  # noqa: E402
+from objvid.runtime.trajectory import generate_camera_trajectory  # noqa: E402
 
 # ------------------------------------------------------------------------------------------- inputs
 
 
 def gen3c_left_center_facing(n: int = 121, distance: float = 0.3, center_depth: float = 1.0) -> np.ndarray:
-    """GEN3C ``left`` / ``center_facing`` trajectory from w2c = I (``objvid.trajectory``): (n,4,4) float64 w2c."""
+    """GEN3C ``left`` / ``center_facing`` trajectory from w2c = I (``objvid.runtime.trajectory``): (n,4,4) float64 w2c."""
     w2cs, _ = generate_camera_trajectory(
         "left", np.eye(4), np.eye(3), n, distance, "center_facing", center_depth
     )

@@ -3,9 +3,12 @@
 from objvid.client import ObjvidClient, GenerateConfig, generate
 """
 
+from objvid.client.calls import Deadlines, RetryPolicy
 from objvid.client.errors import ObjvidError, ServiceError
+from objvid.client.frames import LiftedView, RenderedFrame
 from objvid.client.pipeline import GenerateConfig, Reporter, generate, lift, render
-from objvid.client.sdk import Deadlines, LiftedView, ObjvidClient, RenderedFrame, RetryPolicy, SceneSession
+from objvid.client.sdk import ObjvidClient
+from objvid.client.session import SceneSession
 from objvid.client.stack import LocalStack, StackConfig
 
 __all__ = [

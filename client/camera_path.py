@@ -8,7 +8,8 @@ Format (JSON, OpenCV cameras: x right, y down, z forward; pixel centres at integ
                 ...]}
 
 ``K`` is in pixels at width x height; ``w2c`` maps world points (the world frame is the input camera's
-frame: the input view has w2c = identity) into the camera. Rotations must be orthonormal with det +1.
+frame: the input view has w2c = identity) into the camera. Rotations must be orthonormal with det +1;
+the checks are the servers' own (``objvid.runtime.geometry``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROTATION_TOL = 1e-4
+from objvid.runtime import geometry
 
 
 @dataclass(frozen=True)
@@ -51,25 +52,6 @@ def _matrix(value, rows: int, cols: int, name: str) -> np.ndarray:
     return out
 
 
-def check_intrinsics(K: np.ndarray, name: str) -> None:
-    """ValueError unless K is (3, 3) pixel intrinsics: last row (0, 0, 1), fx > 0, fy > 0."""
-    if not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-9):
-        raise ValueError(f"{name}: last row must be [0, 0, 1]")
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise ValueError(f"{name}: focal lengths K[0][0] and K[1][1] must be > 0")
-
-
-def check_w2c(w2c: np.ndarray, name: str) -> None:
-    """ValueError unless w2c is a rigid (4, 4) transform (orthonormal rotation, det +1, last row 0 0 0 1)."""
-    if not np.allclose(w2c[3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
-        raise ValueError(f"{name}: last row must be [0, 0, 0, 1]")
-    R = w2c[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > ROTATION_TOL:
-        raise ValueError(f"{name}: rotation block is not orthonormal")
-    if np.linalg.det(R) <= 0:
-        raise ValueError(f"{name}: rotation block has det <= 0 (a reflection)")
-
-
 def parse_camera_path(data, source: str = "camera path") -> CameraPath:
     """A decoded JSON object -> CameraPath; ValueError naming the field (e.g. ``frames[3].w2c``)."""
     if not isinstance(data, dict):
@@ -91,8 +73,8 @@ def parse_camera_path(data, source: str = "camera path") -> CameraPath:
                 raise ValueError(f"{where}: missing {key}")
         K = _matrix(frame["K"], 3, 3, f"{where}.K")
         w2c = _matrix(frame["w2c"], 4, 4, f"{where}.w2c")
-        check_intrinsics(K, f"{where}.K")
-        check_w2c(w2c, f"{where}.w2c")
+        geometry.check_intrinsics(K, f"{where}.K")
+        geometry.check_transform(w2c, f"{where}.w2c")
         Ks.append(K)
         w2cs.append(w2c)
     return CameraPath(int(data["width"]), int(data["height"]), np.stack(Ks), np.stack(w2cs))

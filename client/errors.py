@@ -1,4 +1,8 @@
-"""Client errors: every failure carries the stage it happened in, printed as ``error: <stage>: <reason>``."""
+"""Client errors: every failure carries the stage it happened in, printed as ``error: <stage>: <reason>``.
+
+:func:`stage_error` is the one place where an exception raised inside a stage becomes an
+:class:`ObjvidError`; :func:`failure_reason` is the one place that words any failure for the run manifest.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +35,36 @@ class ServiceError(Exception):
         self.code = code
         self.details = details
         self.partial = partial
+
+
+def service_reason(err: ServiceError) -> str:
+    """A ServiceError in the words of the CLI's error line."""
+    if err.code == "UNAVAILABLE":
+        return f"{err.service} service unreachable ({err.details})"
+    if err.code == "DEADLINE_EXCEEDED":
+        return f"{err.service} {err.method} timed out ({err.details})"
+    return f"{err.service} {err.method}: {err.code}: {err.details}"
+
+
+#: Exceptions a stage turns into ``ObjvidError(stage, reason)``; anything else is a bug and propagates.
+STAGE_ERRORS = (ServiceError, ValueError, OSError, RuntimeError)
+
+
+def stage_error(stage: str, exc: BaseException) -> ObjvidError | None:
+    """``exc`` raised in ``stage`` -> the ObjvidError to raise instead (None: let it propagate as is)."""
+    if isinstance(exc, ObjvidError):
+        return exc
+    if isinstance(exc, ServiceError):
+        return ObjvidError(stage, service_reason(exc))
+    if isinstance(exc, STAGE_ERRORS):
+        return ObjvidError(stage, str(exc))
+    return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The manifest's ``error`` text for a run that ended with ``exc``."""
+    if isinstance(exc, ObjvidError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import wire
 
 OBJECT_EXTENSIONS = (".ply", ".obj", ".glb", ".gltf", ".stl")
 
@@ -53,48 +53,59 @@ def check_object_path(path: str | Path, name: str = "--object") -> None:
         raise ValueError(f"{name} {path}: no such file")
 
 
+def _depth_numpy(path: Path, where: str) -> np.ndarray:
+    """.npy, or .npz with a ``depth`` array (or a single array): values in scene units."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{where}: not a numpy file ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return np.asarray(data)
+    keys = list(data.keys())
+    if "depth" in keys:
+        return np.asarray(data["depth"])
+    if len(keys) == 1:
+        return np.asarray(data[keys[0]])
+    raise ValueError(f"{where}: .npz needs a 'depth' array (found {keys})")
+
+
+def _depth_png(path: Path, where: str) -> np.ndarray:
+    """16-bit PNG in millimetres -> metres."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
+            raise ValueError(f"{where}: depth PNGs must be 16-bit millimetres, got mode {im.mode}")
+        return np.asarray(im, dtype=np.float64) / 1000.0
+
+
+def _depth_exr(path: Path, where: str) -> np.ndarray:
+    """Single- or three-channel float EXR (first channel), through OpenCV."""
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    try:
+        import cv2
+    except ImportError:
+        raise ValueError(f"{where}: reading .exr needs opencv-python-headless (pip install it)") from None
+    depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
+    if depth is None:
+        raise ValueError(f"{where}: OpenCV could not read this EXR")
+    return depth[..., 0] if depth.ndim == 3 else depth
+
+
+_DEPTH_READERS = {".npy": _depth_numpy, ".npz": _depth_numpy, ".png": _depth_png, ".exr": _depth_exr}
+
+
 def load_depth(path: str | Path, name: str = "--depth") -> tuple[np.ndarray, np.ndarray]:
     """A depth file -> (depth (H, W) float32 with invalid pixels 0, valid mask (H, W) bool)."""
     path = Path(path)
     where = f"{name} {path}"
-    suffix = path.suffix.lower()
-    if suffix in (".npy", ".npz"):
-        read_file(path, name)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"{where}: not a numpy file ({exc})") from None
-        if isinstance(data, np.lib.npyio.NpzFile):
-            keys = list(data.keys())
-            if "depth" in keys:
-                data = data["depth"]
-            elif len(keys) == 1:
-                data = data[keys[0]]
-            else:
-                raise ValueError(f"{where}: .npz needs a 'depth' array (found {keys})")
-        depth = np.asarray(data)
-    elif suffix == ".png":
-        from PIL import Image
-
-        read_file(path, name)
-        with Image.open(path) as im:
-            if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
-                raise ValueError(f"{where}: depth PNGs must be 16-bit millimetres, got mode {im.mode}")
-            depth = np.asarray(im, dtype=np.float64) / 1000.0
-    elif suffix == ".exr":
-        read_file(path, name)
-        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-        try:
-            import cv2
-        except ImportError:
-            raise ValueError(f"{where}: reading .exr needs opencv-python-headless (pip install it)") from None
-        depth = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise ValueError(f"{where}: OpenCV could not read this EXR")
-        if depth.ndim == 3:
-            depth = depth[..., 0]
-    else:
-        raise ValueError(f"{where}: unsupported depth format {suffix!r} (use .npy, .npz, .png or .exr)")
+    reader = _DEPTH_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(
+            f"{where}: unsupported depth format {path.suffix.lower()!r} (use .npy, .npz, .png or .exr)"
+        )
+    read_file(path, name)  # exists and is readable
+    depth = reader(path, where)
     if depth.ndim == 3 and depth.shape[0] == 1:
         depth = depth[0]
     if depth.ndim != 2:

@@ -36,7 +36,7 @@ def file_record(path: str | Path | None) -> dict | None:
 def versions() -> dict[str, str]:
     """Versions of objvid and the packages on the client's path."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("objvid", "numpy", "grpcio", "protobuf", "tritonclient", "imageio-ffmpeg", "typer", "rich"):
+    for pkg in ("objvid", "numpy", "grpcio", "protobuf", "tritonclient", "av", "psutil", "typer", "rich"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

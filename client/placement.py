@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from objvid.runtime import geometry
 from objvid.v1 import types_pb2
 
 
@@ -30,24 +31,6 @@ def _numbers(text: str, name: str) -> list[float]:
             raise ValueError(f"{name}: values must be finite, got {p!r}")
         out.append(v)
     return out
-
-
-def check_similarity(m: np.ndarray, name: str) -> None:
-    """ValueError unless m (4, 4) is rotation x uniform scale > 0 plus translation, last row 0 0 0 1."""
-    if m.shape != (4, 4):
-        raise ValueError(f"{name}: expected a 4x4 matrix, got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise ValueError(f"{name}: values must be finite")
-    if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-9):
-        raise ValueError(f"{name}: last row must be [0, 0, 0, 1]")
-    A = m[:3, :3]
-    s2 = np.trace(A @ A.T) / 3.0
-    if s2 <= 1e-20:
-        raise ValueError(f"{name}: zero scale")
-    if np.abs(A @ A.T / s2 - np.eye(3)).max() > 1e-4:
-        raise ValueError(f"{name}: the 3x3 block must be a rotation times a uniform scale")
-    if np.linalg.det(A) <= 0:
-        raise ValueError(f"{name}: the 3x3 block is a reflection (det <= 0)")
 
 
 def load_pose_matrix(path: Path, name: str = "--object-pose") -> np.ndarray:
@@ -69,7 +52,9 @@ def load_pose_matrix(path: Path, name: str = "--object-pose") -> np.ndarray:
         raise ValueError(f"{where}: the matrix must hold numbers only") from None
     if m.shape == (16,):
         m = m.reshape(4, 4)
-    check_similarity(m, where)
+    if m.shape != (4, 4):
+        raise ValueError(f"{where}: expected a 4x4 matrix, got shape {m.shape}")
+    geometry.check_transform(m, where, allow_scale=True)
     return m
 
 
@@ -93,24 +78,13 @@ def parse_object_pose(text: str, name: str = "--object-pose") -> types_pb2.Trans
     return types_pb2.Transform(pose=types_pb2.Pose(translation=v[:3], rotation_deg=rot, scale=scale))
 
 
-def euler_matrix(rx: float, ry: float, rz: float) -> np.ndarray:
-    """R = Rz(rz) Ry(ry) Rx(rx), angles in degrees -> (3, 3) float64."""
-    a, b, c = np.radians([rx, ry, rz])
-    Rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    Ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    Rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return Rz @ Ry @ Rx
-
-
 def transform_matrix(t: types_pb2.Transform) -> np.ndarray:
-    """``objvid.v1.Transform`` -> (4, 4) float64 object-to-world."""
+    """``objvid.v1.Transform`` -> (4, 4) float64 object-to-world (the servers' convention, R = Rz Ry Rx)."""
     if t.WhichOneof("kind") == "matrix":
         return np.asarray(t.matrix.values, dtype=np.float64).reshape(4, 4)
-    m = np.eye(4)
-    rot = list(t.pose.rotation_deg) or [0.0, 0.0, 0.0]
-    m[:3, :3] = (t.pose.scale or 1.0) * euler_matrix(*rot)
-    m[:3, 3] = list(t.pose.translation) or [0.0, 0.0, 0.0]
-    return m
+    p = t.pose
+    return geometry.pose_matrix(list(p.translation) or (0.0, 0.0, 0.0), list(p.rotation_deg) or (0.0, 0.0, 0.0),
+                                p.scale or 1.0)  # fmt: skip
 
 
 def parse_anchor(text: str, width: int, height: int, name: str = "--anchor") -> tuple[float, float]:

@@ -1,10 +1,17 @@
 """The local embedded stack: depth, cache and diffusion servers as child processes on 127.0.0.1.
 
-Each child runs in its own process group (so a terminal Ctrl-C reaches only the client, which then stops
-the children in order) and gets ``PR_SET_PDEATHSIG`` = SIGTERM (so it goes down with the client even if
-the client is killed). Ports are free ephemeral ports picked here. ``stop()`` sends SIGTERM to each
-group, waits, then SIGKILLs whatever is left, grandchildren included (PyTriton's tritonserver). The
-children carry ``OBJVID_STACK_RUN=<id>`` in their environment, which makes them findable.
+Start: each child is spawned without a pre-exec hook (a fork running Python code beside gRPC's threads
+failed under load) in its own process group (a terminal Ctrl-C reaches only the client, which then
+stops the children in order), with ``--port 0`` (the server binds any free port: no check-then-bind
+race) and ``--ready-file``: the server writes its bound ports there as JSON once it listens, the stack
+reads the address from it and then polls the health check (gRPC health; Triton: model ready) until the
+server serves. (PyTriton's tritonserver cannot bind port 0: the diffusion server gets free ports picked
+just before it starts.) ``--parent-pid`` makes every server drain and exit when the client is gone,
+even after a SIGKILL that leaves no chance to stop them.
+
+Stop (success, error, Ctrl-C, SIGTERM alike): SIGTERM to every process of each child's tree (psutil;
+PyTriton's tritonserver included), wait, SIGKILL what is left; SIGINT/SIGTERM are held back meanwhile so
+a second Ctrl-C cannot leave orphans.
 
     with LocalStack(StackConfig(backend="preview"), workdir) as stack:
         client = ObjvidClient(stack.depth_addr, stack.cache_addr, stack.triton_addr)
@@ -12,32 +19,32 @@ children carry ``OBJVID_STACK_RUN=<id>`` in their environment, which makes them 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from objvid import wire
+import psutil
+
 from objvid.client.errors import ObjvidError
+from objvid.runtime.channels import check_health, make_channel
 
 log = logging.getLogger("objvid.client.stack")
 
-STACK_ENV = "OBJVID_STACK_RUN"
 DEFAULT_DEPTH_MODEL = "Ruicheng/moge-vitl"
+HOST = "127.0.0.1"
 
 
 @dataclass
 class StackConfig:
-    """What to start. depth_model: checkpoint path or hub id (None = no depth service); backend: the
-    Triton model(s) to load ("preview" or "gen3c"; None = no diffusion server)."""
+    """What to start. depth / cache: start that service; depth_model: MoGe checkpoint path or hub id;
+    backend: the Triton model to load ("preview" or "gen3c"; None = no diffusion server)."""
 
     depth: bool = True
     depth_model: str = DEFAULT_DEPTH_MODEL
@@ -50,128 +57,202 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    return free_ports(1)[0]
+@dataclass
+class ChildSpec:
+    """How to start one server: ``python -m <args>`` and the ready-file keys that hold its ports (the
+    first is the address clients use)."""
+
+    name: str
+    args: list[str]
+    port_keys: tuple[str, ...] = ("port",)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago (all held while picking, so
-    two servers of one stack never get the same port)."""
+def child_specs(cfg: StackConfig) -> list[ChildSpec]:
+    """The servers ``cfg`` asks for, with the flags that make them bind any free port on 127.0.0.1."""
+    specs = []
+    if cfg.depth:
+        specs.append(ChildSpec("depth", ["objvid.depth", "serve", "--host", HOST, "--port", "0", "--model",
+                                         cfg.depth_model, "--device", cfg.device, "--metrics-port", "off"]))  # fmt: skip
+    if cfg.cache:
+        specs.append(ChildSpec("cache", ["objvid.cache", "serve", "--host", HOST, "--port", "0", "--device",
+                                         cfg.device, "--metrics-port", "off"]))  # fmt: skip
+    if cfg.backend:
+        specs.append(_diffusion_spec(cfg))
+    return specs
+
+
+def _diffusion_spec(cfg: StackConfig) -> ChildSpec:
+    # PyTriton's tritonserver takes fixed ports (no port 0): they are picked here, just before it starts;
+    # the server writes its ready file once the model is served.
+    grpc_port, http_port = _free_ports(2)
+    args = ["objvid.diffusion", "serve", "--host", HOST, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            "--metrics-port", "off", "--models", cfg.backend, "--device", cfg.device]  # fmt: skip
+    if cfg.backend == "gen3c" and cfg.gen3c_weights:
+        args += ["--gen3c-weights", str(cfg.gen3c_weights)]
+    return ChildSpec("diffusion", args, ("grpc_port", "http_port"))
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago (only for tritonserver)."""
+    import socket
+
     socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
         for s in socks:
-            s.bind(("127.0.0.1", 0))
+            s.bind((HOST, 0))
         return [int(s.getsockname()[1]) for s in socks]
     finally:
         for s in socks:
             s.close()
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort: stop() still cleans up
-        pass
-
-
 @dataclass
-class _Child:
-    name: str
+class Child:
+    """A started server: its process, log, ready file and (once read) its ports."""
+
+    spec: ChildSpec
     proc: subprocess.Popen
     log_path: Path
-    address: str
+    ready_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def address(self) -> str | None:
+        port = self.ports.get(self.spec.port_keys[0])
+        return f"{HOST}:{port}" if port else None
+
+    def read_ready_file(self) -> bool:
+        """Read the ports once the server has written its ready file; True when known."""
+        if not self.ports:
+            try:
+                data = json.loads(self.ready_path.read_text())
+            except (OSError, ValueError):
+                return False  # not written yet (it is renamed into place whole)
+            self.ports = {k: int(data[k]) for k in self.spec.port_keys if data.get(k)}
+        return len(self.ports) == len(self.spec.port_keys)
 
     def tail(self, lines: int = 3) -> str:
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        keep = [line.strip() for line in text if line.strip()][-lines:]
-        return " | ".join(keep)
+        return " | ".join([line.strip() for line in text if line.strip()][-lines:])
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process ``pid`` and all its live descendants (empty when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_tree(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """SIGTERM ``procs``, wait up to ``timeout`` s, SIGKILL the rest; -> the processes that were killed."""
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    return alive
 
 
 class LocalStack:
-    """Starts the configured servers, waits until they are healthy, and stops them (see module doc)."""
+    """Starts the configured servers, waits until they serve, and stops them (see module doc).
 
-    def __init__(self, config: StackConfig, log_dir: str | Path, on_event=None):
+    on_event(name, state): "starting" / "ready" per server (progress for the CLI).
+    """
+
+    def __init__(self, config: StackConfig, log_dir: str | Path,
+                 on_event: Callable[[str, str], None] | None = None):  # fmt: skip
         self.config = config
         self.log_dir = Path(log_dir)
-        self.run_id = uuid.uuid4().hex
-        self.children: list[_Child] = []
-        self.depth_addr: str | None = None
-        self.cache_addr: str | None = None
-        self.triton_addr: str | None = None
-        self.triton_http_addr: str | None = None
-        self._on_event = on_event or (lambda name, state: None)
+        self.children: list[Child] = []
         self.startup_seconds: dict[str, float] = {}
+        self.seconds = 0.0  # wall time of start() as measured by the caller (the CLI's timing table)
+        self._on_event = on_event or (lambda name, state: None)
+
+    def _child(self, name: str) -> Child | None:
+        return next((c for c in self.children if c.name == name), None)
+
+    @property
+    def depth_addr(self) -> str | None:
+        return (c := self._child("depth")) and c.address
+
+    @property
+    def cache_addr(self) -> str | None:
+        return (c := self._child("cache")) and c.address
+
+    @property
+    def triton_addr(self) -> str | None:
+        return (c := self._child("diffusion")) and c.address
+
+    @property
+    def triton_http_addr(self) -> str | None:
+        c = self._child("diffusion")
+        return f"{HOST}:{c.ports['http_port']}" if c and c.ports.get("http_port") else None
 
     # ------------------------------------------------------------------------------ start
 
-    def _spawn(self, name: str, args: list[str], address: str) -> None:
+    def _spawn(self, spec: ChildSpec) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        env = dict(os.environ)
-        env.update(self.config.extra_env)
-        env[STACK_ENV] = self.run_id
+        log_path = self.log_dir / f"{spec.name}.log"
+        ready_path = self.log_dir / f"{spec.name}.ready.json"
+        ready_path.unlink(missing_ok=True)
+        env = {**os.environ, **self.config.extra_env}
         env.setdefault("PYTHONUNBUFFERED", "1")
+        args = [
+            sys.executable,
+            "-m",
+            *spec.args,
+            "--ready-file",
+            str(ready_path),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         with open(log_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                process_group=0,
-                preexec_fn=_pdeathsig,
-                close_fds=True,
-            )
-        self.children.append(_Child(name, proc, log_path, address))
-        log.info("event=child_started name=%s pid=%d address=%s", name, proc.pid, address)
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    process_group=0, close_fds=True)  # fmt: skip
+        log.info("event=child_started name=%s pid=%d", spec.name, proc.pid)
+        return Child(spec, proc, log_path, ready_path)
 
     def start(self) -> LocalStack:
         """Spawn every configured server, then wait for all of them (they start in parallel)."""
-        cfg = self.config
-        depth_port, cache_port, grpc_port, http_port, metrics_port = free_ports(5)
         try:
-            if cfg.depth:
-                self.depth_addr = f"127.0.0.1:{depth_port}"
-                self._spawn("depth", ["objvid.depth", "serve", "--host", "127.0.0.1", "--port", str(depth_port),
-                                      "--model", cfg.depth_model, "--device", cfg.device,
-                                      "--metrics-port", "-1"], self.depth_addr)  # fmt: skip
-            if cfg.cache:
-                self.cache_addr = f"127.0.0.1:{cache_port}"
-                self._spawn("cache", ["objvid.cache", "serve", "--host", "127.0.0.1", "--port", str(cache_port),
-                                      "--device", cfg.device, "--metrics-port", "0"],
-                            self.cache_addr)  # fmt: skip
-            if cfg.backend:
-                self.triton_addr = f"127.0.0.1:{grpc_port}"
-                self.triton_http_addr = f"127.0.0.1:{http_port}"
-                args = ["objvid.diffusion", "serve", "--host", "127.0.0.1", "--http-port", str(http_port),
-                        "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-                        "--models", cfg.backend, "--device", cfg.device]  # fmt: skip
-                if cfg.backend == "gen3c" and cfg.gen3c_weights:
-                    args += ["--gen3c-weights", str(cfg.gen3c_weights)]
-                self._spawn("diffusion", args, self.triton_addr)
+            for spec in child_specs(self.config):
+                self.children.append(self._spawn(spec))
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _ready(self, child: _Child) -> bool:
+    def _serving(self, child: Child) -> bool:
+        if not child.read_ready_file():
+            return False
         if child.name == "diffusion":
-            from objvid.client.sdk import ObjvidClient
+            from objvid.client.triton import DiffusionClient
 
-            probe = ObjvidClient(triton_addr=child.address)
+            probe = DiffusionClient(child.address)
             try:
-                return probe.triton_ready(self.config.backend)
+                return probe.ready(self.config.backend)
             finally:
                 probe.close()
-        channel = wire.make_channel(child.address)
+        channel = make_channel(child.address)
         try:
-            return wire.check_health(channel, timeout=2.0)
+            return check_health(channel, timeout=2.0)
         finally:
             channel.close()
 
@@ -184,18 +265,14 @@ class LocalStack:
             for child in list(pending):
                 code = child.proc.poll()
                 if code is not None:
-                    raise ObjvidError(
-                        "stack",
-                        f"{child.name} server exited with code {code} while starting "
-                        f"(log {child.log_path}: {child.tail()})",
-                    )
-                if self._ready(child):
+                    raise ObjvidError("stack", f"{child.name} server exited with code {code} while starting "
+                                               f"(log {child.log_path}: {child.tail()})")  # fmt: skip
+                if self._serving(child):
                     pending.remove(child)
                     self.startup_seconds[child.name] = time.monotonic() - start
                     self._on_event(child.name, "ready")
-                    log.info(
-                        "event=child_ready name=%s seconds=%.1f", child.name, self.startup_seconds[child.name]
-                    )
+                    log.info("event=child_ready name=%s address=%s seconds=%.1f", child.name, child.address,
+                             self.startup_seconds[child.name])  # fmt: skip
             if pending and time.monotonic() - start > self.config.startup_timeout:
                 names = ", ".join(c.name for c in pending)
                 raise ObjvidError("stack", f"{names} not ready after {self.config.startup_timeout:.0f} s "
@@ -206,32 +283,21 @@ class LocalStack:
     # ------------------------------------------------------------------------------ stop
 
     def stop(self) -> None:
-        """SIGTERM every child's process group, wait, SIGKILL what is left. Safe to call twice.
+        """Stop every child's process tree (SIGTERM, wait, SIGKILL). Safe to call twice.
 
         SIGINT and SIGTERM are held back while stopping, so a second Ctrl-C cannot leave orphans.
         """
         if not self.children:
             return
-        blocked = {signal.SIGINT, signal.SIGTERM}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
+            trees = {c.name: process_tree(c.proc.pid) for c in self.children}  # before parents exit
+            procs = [p for tree in trees.values() for p in tree]
+            for p in stop_tree(procs, self.config.stop_timeout):
+                log.warning("event=child_killed pid=%d", p.pid)
             for child in self.children:
-                _signal_group(child.proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + self.config.stop_timeout
-            for child in self.children:
-                try:
-                    child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("event=child_kill name=%s pid=%d", child.name, child.proc.pid)
-            # Grandchildren (e.g. tritonserver) may outlive their parent: wait for each group to empty.
-            for child in self.children:
-                while _group_alive(child.proc.pid) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                _signal_group(child.proc.pid, signal.SIGKILL)
-                try:
-                    child.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+                child.proc.wait()  # reap (stop_tree waited for it already)
+                child.ready_path.unlink(missing_ok=True)
                 log.info("event=child_stopped name=%s code=%s", child.name, child.proc.returncode)
             self.children.clear()
         finally:
@@ -243,51 +309,11 @@ class LocalStack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def pids(self) -> list[int]:
+        """PIDs of every live process of the stack (children and their descendants)."""
+        return [p.pid for c in self.children for p in process_tree(c.proc.pid)]
+
     def addresses(self) -> dict[str, str]:
         out = {"depth": self.depth_addr, "cache": self.cache_addr, "triton_grpc": self.triton_addr,
                "triton_http": self.triton_http_addr}  # fmt: skip
         return {k: v for k, v in out.items() if v}
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process is in process group ``pgid``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # state ppid pgrp ...
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
-
-
-def stack_processes(run_id: str) -> list[int]:
-    """PIDs of live processes whose environment carries ``OBJVID_STACK_RUN=run_id`` (for checks)."""
-    return processes_with_env(STACK_ENV, run_id)
-
-
-def processes_with_env(name: str, value: str) -> list[int]:
-    """PIDs of live (non-zombie) processes whose environment has ``name=value`` (Linux /proc)."""
-    marker = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]  # after "pid (comm)"
-        except (OSError, IndexError):
-            continue
-        if marker in env.split(b"\0") and state != "Z":
-            found.append(int(entry.name))
-    return found

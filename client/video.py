@@ -1,35 +1,41 @@
-"""Video output: H.264 mp4 through the ffmpeg binary that imageio-ffmpeg ships, never half-written.
+"""Video in and out through PyAV (FFmpeg's libraries in-process): H.264 mp4, never half-written.
 
-:class:`Mp4Writer` streams frames into a hidden temporary file in the output folder and renames it onto
-the target only in :meth:`Mp4Writer.finish`; an error or an interrupt removes the temporary file.
-:func:`tile_buffers` lays the buffer slots of renders side by side as GEN3C's ``--save_buffer`` does.
+:class:`Mp4Writer` encodes frames with libx264 into a hidden temporary file in the output folder and
+renames it onto the target only in :meth:`Mp4Writer.finish`; an error or an interrupt removes the
+temporary file. No encoder or decoder process is started (earlier versions piped into an ffmpeg binary
+and parsed its stderr; a fork beside gRPC's threads failed under load), so nothing can be orphaned.
+:func:`read_video` / :func:`probe_video` decode an mp4 (tests, checks). :func:`tile_buffers` lays the
+buffer slots of renders side by side as GEN3C's ``--save_buffer`` does.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_QUALITY = 6  # 0..10 as in imageio-ffmpeg: libx264 crf = (1 - q/10) * 51 ~ 20
+DEFAULT_QUALITY = 6  # 0..10 (the scale imageio used): libx264 crf = (1 - q/10) * 51 ~ 20
 DEFAULT_PRESET = "veryfast"
+CODEC = "libx264"
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise OSError("video output needs PyAV: pip install 'objvid[client]' (package av)") from None
+    return av
 
 
 class Mp4Writer:
     """Append (T, H, W, 3) uint8 frames; ``finish()`` publishes the file, ``abort()`` (or an error in a
-    ``with`` block) deletes the partial file.
-
-    ffmpeg runs in its own process group (a terminal Ctrl-C reaches only the client, which aborts it) and
-    is started without a pre-exec hook, so no fork-time handlers of gRPC run in a half-made child.
-    """
+    ``with`` block) deletes the partial file."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float = 24.0,
                  quality: int = DEFAULT_QUALITY, preset: str = DEFAULT_PRESET):  # fmt: skip
-        import imageio_ffmpeg
-
+        av = _av()
         if width % 2 or height % 2:
             raise ValueError(f"video size must be even for H.264, got {width}x{height}")
         if not 0 <= quality <= 10:
@@ -40,24 +46,31 @@ class Mp4Writer:
         self.width, self.height = int(width), int(height)
         self.frames = 0
         crf = round((1 - quality / 10) * 51)
-        cmd = [
-            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "-s", f"{self.width}x{self.height}", "-r", f"{float(fps):g}", "-i", "-", "-an", "-c:v", "libx264",
-            "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset, "-movflags", "+faststart", str(self.tmp),
-        ]  # fmt: skip
-        self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err, process_group=0
-        )
+        try:
+            self._container = av.open(str(self.tmp), "w", format="mp4", options={"movflags": "+faststart"})
+            stream = self._container.add_stream(
+                CODEC, rate=Fraction(float(fps)).limit_denominator(1001),
+                options={"crf": str(crf), "preset": preset},
+            )  # fmt: skip
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        except (av.FFmpegError, ValueError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"cannot start the H.264 encoder for {self.path}: {exc}") from None
+        self._stream = stream
         self._open = True
 
-    def _ffmpeg_error(self, what: str) -> OSError:
-        self._err.seek(0)
-        text = self._err.read().decode(errors="replace").strip().splitlines()
-        return OSError(f"ffmpeg {what} for {self.path}: {text[-1] if text else 'no message'}")
+    def _mux(self, frame) -> None:
+        av = _av()
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except av.FFmpegError as exc:
+            self.abort()
+            raise OSError(f"H.264 encoding of {self.path} failed: {exc}") from None
 
     def append(self, frames: np.ndarray) -> None:
         """frames: (T, H, W, 3) or (H, W, 3) uint8."""
+        av = _av()
         frames = np.asarray(frames)
         if frames.ndim == 3:
             frames = frames[None]
@@ -65,40 +78,33 @@ class Mp4Writer:
             raise ValueError(
                 f"video frames must be uint8 (T, {self.height}, {self.width}, 3), got {frames.dtype} {frames.shape}"
             )
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(frames).data)
-        except (BrokenPipeError, OSError):
-            self._proc.wait()
-            raise self._ffmpeg_error(f"stopped (exit code {self._proc.returncode})") from None
-        self.frames += len(frames)
+        if not self._open:
+            raise OSError(f"{self.path}: the writer is closed")
+        for rgb in frames:
+            self._mux(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"))
+            self.frames += 1
 
     def finish(self) -> Path:
-        """Close the encoder and rename the file onto ``path``."""
+        """Flush the encoder, close the file and rename it onto ``path``."""
         if self._open:
+            self._mux(None)  # flush delayed frames
             self._open = False
             try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
-            code = self._proc.wait()
-            if code != 0:
+                self._container.close()
+            except _av().FFmpegError as exc:
                 self.tmp.unlink(missing_ok=True)
-                raise self._ffmpeg_error(f"failed (exit code {code})")
-            self._err.close()
+                raise OSError(f"closing {self.path} failed: {exc}") from None
             os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        """Stop the encoder and delete the partial file."""
+        """Stop encoding and delete the partial file."""
         if self._open:
             self._open = False
-            self._proc.kill()
-            self._proc.wait()
             try:
-                self._proc.stdin.close()
-            except OSError:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - the file is deleted anyway
                 pass
-            self._err.close()
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:
@@ -125,46 +131,33 @@ def tile_buffers(renders: np.ndarray, n_max: int) -> np.ndarray:
     return out
 
 
-def _ffmpeg_decode(path: str | Path, raw: bool) -> tuple[bytes, int, int, int]:
-    """Decode ``path`` with ffmpeg -> (rgb24 frame bytes or b"", frame count, width, height).
-
-    Started like :class:`Mp4Writer`'s ffmpeg: no pre-exec hook, so it is safe beside gRPC's threads
-    (imageio-ffmpeg's reader forks with one and failed there under load).
-    """
-    import re
-
-    import imageio_ffmpeg
-
-    out = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"] if raw else ["-f", "null", "-"]
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-nostdin",
-        "-hide_banner",
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
-        *out,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, process_group=0, check=False)
-    log = proc.stderr.decode(errors="replace")
-    size = re.search(r"Stream #0:0.*?Video: .*?, (\d+)x(\d+)", log)
-    if proc.returncode != 0 or size is None:
-        raise OSError(f"{path}: ffmpeg could not decode the video: {log.strip()[-500:]}")
-    w, h = int(size.group(1)), int(size.group(2))
-    if raw:
-        return proc.stdout, len(proc.stdout) // (w * h * 3), w, h
-    frames = re.findall(r"frame=\s*(\d+)", log)
-    return b"", int(frames[-1]) if frames else 0, w, h
+def _decode(path: str | Path, keep: bool) -> tuple[list[np.ndarray], int, int, int]:
+    """Decode the first video stream of ``path`` -> (frames if keep, frame count, width, height)."""
+    av = _av()
+    frames: list[np.ndarray] = []
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise OSError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            for frame in container.decode(stream):
+                count += 1
+                if keep:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+    except av.FFmpegError as exc:
+        raise OSError(f"{path}: cannot decode the video ({exc})") from None
+    return frames, count, width, height
 
 
 def probe_video(path: str | Path) -> tuple[int, int, int]:
     """Decode an mp4 fully -> (frame count, width, height)."""
-    _, count, w, h = _ffmpeg_decode(path, raw=False)
+    _, count, w, h = _decode(path, keep=False)
     return count, w, h
 
 
 def read_video(path: str | Path) -> np.ndarray:
     """Decode an mp4 -> (T, H, W, 3) uint8."""
-    data, count, w, h = _ffmpeg_decode(path, raw=True)
-    return np.frombuffer(data, np.uint8)[: count * h * w * 3].reshape(count, h, w, 3)
+    frames, _, w, h = _decode(path, keep=True)
+    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)

@@ -2,7 +2,7 @@
 
     python examples/make_assets.py [--out DIR] [--width 1280 --height 704] [--points 250000]
 
-Deterministic and fast (numpy ray casting); see objvid.client.assets for what is drawn.
+Deterministic and fast (numpy ray casting); see objvid.testing.assets for what is drawn.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from objvid.client.assets import write_assets
+from objvid.testing.assets import write_assets
 
 
 def main() -> None:

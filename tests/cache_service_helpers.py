@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from objvid import wire
-from objvid.cache.service import CacheServer, Limits, ServerConfig
+from objvid.cache.server import CacheServer, Limits, ServerConfig
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 H, W = 48, 64
@@ -112,7 +112,7 @@ def running(**overrides):
 
 
 def stub_for(server: CacheServer, **channel_kw) -> tuple[grpc.Channel, cache_pb2_grpc.CacheServiceStub]:
-    channel = wire.make_channel(server.address, **channel_kw)
+    channel = channels.make_channel(server.address, **channel_kw)
     return channel, cache_pb2_grpc.CacheServiceStub(channel)
 
 
@@ -132,7 +132,26 @@ def create_rgbd_scene(stub, scene_id: str = "", seed: int = 0, **kw) -> cache_pb
     return stub.CreateScene(req, timeout=30).scene
 
 
-def make_certs(directory: Path) -> dict[str, bytes]:
+class Certs(dict):
+    """``certs["ca.pem"]``: the PEM bytes (what channels take); ``certs.path("server.pem")``: the file (what
+    servers take: ``ServingConfig`` holds paths)."""
+
+    def __init__(self, directory: Path, files: dict[str, bytes]):
+        super().__init__(files)
+        self.directory = Path(directory)
+
+    def path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    def server(self, mtls: bool = False) -> dict[str, str]:
+        """Server config keywords for TLS (and mTLS)."""
+        kw = {"tls_cert": self.path("server.pem"), "tls_key": self.path("server.key")}
+        if mtls:
+            kw["tls_client_ca"] = self.path("ca.pem")
+        return kw
+
+
+def make_certs(directory: Path) -> Certs:
     """CA, server (SAN 127.0.0.1 / localhost) and client certificates via the openssl CLI."""
     d = Path(directory)
 
@@ -156,4 +175,4 @@ def make_certs(directory: Path) -> dict[str, bytes]:
     run(
         "x509", "-req", "-in", "rogue.csr", "-signkey", "rogue.key", "-out", "rogue.pem", "-days", "2"
     )  # self-signed
-    return {p.name: p.read_bytes() for p in d.iterdir() if p.suffix in (".pem", ".key")}
+    return Certs(d, {p.name: p.read_bytes() for p in d.iterdir() if p.suffix in (".pem", ".key")})

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from objvid.depth.random_model import SMALL_V1_CONFIG, SMALL_V2_CONFIG, build_random, save_checkpoint
 from objvid.depth.server import DepthServer, ServerConfig
+from objvid.testing.depth_model import SMALL_V1_CONFIG, SMALL_V2_CONFIG, build_random, save_checkpoint
 
 _BUILT: dict[str, Path] = {}
 
@@ -30,7 +30,7 @@ def small_checkpoint(version: str, root: Path) -> Path:
 def start_small_server(checkpoint: Path, **overrides) -> DepthServer:
     """A started in-process depth server on 127.0.0.1 with ephemeral gRPC and metrics ports."""
     options = {"model": str(checkpoint), "host": "127.0.0.1", "port": 0, "metrics_host": "127.0.0.1"}
-    options.update(metrics_port=0, grace_seconds=0.5, workers=4, decode_threads=2, **SMALL)
+    options.update(metrics_port=0, grace=0.5, workers=4, decode_threads=2, **SMALL)
     options.update(overrides)
     return DepthServer(ServerConfig(**options)).start()
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass, field
 
+import grpc
 import numpy as np
 import tritonclient.grpc as grpcclient
 
 from objvid.v1 import diffusion_pb2
+
+
+def _code_name(number: int) -> str:
+    return next(c.name for c in grpc.StatusCode if c.value[0] == number)
 
 
 def options(**kw) -> bytes:
@@ -28,14 +33,16 @@ def chunk(t=5, n=2, h=32, w=48, seed=0):
 class Reply:
     progress: list = field(default_factory=list)  # GenerateProgress messages, in arrival order
     video: np.ndarray | None = None
-    error: str | None = None
+    error: str | None = None  # the Triton error's text
+    status: tuple[str, str] | None = None  # (gRPC code name, message) from GenerateProgress.status
 
 
-def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes=("UINT8", "UINT8", "UINT8")):
+def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes=("UINT8", "UINT8", "UINT8"),
+             headers: dict | None = None):  # fmt: skip
     """One streamed request, as a client does it: ends at the response with VIDEO or at an error."""
     client = grpcclient.InferenceServerClient(url)
     replies: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: replies.put((result, error)))
+    client.start_stream(callback=lambda result, error: replies.put((result, error)), headers=headers)
     try:
         inputs = []
         for name, array, dtype in (("FIRST_FRAME", first, dtypes[0]), ("RENDERS", renders, dtypes[1]),
@@ -54,7 +61,11 @@ def generate(url, model, first, renders, masks, opts: bytes | None = b"", dtypes
             if error is not None:
                 reply.error = str(error)
                 return reply
-            reply.progress.append(diffusion_pb2.GenerateProgress.FromString(result.as_numpy("PROGRESS")[0]))
+            progress = diffusion_pb2.GenerateProgress.FromString(result.as_numpy("PROGRESS")[0])
+            if progress.HasField("status"):  # a failed request: the typed status, then the error
+                reply.status = (_code_name(progress.status.code), progress.status.message)
+                continue
+            reply.progress.append(progress)
             video = result.as_numpy("VIDEO")
             if video is not None:
                 reply.video = video

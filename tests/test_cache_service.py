@@ -22,10 +22,11 @@ from cache_service_helpers import (
     w2c_shift,
 )
 
-from objvid import wire
 from objvid.cache import Scene
-from objvid.cache.frames import decode_frame_bytes
-from objvid.cache.service import Limits, check_intrinsics, check_transform
+from objvid.cache.server import Limits
+from objvid.runtime import channels, wire
+from objvid.runtime.frames import decode_frame_bytes
+from objvid.runtime.geometry import check_intrinsics, check_transform
 from objvid.v1 import cache_pb2, types_pb2
 
 ALL_OUTPUTS = [1, 2, 3, 4]
@@ -140,7 +141,7 @@ def test_render_trajectory_streams_every_camera_in_order(stub, scene_with_object
 
 
 def test_render_trajectory_from_spec_uses_gen3c_trajectory(stub, scene_with_object):
-    from objvid.trajectory import generate_camera_trajectory
+    from objvid.runtime.trajectory import generate_camera_trajectory
 
     sid, _, ref = scene_with_object
     _, _, K = rgbd()
@@ -385,7 +386,7 @@ def test_object_limit_is_resource_exhausted(stub):
 def test_errors_are_counted_and_server_stays_healthy(server, stub, scene_with_object):
     assert server.metrics.count("Render", "INVALID_ARGUMENT") >= 1
     assert server.metrics.count("Render", "OK") >= 1
-    assert wire.check_health(wire.make_channel(server.address))
+    assert channels.check_health(channels.make_channel(server.address))
     text = server.metrics.text()
     for name in ("objvid_cache_request_seconds_bucket", "objvid_cache_scenes_resident", "objvid_cache_device_bytes",
                  "objvid_cache_evictions_total", "process_resident_memory_bytes"):  # fmt: skip
@@ -396,7 +397,7 @@ def test_raw_render_bytes_decode_to_the_library_render(server, stub, scene_with_
     """The per-frame fast client path: raw response bytes (no protobuf objects) -> zero-copy arrays."""
     sid, _, ref = scene_with_object
     _, _, K = rgbd()
-    channel = wire.make_channel(server.address)
+    channel = channels.make_channel(server.address)
     render = channel.unary_unary(
         "/objvid.v1.CacheService/Render",
         request_serializer=cache_pb2.RenderRequest.SerializeToString,

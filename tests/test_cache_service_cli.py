@@ -4,18 +4,21 @@ bench/cache_load.py asserting zero errors and bounded memory."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import platform
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import grpc
 import pytest
 
-from objvid import wire
 from objvid.cache import cli
+from objvid.cache.server import TRIM_THRESHOLD
+from objvid.runtime import channels, config
+from objvid.runtime.malloc import MMAP_THRESHOLD, tune_malloc
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,51 +41,91 @@ def test_parse_bytes_errors():
     assert cli.parse_bytes("50%", device_total=1000) == 500
 
 
+def _options(argv: list[str]) -> dict:
+    return config.parse(cli.cli, ["serve", *argv])
+
+
 def test_flags_fall_back_to_environment(monkeypatch):
     monkeypatch.setenv("OBJVID_CACHE_PORT", "6000")
     monkeypatch.setenv("OBJVID_CACHE_MEMORY_BUDGET", "2G")
     monkeypatch.setenv("OBJVID_CACHE_MAX_CAMERAS", "9")
     monkeypatch.setenv("OBJVID_CACHE_TOKEN", "tok")
-    args = cli.build_parser().parse_args(["serve", "--port", "7000"])
-    assert args.port == 7000  # the flag wins
-    cfg = cli.config_from_args(args)
+    monkeypatch.setenv("OBJVID_CACHE_ALLOW_INSECURE_TOKEN", "1")
+    monkeypatch.setenv("OBJVID_CACHE_DEVICE", "cpu")
+    options = _options(["--port", "7000"])
+    assert options["port"] == 7000  # the flag wins
+    cfg = cli.config_from_options(options)
     assert cfg.memory_budget == 2 << 30 and cfg.limits.max_cameras == 9 and cfg.token == "tok"
     assert cfg.device == "cpu" and cfg.snapshot_dir is None and cfg.metrics_port == 9102
+    assert cfg.allow_insecure_token is True
+    monkeypatch.setenv("OBJVID_CACHE_METRICS_PORT", "off")
+    assert cli.config_from_options(_options([])).metrics_port is None
+    assert cli.config_from_options(_options(["--metrics-port", "0"])).metrics_port == 0
 
 
-def test_malloc_reuse_flag_and_tuning(monkeypatch):
-    assert cli.build_parser().parse_args(["serve"]).malloc_reuse == 1
-    monkeypatch.setenv("OBJVID_CACHE_MALLOC_REUSE", "0")
-    assert cli.build_parser().parse_args(["serve"]).malloc_reuse == 0
+def test_malloc_tuning_switch_and_tuning(monkeypatch):
+    assert _options([])["malloc_tuning"] is True
+    assert _options(["--no-malloc-tuning"])["malloc_tuning"] is False
+    monkeypatch.setenv("OBJVID_CACHE_MALLOC_TUNING", "0")
+    assert _options([])["malloc_tuning"] is False
+    monkeypatch.setenv("OBJVID_CACHE_MALLOC_TUNING", "maybe")
+    with pytest.raises(click.BadParameter):
+        _options([])
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert cli.tune_malloc() is True
+        assert tune_malloc(MMAP_THRESHOLD, TRIM_THRESHOLD) is True
 
 
-def test_config_errors(tmp_path):
-    parse = cli.build_parser().parse_args
-    with pytest.raises(SystemExit, match="go together"):
-        cli.config_from_args(parse(["serve", "--tls-cert", str(tmp_path / "c.pem")]))
-    with pytest.raises(SystemExit, match="--max-points must be > 0"):
-        cli.config_from_args(parse(["serve", "--max-points", "0"]))
-    with pytest.raises(SystemExit, match="no-such.pem"):
-        cli.config_from_args(parse(["serve", "--tls-cert", "no-such.pem", "--tls-key", "k.pem"]))
+def test_config_errors(tmp_path, capsys):
+    def config_of(*argv):
+        return cli.config_from_options(_options(["--device", "cpu", *argv]))
+
+    with pytest.raises(ValueError, match="tls_cert/tls_key"):
+        config_of("--tls-cert", str(tmp_path / "c.pem"))
+    with pytest.raises(click.BadParameter):
+        _options(["--max-points", "0"])
+    with pytest.raises(ValueError, match="allow-insecure-token"):
+        config_of("--token", "t")
+    # A missing TLS file is named when the server binds: exit 1 with one line.
+    assert cli.main(["serve", "--device", "cpu", "--port", "0", "--tls-cert", "no-such.pem", "--tls-key", "k.pem",
+                     "--metrics-port", "off"]) == 1  # fmt: skip
+    # Bad flags: exit 2 with click's message naming the flag.
+    assert cli.main(["serve", "--metrics-port", "nope"]) == 2
+    assert "--metrics-port" in capsys.readouterr().err
+
+
+def test_help_shows_env_names_defaults_and_switches():
+    proc = subprocess.run([sys.executable, "-m", "objvid.cache", "serve", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, check=True)  # fmt: skip
+    text = " ".join(proc.stdout.split())
+    assert "OBJVID_CACHE_MEMORY_BUDGET" in text and "default: auto" in text
+    assert (
+        "--malloc-tuning / --no-malloc-tuning" in text
+        and "--allow-insecure-token / --no-allow-insecure-token" in text
+    )
+    assert "list[" not in text and "<class" not in text and "<list" not in text
 
 
 def test_python_m_serve_and_graceful_sigterm(tmp_path):
+    ready = tmp_path / "ready.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "objvid.cache", "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-         "--device", "cpu", "--memory-budget", "64M", "--snapshot-dir", str(tmp_path), "--log-level", "warning"],
+         "--device", "cpu", "--memory-budget", "64M", "--snapshot-dir", str(tmp_path), "--log-level", "warning",
+         "--ready-file", str(ready)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
-        line = proc.stdout.readline()
-        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
-        channel = wire.make_channel(f"127.0.0.1:{port}")
-        assert wire.check_health(channel, timeout=10)
+        info = json.loads(proc.stdout.readline())
+        assert info["service"] == "cache" and info["host"] == "127.0.0.1" and info["pid"] == proc.pid
+        assert info["port"] > 0 and info["metrics_port"] > 0 and info["tls"] is False
+        assert json.loads(ready.read_text()) == info
+        port = info["port"]
+        channel = channels.make_channel(f"127.0.0.1:{port}")
+        assert channels.check_health(channel, timeout=10)
         stub = cache_pb2_grpc.CacheServiceStub(channel)
         assert stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=10).scenes == []
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+        assert not ready.exists()  # removed on a clean stop
         with pytest.raises(grpc.RpcError):
             stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=2)
     finally:

@@ -1,6 +1,6 @@
 """The direct wire encoder of rendered frames (objvid.cache.frames) produces exactly the bytes of the protobuf
 API (the plain reference), for every output combination, encoding, slot count and index; the direct wire
-decoder reads them back into the same arrays as the protobuf API + objvid.wire, without copying raw pixels."""
+decoder reads them back into the same arrays as the protobuf API + objvid.runtime.wire, without copying raw pixels."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from objvid import wire
 from objvid.cache import frames
 from objvid.cache.frames import (
-    decode_frame_bytes,
     encode_render_response,
     encode_trajectory_response,
     fill_frame,
@@ -20,6 +18,8 @@ from objvid.cache.frames import (
     packed_to_host,
 )
 from objvid.cache.render_common import RenderOutput
+from objvid.runtime import wire
+from objvid.runtime.frames import decode_frame_bytes
 from objvid.v1 import cache_pb2, types_pb2
 
 OUTPUTS = ("rgb", "mask", "depth", "object_mask")
@@ -98,7 +98,7 @@ def test_packed_transfer_equals_the_views():
 
 
 def _protobuf_decode(frame: cache_pb2.Frame) -> dict:
-    """The plain reference: protobuf objects + objvid.wire (as client/sdk.py decodes frames)."""
+    """The plain reference: protobuf objects + objvid.runtime.wire (as client/sdk.py decodes frames)."""
     out = {"index": frame.index, "num_slots": frame.num_slots}
     if len(frame.rgb):
         out["rgb"] = np.stack([wire.decode_image(m) for m in frame.rgb])

@@ -23,8 +23,8 @@ from cache_service_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from objvid import wire
-from objvid.cache.service import Limits
+from objvid.cache.server import Limits
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, types_pb2
 
 KNOWN = "known"
@@ -204,7 +204,7 @@ def test_fuzzed_server_answers_cleanly_and_still_renders_correctly(live):
     fuzz()
     # Raw garbage that is not even a protobuf message: gRPC rejects it, the server keeps going.
     rng = np.random.default_rng(0)
-    channel = wire.make_channel(server.address)
+    channel = channels.make_channel(server.address)
     for method in ("Render", "CreateScene", "AddObject"):
         call = channel.unary_unary(f"/objvid.v1.CacheService/{method}")
         for _ in range(5):
@@ -218,4 +218,4 @@ def test_fuzzed_server_answers_cleanly_and_still_renders_correctly(live):
     codes = {code for _, code in seen}
     assert "INVALID_ARGUMENT" in codes and sum(seen.values()) >= 60, seen
     assert all(server.metrics.count(m, "INTERNAL") == 0 for m, _ in seen)
-    assert wire.check_health(channel)
+    assert channels.check_health(channel)

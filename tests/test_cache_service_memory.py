@@ -24,9 +24,9 @@ from cache_service_helpers import (
     wait_for,
 )
 
-from objvid import wire
 from objvid.cache import Scene
-from objvid.cache.store import FairLock
+from objvid.cache.device_lock import FairLock
+from objvid.runtime import wire
 from objvid.v1 import cache_pb2, types_pb2
 
 

@@ -9,7 +9,7 @@ import pytest
 from cache_service_helpers import create_rgbd_scene, make_certs, running, stub_for
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from objvid import wire
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
 
@@ -25,17 +25,17 @@ def _list(stub, **kw):
 
 
 def test_tls(certs):
-    with running(tls_cert=certs["server.pem"], tls_key=certs["server.key"]) as server:
+    with running(**certs.server()) as server:
         channel, stub = stub_for(server, tls_ca=certs["ca.pem"])
         create_rgbd_scene(stub, scene_id="tls")
         assert [s.scene_id for s in _list(stub).scenes] == ["tls"]
         channel.close()
-        plain = cache_pb2_grpc.CacheServiceStub(wire.make_channel(server.address))
+        plain = cache_pb2_grpc.CacheServiceStub(channels.make_channel(server.address))
         with pytest.raises(grpc.RpcError) as exc:
             _list(plain)
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
         wrong_ca = cache_pb2_grpc.CacheServiceStub(
-            wire.make_channel(server.address, tls_ca=certs["rogue.pem"])
+            channels.make_channel(server.address, tls_ca=certs["rogue.pem"])
         )
         with pytest.raises(grpc.RpcError) as exc:
             _list(wrong_ca)
@@ -43,8 +43,7 @@ def test_tls(certs):
 
 
 def test_mutual_tls(certs):
-    cfg = {"tls_cert": certs["server.pem"], "tls_key": certs["server.key"], "tls_client_ca": certs["ca.pem"]}
-    with running(**cfg) as server:
+    with running(**certs.server(mtls=True)) as server:
         _, good = stub_for(
             server, tls_ca=certs["ca.pem"], tls_cert=certs["client.pem"], tls_key=certs["client.key"]
         )
@@ -63,7 +62,7 @@ def test_mutual_tls(certs):
 
 def test_bearer_token(certs):
     token = "s3cret-token"
-    with running(token=token, tls_cert=certs["server.pem"], tls_key=certs["server.key"]) as server:
+    with running(token=token, **certs.server()) as server:
         channel, stub = stub_for(server, tls_ca=certs["ca.pem"])
         for metadata in (
             [],
@@ -81,8 +80,8 @@ def test_bearer_token(certs):
         assert _list(stub, metadata=wire.bearer_metadata(token)).scenes == []
         assert server.metrics.count("ListScenes", "UNAUTHENTICATED") == 4
         # Probes and reflection need no token.
-        assert wire.check_health(channel)
-        assert wire.check_health(channel, "objvid.v1.CacheService")
+        assert channels.check_health(channel)
+        assert channels.check_health(channel, "objvid.v1.CacheService")
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
         resp = next(
             refl.ServerReflectionInfo(
@@ -92,8 +91,10 @@ def test_bearer_token(certs):
         assert "objvid.v1.CacheService" in [s.name for s in resp.list_services_response.service]
 
 
-def test_token_without_tls():
-    with running(token="t") as server:
+def test_token_without_tls_is_refused_unless_allowed():
+    with pytest.raises(ValueError, match="allow-insecure-token"):
+        running(token="t").__enter__()
+    with running(token="t", allow_insecure_token=True) as server:
         _, stub = stub_for(server)
         with pytest.raises(grpc.RpcError) as exc:
             _list(stub)

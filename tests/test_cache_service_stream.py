@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 from cache_service_helpers import create_rgbd_scene, rgbd, running, stub_for, w2c_shift, wait_for
 
-from objvid import wire
-from objvid.cache.service import Limits
+from objvid.cache.server import Limits
+from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2
 
 TOTAL = 2000
@@ -39,7 +39,7 @@ def test_cancel_mid_stream_stops_the_work():
         time.sleep(0.3)
         assert server.servicer.frames_rendered == rendered  # and nothing renders after that
         # Still healthy and serving.
-        assert wire.check_health(channel)
+        assert channels.check_health(channel)
         frames = list(stub.RenderTrajectory(cache_pb2.RenderTrajectoryRequest(
             scene_id="long", cameras=[wire.encode_camera(rgbd()[2], np.eye(4), 64, 48)] * 3)))  # fmt: skip
         assert [f.frame.index for f in frames] == [0, 1, 2]
@@ -49,7 +49,7 @@ def test_client_that_disappears_stops_the_work():
     with running(limits=Limits(max_cameras=TOTAL)) as server:
         _, stub = stub_for(server)
         create_rgbd_scene(stub, scene_id="long")
-        channel = wire.make_channel(server.address)
+        channel = channels.make_channel(server.address)
         from objvid.v1 import cache_pb2_grpc
 
         call = cache_pb2_grpc.CacheServiceStub(channel).RenderTrajectory(_long_request("long"), timeout=120)
@@ -57,7 +57,7 @@ def test_client_that_disappears_stops_the_work():
         channel.close()  # the whole connection goes away, as when a client process dies
         assert wait_for(lambda: server.metrics.count("RenderTrajectory", "CANCELLED") == 1)
         assert server.servicer.frames_rendered < TOTAL // 4
-        assert wire.check_health(wire.make_channel(server.address))
+        assert channels.check_health(channels.make_channel(server.address))
 
 
 def test_deadline_mid_stream_stops_the_work():

@@ -22,8 +22,8 @@ from cache_service_helpers import (
     w2c_shift,
 )
 
-from objvid import wire
 from objvid.cache.align import AlignmentError, align_depth, fit_inverse_depth_affine
+from objvid.runtime import wire
 from objvid.v1 import cache_pb2
 
 SCALE, SHIFT = 2.0, 0.05

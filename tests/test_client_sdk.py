@@ -3,22 +3,23 @@ deadlines, bearer token and TLS."""
 
 from __future__ import annotations
 
+import collections
 import subprocess
 import sys
 import threading
 import time
+from concurrent import futures
 
+import grpc
 import numpy as np
 import pytest
+from cache_service_helpers import cube_cloud, make_certs, rgbd, start
+from net_helpers import free_ports
 
-pytest.importorskip("torch")
-
-from cache_service_helpers import cube_cloud, make_certs, rgbd, start  # noqa: E402
-
-from objvid.client import Deadlines, ObjvidClient, RetryPolicy, SceneSession, ServiceError  # noqa: E402
-from objvid.client.assets import ply_bytes  # noqa: E402
-from objvid.client.placement import parse_object_pose  # noqa: E402
-from objvid.client.stack import free_port  # noqa: E402
+from objvid.client import Deadlines, ObjvidClient, RetryPolicy, SceneSession, ServiceError
+from objvid.client.placement import parse_object_pose
+from objvid.client.ply import ply_bytes
+from objvid.v1 import cache_pb2
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +87,14 @@ def test_not_found_is_reported_with_the_server_message(client):
     assert err.value.code == "NOT_FOUND" and "no-such-scene" in err.value.details
 
 
-def test_unavailable_is_retried_until_the_server_is_up():
-    port = free_port()
+def test_a_call_waits_for_a_server_that_is_still_starting():
+    """CreateScene is not idempotent (never resent), but it waits for the connection before it is sent."""
+    port = free_ports(1)[0]
     holder = {}
 
     def late_start():
         time.sleep(1.0)
-        from objvid.cache.service import CacheServer, ServerConfig
+        from objvid.cache.server import CacheServer, ServerConfig
 
         holder["server"] = CacheServer(
             ServerConfig(host="127.0.0.1", port=port, device="cpu", memory_budget=1 << 30)
@@ -101,7 +103,8 @@ def test_unavailable_is_retried_until_the_server_is_up():
     thread = threading.Thread(target=late_start)
     thread.start()
     client = ObjvidClient(
-        cache_addr=f"127.0.0.1:{port}", retry=RetryPolicy(attempts=8, initial=0.2, maximum=1.0)
+        cache_addr=f"127.0.0.1:{port}",
+        retry=RetryPolicy(attempts=5, initial=0.2, maximum=1.0, connect_timeout=30.0),
     )
     try:
         view, _ = _view(client)
@@ -114,8 +117,47 @@ def test_unavailable_is_retried_until_the_server_is_up():
         holder["server"].stop(0)
 
 
+def test_grpc_retries_idempotent_calls_only():
+    """gRPC's retry policy (service config) resends GetScene after UNAVAILABLE; CreateScene is sent once."""
+    attempts = collections.Counter()
+
+    def failing_twice(method, response):
+        def handle(request, context):
+            attempts[method] += 1
+            if attempts[method] < 3:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "busy")
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=lambda b: b, response_serializer=lambda m: m.SerializeToString()
+        )
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    handlers = {"GetScene": failing_twice("GetScene", cache_pb2.GetSceneResponse()),
+                "CreateScene": failing_twice("CreateScene", cache_pb2.CreateSceneResponse())}  # fmt: skip
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("objvid.v1.CacheService", handlers),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = ObjvidClient(
+        cache_addr=f"127.0.0.1:{port}", retry=RetryPolicy(attempts=4, initial=0.01, maximum=0.05)
+    )
+    try:
+        client.get_scene("s")
+        assert attempts["GetScene"] == 3
+        with pytest.raises(ServiceError) as err:
+            client.create_scene(cache_pb2.RgbdView())
+        assert err.value.code == "UNAVAILABLE" and attempts["CreateScene"] == 1
+    finally:
+        client.close()
+        server.stop(0)
+
+
 def test_unavailable_gives_up_with_a_clear_error():
-    client = ObjvidClient(cache_addr=f"127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=2, initial=0.05))
+    client = ObjvidClient(
+        cache_addr=f"127.0.0.1:{free_ports(1)[0]}", retry=RetryPolicy(attempts=2, initial=0.05)
+    )
     with pytest.raises(ServiceError) as err:
         client.get_scene("x")
     assert err.value.code == "UNAVAILABLE" and err.value.service == "cache"
@@ -138,7 +180,7 @@ def test_every_call_has_a_deadline(server, client):
 
 def test_bearer_token_and_tls(tmp_path):
     certs = make_certs(tmp_path)
-    server = start(tls_cert=certs["server.pem"], tls_key=certs["server.key"], token="s3cret")
+    server = start(token="s3cret", **certs.server())
     try:
         good = ObjvidClient(cache_addr=server.address, token="s3cret", tls_ca=tmp_path / "ca.pem")
         view, _ = _view(good)
@@ -156,10 +198,10 @@ def test_bearer_token_and_tls(tmp_path):
 
 
 def test_cli_reports_an_unreachable_service_in_one_line(tmp_path):
-    from objvid.client.assets import write_assets
+    from objvid.testing.assets import write_assets
 
     a = write_assets(tmp_path / "a", 64, 48, num_points=200)
-    dead = f"127.0.0.1:{free_port()}"
+    dead = f"127.0.0.1:{free_ports(1)[0]}"
     proc = subprocess.run(
         [sys.executable, "-m", "objvid.client", "render", "--image", a["image"], "--depth", a["depth"],
          "--intrinsics", a["intrinsics"], "--width", "64", "--height", "48", "--frames", "2",

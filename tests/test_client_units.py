@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objvid.client import ObjvidError, assets, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.client import ObjvidError, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.runtime import geometry
+from objvid.testing import assets
 from objvid.v1 import types_pb2
 
 # --- camera paths --------------------------------------------------------------------------------
@@ -55,11 +57,11 @@ def _bad(mutate):
         (_bad(lambda d: d["frames"][1].pop("w2c")), r"frames\[1\]: missing w2c"),
         (_bad(lambda d: d["frames"][2].update(K=[[1, 0], [0, 1]])), r"frames\[2\]\.K: expected a 3x3"),
         (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, "x")), r"frames\[0\]\.K: element \[0\]\[0\] must be a finite"),
-        (_bad(lambda d: d["frames"][0]["K"][2].__setitem__(2, 2.0)), r"frames\[0\]\.K: last row must be \[0, 0, 1\]"),
+        (_bad(lambda d: d["frames"][0]["K"][2].__setitem__(2, 2.0)), r"frames\[0\]\.K: last row must be \(0, 0, 1\)"),
         (_bad(lambda d: d["frames"][0]["K"][0].__setitem__(0, -5.0)), r"frames\[0\]\.K: focal lengths"),
-        (_bad(lambda d: d["frames"][1]["w2c"][0].__setitem__(0, 2.0)), r"frames\[1\]\.w2c: rotation block is not orthonormal"),
-        (_bad(lambda d: d["frames"][1]["w2c"][3].__setitem__(0, 1.0)), r"frames\[1\]\.w2c: last row"),
-        (_bad(lambda d: d["frames"][1].update(w2c=np.diag([1.0, 1, -1, 1]).tolist())), r"frames\[1\]\.w2c: .*det <= 0"),
+        (_bad(lambda d: d["frames"][1]["w2c"][0].__setitem__(0, 2.0)), r"frames\[1\]\.w2c: not a rigid transform \(the rotation block scales"),
+        (_bad(lambda d: d["frames"][1]["w2c"][3].__setitem__(0, 1.0)), r"frames\[1\]\.w2c: .*last row"),
+        (_bad(lambda d: d["frames"][1].update(w2c=np.diag([1.0, 1, -1, 1]).tolist())), r"frames\[1\]\.w2c: .*det of the rotation block is -1, must be > 0"),
         (_bad(lambda d: d["frames"].__setitem__(0, 5)), r"frames\[0\]: expected an object"),
     ],
 )  # fmt: skip
@@ -162,14 +164,28 @@ def test_pose_full_and_matrix():
 
 
 def test_pose_euler_order_is_z_y_x():
-    R = placement.euler_matrix(90, 0, 90)  # Rz(90) @ Rx(90)
+    R = geometry.euler_deg(90, 0, 90)  # Rz(90) @ Rx(90)
     np.testing.assert_allclose(R @ [0, 1, 0], [0, 0, 1], atol=1e-12)  # Rx: y -> z; Rz leaves z
     np.testing.assert_allclose(R @ [0, 0, 1], [1, 0, 0], atol=1e-12)  # Rx: z -> -y; Rz: -y -> x
 
 
+def test_pose_euler_about_all_three_axes_matches_an_independent_construction():
+    """--object-pose rotations about x, y and z at once: R = Rz Ry Rx (extrinsic x, then y, then z),
+    checked against scipy's extrinsic "xyz" Euler rotation (which would differ for Rx Ry Rz)."""
+    from scipy.spatial.transform import Rotation
+
+    rx, ry, rz = 20.0, -35.0, 70.0
+    m = placement.transform_matrix(placement.parse_object_pose(f"0.1,0.2,3,{rx},{ry},{rz},0.5"))
+    expected = Rotation.from_euler("xyz", [rx, ry, rz], degrees=True).as_matrix()
+    np.testing.assert_allclose(m[:3, :3], 0.5 * expected, atol=1e-12)
+    np.testing.assert_allclose(m[:3, 3], [0.1, 0.2, 3.0])
+    wrong_order = Rotation.from_euler("XYZ", [rx, ry, rz], degrees=True).as_matrix()  # intrinsic = Rx Ry Rz
+    assert np.abs(m[:3, :3] - 0.5 * wrong_order).max() > 0.1
+
+
 def test_pose_json_file(tmp_path):
     m = np.eye(4)
-    m[:3, :3] = 0.5 * placement.euler_matrix(0, 30, 0)
+    m[:3, :3] = 0.5 * geometry.euler_deg(0, 30, 0)
     m[:3, 3] = [0.2, 1.0, 3.0]
     p = tmp_path / "pose.json"
     p.write_text(json.dumps(m.tolist()))
@@ -201,8 +217,8 @@ def test_pose_errors(text, match):
     "matrix,match",
     [
         (np.diag([1.0, 1, 1, 2]).tolist(), "last row"),
-        (np.diag([1.0, 2, 1, 1]).tolist(), "rotation times a uniform scale"),
-        (np.diag([1.0, 1, -1, 1]).tolist(), "reflection"),
+        (np.diag([1.0, 2, 1, 1]).tolist(), "not a similarity transform"),
+        (np.diag([1.0, 1, -1, 1]).tolist(), "det of the rotation block is -1"),
         ([[1, 2], [3, 4]], "4x4"),
         ({"m": 1}, "'matrix'"),
     ],
@@ -358,9 +374,9 @@ def test_write_assets(tmp_path):
 
 def test_generate_options_proto():
     cfg = pipeline.GenerateConfig(image=None, prompt="p", seed=0, steps=3, guidance=0.0)
-    opts = pipeline._generate_options(cfg)
+    opts = pipeline.generate_options(cfg)
     assert opts.HasField("seed") and opts.seed == 0 and opts.num_steps == 3 and opts.HasField("guidance")
-    assert not pipeline._generate_options(pipeline.GenerateConfig(image=None)).HasField("seed")
+    assert not pipeline.generate_options(pipeline.GenerateConfig(image=None)).HasField("seed")
 
 
 def test_transform_matrix_pose_default_scale():
@@ -376,13 +392,6 @@ def test_config_takes_str_paths(tmp_path):
     assert cfg.out == Path("o.mp4") and cfg.objects == [tmp_path / "x.ply"]
     with pytest.raises(ObjvidError, match=r"inputs: --image .*a\.png: no such file"):
         pipeline.validate(cfg)
-
-
-def test_stack_ports_are_distinct():
-    from objvid.client.stack import free_ports
-
-    ports = free_ports(5)
-    assert len(set(ports)) == 5 and all(0 < p < 65536 for p in ports)
 
 
 def test_a_preset_through_its_look_at_point_is_an_input_error(tmp_path):
@@ -409,3 +418,45 @@ def test_render_options_carry_the_object_radius():
     opts = ObjvidClient.render_options("fused", ("rgb",), object_radius_px=1.5)
     assert opts.object_radius_px == 1.5
     assert ObjvidClient.render_options("full").object_radius_px == 0.0  # the server's default
+
+
+def test_streamed_frames_decode_like_the_protobuf_api():
+    """The SDK's zero-copy frame decoding gives what parsing with protobuf gives (raw and PNG masks)."""
+    from objvid.client.frames import frame_from_bytes
+    from objvid.runtime import wire
+    from objvid.v1 import cache_pb2
+
+    rng = np.random.default_rng(4)
+    frame = cache_pb2.Frame(index=7, num_slots=2)
+    rgb = rng.integers(0, 256, (2, 6, 10, 3), dtype=np.uint8)
+    mask = rng.integers(0, 2, (2, 6, 10), dtype=np.uint8)
+    for s in range(2):
+        frame.rgb.append(wire.encode_image(rgb[s]))
+        frame.mask.append(wire.encode_image(mask[s] * 255, png=True) if s else wire.encode_image(mask[s]))
+    frame.depth.CopyFrom(wire.encode_tensor(rng.random((2, 6, 10), dtype=np.float32)))
+    frame.object_mask.CopyFrom(wire.encode_tensor(rng.integers(-1, 3, (2, 6, 10)).astype(np.int16)))
+    data = cache_pb2.RenderTrajectoryResponse(frame=frame, total_frames=9).SerializeToString()
+    got = frame_from_bytes(data, index=3)
+    assert got.index == 3  # the SDK numbers frames in stream order
+    np.testing.assert_array_equal(got.rgb, rgb)
+    np.testing.assert_array_equal(got.mask, mask)
+    np.testing.assert_array_equal(got.depth, wire.decode_tensor(frame.depth))
+    np.testing.assert_array_equal(got.object_mask, wire.decode_tensor(frame.object_mask))
+    with pytest.raises(ValueError, match="RenderTrajectory"):
+        frame_from_bytes(data[:-5], index=0)
+
+
+@pytest.mark.parametrize("command", ["generate", "render", "lift", "serve", "demo"])
+def test_cli_help_shows_env_names_and_no_python_types(command):
+    from typer.testing import CliRunner
+
+    from objvid.client.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "OBJVID_CLIENT_DEVICE" in text and "--json / --no-json" in text  # env fallbacks; on/off flags
+    for leak in ("BOOLEAN", "INTEGER", "FLOAT", "list[", "Path", "Optional", "<class", "NoneType"):
+        assert leak not in text, leak
+    if command == "generate":
+        assert "--save-buffer / --no-save-buffer" in text and "OBJVID_CLIENT_CACHE_ADDR" in text

@@ -59,7 +59,7 @@ def test_triton_kernels_match_reference(seed, mode, splat):
 def test_cache_service_on_cuda_equals_library():
     from cache_service_helpers import create_rgbd_scene, decode_frame, intrinsics, rgbd, running, stub_for
 
-    from objvid import wire
+    from objvid.runtime import wire
     from objvid.v1 import cache_pb2
 
     with running(device="cuda") as server:
@@ -88,8 +88,8 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
 
     from objvid.diffusion.base import GenerateOptions
     from objvid.diffusion.convert import convert
-    from objvid.diffusion.gen3c import synthetic
     from objvid.diffusion.gen3c.model import Gen3cModel
+    from objvid.testing import gen3c as synthetic
 
     model_pt = synthetic.write_gen3c_checkpoint(
         tmp_path / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)

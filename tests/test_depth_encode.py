@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from objvid import wire
 from objvid.depth.encode import build_response, encode_response
 from objvid.depth.lift import LiftedView
+from objvid.runtime import wire
 from objvid.v1 import depth_pb2
 
 

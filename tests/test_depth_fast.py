@@ -11,7 +11,7 @@ from torch import nn
 
 from objvid.depth.fast import FastGroupNorm, apply_fast_paths, cache_pos_embedding, use_fast_group_norm
 from objvid.depth.model import MoGeDepthModel
-from objvid.depth.random_model import SMALL_V1_CONFIG, SMALL_V2_CONFIG, build_random
+from objvid.testing.depth_model import SMALL_V1_CONFIG, SMALL_V2_CONFIG, build_random
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,12 +10,11 @@ import pytest
 import torch
 from depth_checkpoints import SMALL, one_torch_thread
 
-from objvid import wire
-from objvid.depth import lift
-from objvid.depth.cli import build_parser, config_from_args
+from objvid.depth import cli, lift
 from objvid.depth.inference import InferenceThread
 from objvid.depth.server import DepthServer, ServerConfig, set_torch_threads, warmup_batch_sizes
-from objvid.serving import tune_malloc
+from objvid.runtime import channels, config, wire
+from objvid.runtime.malloc import tune_malloc
 from objvid.v1 import depth_pb2, depth_pb2_grpc
 
 
@@ -121,14 +120,14 @@ def test_host_copies_of_cpu_tensors_need_no_wait():
 def test_model_calls_and_warm_up_run_on_the_inference_thread():
     model = _Recorder()
     srv = DepthServer(
-        ServerConfig(host="127.0.0.1", port=0, metrics_port=-1, micro_batch=2, **SMALL, malloc_tuning=False)
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, micro_batch=2, **SMALL, malloc_tuning=False)
     ).listen()
     try:
         srv.load(model=model)
         assert srv.model is model and len(model.threads) == 1  # warm-up (CPU: one call)
         rgb = np.random.default_rng(0).integers(0, 256, (72, 128, 3), dtype=np.uint8)
         req = depth_pb2.LiftRequest(images=[wire.encode_image(rgb)] * 3)
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             threads = [
                 threading.Thread(target=stub.Lift, args=(req,), kwargs={"timeout": 30}) for _ in range(3)
@@ -154,13 +153,13 @@ def test_a_request_past_its_deadline_before_its_model_call_is_cancelled():
             return super().__call__(x)
 
     srv = DepthServer(
-        ServerConfig(host="127.0.0.1", port=0, metrics_port=-1, warmup=False, **SMALL, malloc_tuning=False)
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, warmup=False, **SMALL, malloc_tuning=False)
     ).listen()
     slow = Slow()
     try:
         srv.load(model=slow)
         req = depth_pb2.LiftRequest(images=[wire.encode_image(np.zeros((72, 128, 3), np.uint8))])
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             first = stub.Lift.future(req, timeout=30)  # holds the inference thread until the gate opens
             time.sleep(0.2)
@@ -224,10 +223,22 @@ def test_tune_malloc_is_accepted_on_glibc():
     assert tune_malloc() in (True, False)  # False only off glibc; never raises
 
 
+def _config(argv):
+    return cli.config_from_options(config.parse(cli.cli, ["serve", *argv]))
+
+
 def test_cli_boolean_flags_and_env_fallbacks(monkeypatch):
-    config = config_from_args(build_parser().parse_args(["serve"]))
-    assert config.fast_kernels and config.malloc_tuning and config.torch_threads == 0
+    cfg = _config([])
+    assert cfg.fast_kernels and cfg.malloc_tuning and cfg.torch_threads == 0 and cfg.metrics_port == 9101
     monkeypatch.setenv("OBJVID_DEPTH_FAST_KERNELS", "0")
     monkeypatch.setenv("OBJVID_DEPTH_TORCH_THREADS", "3")
-    config = config_from_args(build_parser().parse_args(["serve", "--no-malloc-tuning"]))
-    assert not config.fast_kernels and not config.malloc_tuning and config.torch_threads == 3
+    monkeypatch.setenv("OBJVID_DEPTH_METRICS_PORT", "off")
+    cfg = _config(["--no-malloc-tuning", "--grace-seconds", "2"])
+    assert not cfg.fast_kernels and not cfg.malloc_tuning and cfg.torch_threads == 3
+    assert cfg.metrics_port is None and cfg.grace == 2.0  # --grace-seconds: the old spelling of --grace
+
+
+def test_cli_token_needs_tls_unless_allowed(monkeypatch):
+    with pytest.raises(ValueError, match="allow-insecure-token"):
+        _config(["--token", "t"])
+    assert _config(["--token", "t", "--allow-insecure-token"]).token == "t"

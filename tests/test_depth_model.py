@@ -102,10 +102,10 @@ def test_serve_with_offline_hub_id_fails_at_start_with_instructions(tmp_path):
         "--host",
         "127.0.0.1",
     ]
-    cmd += ["--port", "0", "--metrics-port", "-1", "--device", "cpu"]
+    cmd += ["--port", "0", "--metrics-port", "off", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "event=model_load_failed" in proc.stderr
+    assert "event=load_failed service=depth" in proc.stderr
     assert str(tmp_path / "m" / "Ruicheng" / "moge-vitl" / "model.pt") in proc.stderr
     assert "https://huggingface.co/Ruicheng/moge-vitl/resolve/main/model.pt" in proc.stderr
 

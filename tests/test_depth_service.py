@@ -20,10 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image as PILImage
 
-from objvid import wire
 from objvid.depth import lift
 from objvid.depth.encode import build_response, encode_response
 from objvid.depth.server import DepthServer, ServerConfig
+from objvid.runtime import channels, wire
 from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 
 MAX_PIXELS = 200_000
@@ -50,7 +50,7 @@ def server(ckpt_dir):
 
 @pytest.fixture(scope="module")
 def stub(server):
-    channel = wire.make_channel(server.address)
+    channel = channels.make_channel(server.address)
     yield depth_pb2_grpc.DepthServiceStub(channel)
     channel.close()
 
@@ -134,13 +134,13 @@ def test_gen3c_defaults_720_to_704(ckpt_dir):
             model=str(small_checkpoint("v1", ckpt_dir)),
             host="127.0.0.1",
             port=0,
-            metrics_port=-1,
+            metrics_port=None,
             num_tokens=64,
         )
     ).start()
     try:
         rgb = _rgb(500, 900, seed=4)
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             resp = depth_pb2_grpc.DepthServiceStub(channel).Lift(
                 depth_pb2.LiftRequest(images=[wire.encode_image(rgb, png=True)]), timeout=120
             )
@@ -312,9 +312,9 @@ def test_errors_and_the_server_keeps_serving(stub):
 
 
 def test_health_and_reflection(server):
-    with wire.make_channel(server.address) as channel:
-        assert wire.check_health(channel)
-        assert wire.check_health(channel, "objvid.v1.DepthService")
+    with channels.make_channel(server.address) as channel:
+        assert channels.check_health(channel)
+        assert channels.check_health(channel, "objvid.v1.DepthService")
         refl = reflection_pb2_grpc.ServerReflectionStub(channel)
         reply = next(
             refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
@@ -326,11 +326,11 @@ def test_health_and_reflection(server):
 def test_not_serving_until_the_model_is_loaded(ckpt_dir):
     srv = DepthServer(
         ServerConfig(
-            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=-1, **SMALL
+            model=str(small_checkpoint("v1", ckpt_dir)), host="127.0.0.1", port=0, metrics_port=None, **SMALL
         )
     ).listen()
     try:
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
             assert status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -339,7 +339,7 @@ def test_not_serving_until_the_model_is_loaded(ckpt_dir):
             code, details = _code(lambda: stub.Lift(req, timeout=30))
             assert code == grpc.StatusCode.UNAVAILABLE and "loading" in details
             srv.load()
-            assert wire.check_health(channel) and wire.check_health(channel, "objvid.v1.DepthService")
+            assert channels.check_health(channel) and channels.check_health(channel, "objvid.v1.DepthService")
             assert len(stub.Lift(req, timeout=60).views) == 1
     finally:
         srv.stop(0)
@@ -389,10 +389,10 @@ def test_metrics_endpoint_counts_requests(stub, server):
 
 
 def test_v2_checkpoint_serves(ckpt_dir):
-    srv = start_small_server(small_checkpoint("v2", ckpt_dir), metrics_port=-1)
+    srv = start_small_server(small_checkpoint("v2", ckpt_dir), metrics_port=None)
     try:
         assert srv.model.version == "v2"
-        with wire.make_channel(srv.address) as channel:
+        with channels.make_channel(srv.address) as channel:
             resp = depth_pb2_grpc.DepthServiceStub(channel).Lift(
                 depth_pb2.LiftRequest(images=[wire.encode_image(_rgb(80, 120))] * 2), timeout=60
             )
@@ -455,9 +455,9 @@ def test_python_m_objvid_depth_serve_subprocess(ckpt_dir):
             if m:
                 address, metrics_port = m.group(1), int(m.group(2))
         assert address, "".join(log)
-        with wire.make_channel(address) as channel:
+        with channels.make_channel(address) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
-            assert wire.check_health(channel, "objvid.v1.DepthService")
+            assert channels.check_health(channel, "objvid.v1.DepthService")
             view = (
                 depth_pb2_grpc.DepthServiceStub(channel)
                 .Lift(depth_pb2.LiftRequest(images=[wire.encode_image(_rgb(72, 128), png=True)]), timeout=60)

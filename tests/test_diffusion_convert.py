@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from objvid.diffusion import convert as conv
-from objvid.diffusion.gen3c import synthetic, weights
+from objvid.diffusion.gen3c import weights
 from objvid.diffusion.gen3c.config import Gen3cConfig
+from objvid.testing import gen3c as synthetic
 
 TOK_LAYOUT = synthetic.TokenizerLayout(latent_frames_stored=2)
 DIT_LAYOUT = synthetic.DitLayout()
@@ -169,13 +170,14 @@ def test_unmapped_and_missing_keys_are_listed_and_nothing_is_written(sources, tm
     del dit["net.blocks.block1.blocks.2.block.layer2.weight"]
     bad = synthetic.write_gen3c_checkpoint(tmp_path / "src" / "model.pt", dit)
     out = tmp_path / "out" / "w"
+    out.parent.mkdir()  # present, so a partial or half-moved output would be seen
     with pytest.raises(conv.ConversionError) as err:
         conv.convert(bad, sources["tok_dir"], out, chunk_frames=9, text_max_length=8)
     msg = str(err.value)
     assert "net.blocks.block0.blocks.0.block.attn.to_q.0.bias" in msg and "net.mystery.weight" in msg
     assert "unmapped" in msg and "missing" in msg and "transformer_blocks.1.ff.net.2.weight" in msg
     assert not out.exists()
-    assert _no_leftovers(out.parent) == [] if out.parent.exists() else True
+    assert _no_leftovers(out.parent) == [] and list(out.parent.iterdir()) == []
 
 
 def test_wrong_shape_and_tokenizer_problems_are_reported_together(sources, tmp_path):

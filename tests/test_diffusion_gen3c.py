@@ -9,9 +9,9 @@ import torch
 
 from objvid.diffusion.base import GenerateOptions, validate_chunk
 from objvid.diffusion.convert import convert
-from objvid.diffusion.gen3c import synthetic
 from objvid.diffusion.gen3c.memory import GpuMemoryError
 from objvid.diffusion.gen3c.model import Gen3cModel
+from objvid.testing import gen3c as synthetic
 
 T, H, W = 9, 64, 96
 TOK_LAYOUT = synthetic.TokenizerLayout(latent_frames_stored=2)

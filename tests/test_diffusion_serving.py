@@ -41,7 +41,7 @@ DONE = diffusion_pb2.GENERATE_STAGE_DONE
 def tiny_gen3c_dir(tmp_path_factory) -> pathlib.Path:
     """A converted tiny random GEN3C (2 blocks, 32 wide, tiny VAE, 9-frame chunks) from upstream-format files."""
     from objvid.diffusion.convert import convert
-    from objvid.diffusion.gen3c import synthetic
+    from objvid.testing import gen3c as synthetic
 
     root = tmp_path_factory.mktemp("gen3c-tiny")
     layout = synthetic.TokenizerLayout(latent_frames_stored=2)
@@ -193,7 +193,9 @@ def test_gen3c_streams_stages_then_video(url):
 
 def test_gen3c_rejects_wrong_chunk_length(url):
     reply = generate(url, "gen3c", *chunk(t=5), options(num_steps=1))
-    assert reply.error and "INVALID_ARGUMENT" in reply.error and f"must be {GEN3C_FRAMES}" in reply.error
+    assert (
+        reply.error and reply.status[0] == "INVALID_ARGUMENT" and f"must be {GEN3C_FRAMES}" in reply.status[1]
+    )
 
 
 def bad(kind):
@@ -237,7 +239,10 @@ def test_bad_inputs_get_clear_errors(url, kind):
     tensors, opts, expected = bad(kind)
     reply = generate(url, "preview", *tensors, opts)
     assert reply.video is None and reply.error is not None
-    assert "INVALID_ARGUMENT: " in reply.error and expected in reply.error, reply.error
+    assert reply.status[0] == "INVALID_ARGUMENT" and expected in reply.status[1], reply.status
+    assert (
+        expected in reply.error and "INVALID_ARGUMENT: " not in reply.error
+    )  # no code word parsed from text
     assert reply.progress == []
 
 
@@ -253,9 +258,10 @@ def test_wrong_dtype_rejected_by_triton_then_still_serving(url):
 def test_failure_inside_generation_is_an_error_response(pytriton_url):
     reply = generate(pytriton_url, "broken", *chunk(), options(seed=1))
     assert [p.step for p in reply.progress] == [1] and reply.video is None
-    assert "INTERNAL: broken generation failed: RuntimeError: sampler exploded at step 2" in reply.error
+    assert reply.status == ("INTERNAL", "broken generation failed: RuntimeError: sampler exploded at step 2")
+    assert "sampler exploded at step 2" in reply.error
     reply = generate(pytriton_url, "broken", *chunk(), options(seed=7))
-    assert "RESOURCE_EXHAUSTED: " in reply.error and "offload transformer" in reply.error
+    assert reply.status[0] == "RESOURCE_EXHAUSTED" and "offload transformer" in reply.status[1]
     assert_serving(pytriton_url)
 
 

@@ -59,8 +59,9 @@ def test_stream_order_and_single_done():
 
 
 def test_bad_model_output_is_internal_error():
-    with pytest.raises(ChunkError, match="INTERNAL: scripted returned"):
+    with pytest.raises(ChunkError, match="^scripted returned") as info:
         list(run_chunk(Scripted(output=np.zeros((3, 16, 32), np.uint8)), inputs()))
+    assert info.value.code == "INTERNAL"
 
 
 def test_cancellation_stops_generation():
@@ -71,8 +72,9 @@ def test_cancellation_stops_generation():
 
 def test_invalid_input_raises_before_any_output():
     stream = run_chunk(PreviewModel(), inputs(h=20))
-    with pytest.raises(ChunkError, match="INVALID_ARGUMENT: RENDERS height and width must be"):
+    with pytest.raises(ChunkError, match="^RENDERS height and width must be") as info:
         next(stream)
+    assert info.value.code == "INVALID_ARGUMENT"
     missing = inputs()
     del missing["MASKS"]
     with pytest.raises(ChunkError, match="missing input MASKS"):
@@ -80,5 +82,36 @@ def test_invalid_input_raises_before_any_output():
 
 
 def test_error_codes():
+    from objvid.diffusion.gen3c.memory import GpuMemoryError
+
     assert error_code(MemoryError()) == "RESOURCE_EXHAUSTED"
+    assert error_code(GpuMemoryError("GPU has 1 GiB free: offload transformer")) == "RESOURCE_EXHAUSTED"
     assert error_code(RuntimeError("x")) == "INTERNAL"
+
+    class OutOfMemoryError(RuntimeError):  # same name as torch's, not torch's: no name matching
+        pass
+
+    assert error_code(OutOfMemoryError()) == "INTERNAL"
+
+
+class _FakeTritonError:
+    """What the Python backend's ``pb_utils.TritonError`` looks like (message, code constants)."""
+
+    INVALID_ARG, UNAVAILABLE, INTERNAL, CANCELLED = 3, 14, 13, 1
+
+    def __init__(self, message, code=13):
+        self.message, self.code = message, code
+
+
+def test_chunk_errors_carry_typed_codes_for_triton_and_the_stream():
+    class PbUtils:
+        TritonError = _FakeTritonError
+
+    err = ChunkError("RESOURCE_EXHAUSTED", "GPU too small: offload transformer")
+    triton = err.triton_error(PbUtils)
+    assert (
+        triton.message == "GPU too small: offload transformer" and triton.code == _FakeTritonError.UNAVAILABLE
+    )
+    progress = diffusion_pb2.GenerateProgress.FromString(err.status_tensor(PreviewModel())[0])
+    assert progress.status.code == 8 and progress.status.message == "GPU too small: offload transformer"
+    assert ChunkError("INVALID_ARGUMENT", "x").triton_error(PbUtils).code == _FakeTritonError.INVALID_ARG

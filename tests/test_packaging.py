@@ -1,4 +1,5 @@
-"""Both an editable install and a built wheel import every objvid package."""
+"""Both an editable install and a built wheel import every objvid package; test fakes ship only in
+``objvid.testing``, and ``protos/objvid`` holds only the root package and the generated schema."""
 
 import os
 import subprocess
@@ -11,9 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [
     "objvid",
     "objvid.v1",
-    "objvid.wire",
-    "objvid.protowire",
+    "objvid.runtime",
+    "objvid.runtime.config",
+    "objvid.runtime.wire",
+    "objvid.runtime.channels",
+    "objvid.runtime.protowire",
+    "objvid.runtime.frames",
     "objvid.serving",
+    "objvid.serving.server",
+    "objvid.testing",
     "objvid.depth",
     "objvid.cache",
     "objvid.diffusion",
@@ -28,7 +35,31 @@ SOURCE_DIRS = {
     "objvid/cache": ROOT / "services" / "cache",
     "objvid/diffusion": ROOT / "services" / "diffusion",
     "objvid/client": ROOT / "client",
+    "objvid/runtime": ROOT / "services" / "runtime",
+    "objvid/serving": ROOT / "services" / "serving",
+    "objvid/testing": ROOT / "services" / "testing",
 }
+#: Test fakes: random-weight models, synthetic upstream files, synthetic demo assets. They live in
+#: objvid.testing only; these names must not appear in any production package.
+FAKE_MODULES = ("random_model.py", "synthetic.py", "assets.py", "depth_model.py")
+
+
+def test_protos_objvid_holds_only_the_root_package_and_the_schema():
+    top = sorted(p.name for p in (ROOT / "protos" / "objvid").glob("*.py"))
+    assert top == ["__init__.py"], f"shared runtime belongs in services/runtime (objvid.runtime): {top}"
+
+
+def test_services_never_import_the_fakes():
+    """(The client's ``demo`` command writes its inputs with ``objvid.testing.assets``, on purpose.)"""
+    offenders = []
+    for folder in ("services",):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "testing" in path.relative_to(ROOT).parts or "__pycache__" in path.parts:
+                continue
+            text = path.read_text()
+            if "objvid.testing" in text.replace("``objvid.testing``", ""):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
 
 
 def test_editable_install_imports_every_package():
@@ -72,6 +103,10 @@ def test_wheel_contains_and_imports_every_package(tmp_path):
     missing = sorted(_source_modules() - names)
     assert not missing, f"modules missing from the wheel (add the package to pyproject.toml): {missing}"
     assert "objvid/v1/cache.proto" in names
+    production = [n for n in names if n.startswith("objvid/") and not n.startswith("objvid/testing/")]
+    fakes = sorted(n for n in production if n.rsplit("/", 1)[-1] in FAKE_MODULES)
+    assert not fakes, f"test fakes in production packages (move them to objvid.testing): {fakes}"
+    assert {"objvid/testing/depth_model.py", "objvid/testing/gen3c.py"} <= names
     # A fresh venv with only the wheel; third-party deps come from this environment via PYTHONPATH
     # (PYTHONPATH does not process .pth files, so the editable finder stays out of the way).
     env_dir = tmp_path / "venv"
@@ -91,3 +126,15 @@ def test_wheel_contains_and_imports_every_package(tmp_path):
         cwd="/",
     )
     assert out.stdout.strip().startswith(str(target))
+
+
+def test_the_client_loads_no_server_plumbing():
+    """The client imports objvid.runtime only: no server framework, no health servicer, no reflection."""
+    code = (
+        "import sys, importlib; [importlib.import_module(m) for m in "
+        "('objvid.client', 'objvid.client.cli', 'objvid.client.sdk', 'objvid.client.stack')]; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('objvid.serving', 'grpc_reflection.', "
+        "'objvid.cache', 'objvid.depth', 'objvid.diffusion')) or m == 'grpc_health.v1.health'); print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/")
+    assert out.stdout.strip() == "[]", out.stdout

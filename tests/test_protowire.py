@@ -1,4 +1,4 @@
-"""objvid.protowire: the direct protobuf writer gives exactly protobuf's SerializeToString bytes (tensors of
+"""objvid.runtime.protowire: the direct protobuf writer gives exactly protobuf's SerializeToString bytes (tensors of
 every wire dtype and many shapes, images, nested and empty messages, both join paths), and the reader gets
 the same values back as views of the bytes."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from objvid import protowire, wire
+from objvid.runtime import protowire, wire
 from objvid.v1 import cache_pb2, types_pb2
 
 SHAPES = [(), (1,), (5,), (2, 3), (0,), (3, 0, 2), (4, 1, 3), (130, 2)]

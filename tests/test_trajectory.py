@@ -1,4 +1,4 @@
-"""objvid.trajectory against values worked out by hand from GEN3C's formulas (reference section 3)."""
+"""objvid.runtime.trajectory against values worked out by hand from GEN3C's formulas (reference section 3)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from objvid import trajectory as tj
+from objvid.runtime import trajectory as tj
 from objvid.v1 import types_pb2
 
 K = np.array([[500.0, 0.0, 160.0], [0.0, 500.0, 88.0], [0.0, 0.0, 1.0]])

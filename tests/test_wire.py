@@ -6,7 +6,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from objvid import wire
+from objvid.runtime import channels, wire
+from objvid.serving.config import ServingConfig
+from objvid.serving.server import Binding, GrpcServer
 from objvid.v1 import cache_pb2, cache_pb2_grpc, types_pb2
 
 
@@ -112,16 +114,17 @@ class _EmptyCache(cache_pb2_grpc.CacheServiceServicer):
 
 
 def test_server_health_and_reflection():
-    handle = wire.build_server(
-        [(cache_pb2_grpc.add_CacheServiceServicer_to_server, _EmptyCache(), "objvid.v1.CacheService")],
-        serving=False,
-    )
+    handle = GrpcServer(
+        "empty",
+        ServingConfig(host="127.0.0.1", port=0),
+        [Binding(cache_pb2_grpc.add_CacheServiceServicer_to_server, _EmptyCache(), "objvid.v1.CacheService")],
+    ).bind()
     try:
-        channel = wire.make_channel(f"127.0.0.1:{handle.port}")
-        assert not wire.check_health(channel)
-        handle.set_serving()
-        assert wire.check_health(channel)
-        assert wire.check_health(channel, "objvid.v1.CacheService")
+        channel = channels.make_channel(f"127.0.0.1:{handle.port}")
+        assert not channels.check_health(channel)
+        handle.set_serving(True)
+        assert channels.check_health(channel)
+        assert channels.check_health(channel, "objvid.v1.CacheService")
         health = health_pb2_grpc.HealthStub(channel)
         with pytest.raises(grpc.RpcError) as exc:
             health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=2)
@@ -143,5 +146,55 @@ def test_server_health_and_reflection():
         reply = stub.GetScene(cache_pb2.GetSceneRequest(scene_id=big_id), timeout=10)
         assert reply.scene.scene_id == big_id
         channel.close()
+    finally:
+        handle.stop(0)
+
+
+def test_channel_retry_policy_is_a_service_config():
+    config = channels.retry_service_config("objvid.v1.CacheService", ["GetScene", "Render"], max_attempts=3)
+    (method,) = config["methodConfig"]
+    assert method["name"] == [{"service": "objvid.v1.CacheService", "method": "GetScene"},
+                              {"service": "objvid.v1.CacheService", "method": "Render"}]  # fmt: skip
+    assert method["retryPolicy"]["maxAttempts"] == 3
+    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    with pytest.raises(ValueError, match="max_attempts"):
+        channels.retry_service_config("s", ["m"], max_attempts=1)
+    with pytest.raises(ValueError, match="tls_cert/tls_key"):
+        channels.make_channel("127.0.0.1:1", tls_cert=b"pem")
+
+
+class _FlakyCache(cache_pb2_grpc.CacheServiceServicer):
+    """UNAVAILABLE for the first two ListScenes calls, then OK (a restarting backend, seen by gRPC's retry)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def ListScenes(self, request, context):
+        self.calls += 1
+        if self.calls <= 2:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        return cache_pb2.ListScenesResponse()
+
+
+def test_grpc_retries_idempotent_calls_on_unavailable():
+    flaky = _FlakyCache()
+    handle = GrpcServer(
+        "flaky",
+        ServingConfig(host="127.0.0.1", port=0),
+        [Binding(cache_pb2_grpc.add_CacheServiceServicer_to_server, flaky, "objvid.v1.CacheService")],
+    ).bind()
+    try:
+        retry = channels.retry_service_config(
+            "objvid.v1.CacheService", ["ListScenes"], initial_backoff_s=0.01
+        )
+        with channels.make_channel(handle.address, service_config=retry) as channel:
+            stub = cache_pb2_grpc.CacheServiceStub(channel)
+            assert list(stub.ListScenes(cache_pb2.ListScenesRequest(), timeout=10).scenes) == []
+        assert flaky.calls == 3
+        flaky.calls = 0
+        with channels.make_channel(handle.address) as channel:  # without the policy: the first failure shows
+            with pytest.raises(grpc.RpcError) as exc:
+                cache_pb2_grpc.CacheServiceStub(channel).ListScenes(cache_pb2.ListScenesRequest(), timeout=10)
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and flaky.calls == 1
     finally:
         handle.stop(0)

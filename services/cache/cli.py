@@ -1,25 +1,26 @@
 """``objvid-cache serve``: run the cache gRPC service (also ``python -m objvid.cache serve``).
 
-Every flag falls back to an environment variable ``OBJVID_CACHE_<FLAG>`` (dashes -> underscores, upper
-case), e.g. ``OBJVID_CACHE_MEMORY_BUDGET=8G``; the flag wins when both are given. SIGTERM / SIGINT stop
-the server gracefully: health turns NOT_SERVING, in-flight calls get ``--grace`` seconds to finish.
+Every flag falls back to an environment variable ``OBJVID_CACHE_<FLAG>`` (``objvid.runtime.config``),
+e.g. ``OBJVID_CACHE_MEMORY_BUDGET=8G``; the flag wins when both are given; ``--help`` lists them with their
+defaults. SIGTERM / SIGINT stop the server gracefully (``objvid.serving.server.run``): health turns
+NOT_SERVING, in-flight calls get ``--grace`` seconds, queued snapshots are written, the process exits 0.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
+import gc
 import re
-import signal
 import sys
-import threading
 
-from objvid import serving
+import click
 
-log = logging.getLogger("objvid.cache.cli")
+from objvid.runtime import config as cfg
+from objvid.runtime.config import Flag
+from objvid.serving import server as serving
+from objvid.serving.cli import setup_logging
+from objvid.serving.config import serving_flags
 
-ENV_PREFIX = "OBJVID_CACHE_"
+SERVICE = "cache"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -42,15 +43,15 @@ def parse_bytes(text: str, device_total: int | None = None) -> int:
 
 
 def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; other names are checked."""
+    """'auto' -> 'cuda' when available else 'cpu'; other names are checked (ValueError)."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"objvid-cache: --device {name}: CUDA is not available on this machine")
+        raise ValueError(f"device {name}: CUDA is not available on this machine")
     if not (name == "cpu" or name.startswith("cuda")):
-        raise SystemExit(f"objvid-cache: --device {name}: expected auto, cpu, cuda or cuda:N")
+        raise ValueError(f"device {name}: expected auto, cpu, cuda or cuda:N")
     return name
 
 
@@ -68,147 +69,75 @@ def resolve_budget(text: str, device: str) -> int:
     return parse_bytes(text, total)
 
 
-def _env(flag: str, default):
-    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="objvid-cache", description="objvid cache renderer gRPC service")
-    sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser(
-        "serve", help="run the gRPC server", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-
-    def add(flag, help, default=None, type=str, **kw):
-        s.add_argument(
-            f"--{flag}",
-            default=_env(flag, default),
-            type=type,
-            help=f"{help} [env {ENV_PREFIX}{flag.upper().replace('-', '_')}]",
-            **kw,
-        )
-
-    add("host", "address to bind", "0.0.0.0")
-    add("port", "gRPC port (0 = pick a free one)", 50052, int)
-    add("device", "auto, cpu, cuda or cuda:N", "auto")
-    add(
+FLAGS: list[Flag] = [
+    *serving_flags(port=50052, metrics_port=9102, host="0.0.0.0", workers=32, grace=10.0),
+    Flag("device", "auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE"),
+    Flag(
         "memory-budget",
-        "device bytes all resident scenes may hold: bytes, 8G, 512MiB, 80%% or auto "
-        "(80%% of the GPU, 4 GiB on CPU)",
         "auto",
-    )
-    add("metrics-port", "Prometheus /metrics HTTP port (0 = off)", 9102, int)
-    add("snapshot-dir", "write scenes here and serve them again after a restart (empty = off)", "")
-    add("tls-cert", "PEM server certificate (enables TLS)", "")
-    add("tls-key", "PEM server private key", "")
-    add("tls-client-ca", "PEM CA bundle: require client certificates signed by it (mTLS)", "")
-    add("token", "require `authorization: Bearer <token>` on every call except health/reflection", "")
-    add("max-image-pixels", "largest width*height of an image or render", 4096 * 4096, int)
-    add("max-points", "largest point cloud (scene or object) in points", 20_000_000, int)
-    add("max-objects", "most objects per scene", 256, int)
-    add("max-cameras", "most cameras per RenderTrajectory", 4096, int)
-    add("workers", "gRPC worker threads", 32, int)
-    add("grace", "seconds in-flight calls get on shutdown", 10.0, float)
-    add(
-        "malloc-reuse",
-        "1 = keep freed large buffers in the heap (glibc mmap threshold 32 MiB, trim threshold 256 MiB) so "
-        "each multi-MB response reuses warm pages instead of page-faulting fresh ones; 0 = glibc defaults",
-        1,
-        int,
-    )
-    add("log-level", "debug, info, warning, error", "info")
-    return parser
+        "device bytes all resident scenes may hold: bytes, 8G, 512MiB, 80% or auto "
+        "(80% of the GPU, 4 GiB on CPU)",
+        metavar="SIZE",
+    ),  # fmt: skip
+    Flag(
+        "snapshot-dir",
+        "",
+        "write scenes here and serve them again after a restart (empty = off)",
+        metavar="DIR",
+    ),
+    Flag(
+        "max-image-pixels", 4096 * 4096, "largest width*height of an image or render", kind=click.IntRange(1)
+    ),
+    Flag("max-points", 20_000_000, "largest point cloud (scene or object) in points", kind=click.IntRange(1)),
+    Flag("max-objects", 256, "most objects per scene", kind=click.IntRange(1)),
+    Flag("max-cameras", 4096, "most cameras per RenderTrajectory", kind=click.IntRange(1)),
+]
+
+cli = cfg.group("objvid-cache", "objvid cache renderer gRPC service.")
 
 
-def _read(path: str, what: str) -> bytes | None:
-    if not path:
-        return None
+def config_from_options(options: dict):
+    """The ServerConfig of parsed ``serve`` options; ValueError naming a bad setting."""
+    from .requests import Limits
+    from .server import ServerConfig
+
+    device = resolve_device(options["device"])
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise SystemExit(f"objvid-cache: --{what} {path}: {exc.strerror}") from None
-
-
-def config_from_args(args: argparse.Namespace):
-    from .service import Limits, ServerConfig
-
-    device = resolve_device(args.device)
-    try:
-        budget = resolve_budget(args.memory_budget, device)
+        budget = resolve_budget(options["memory_budget"], device)
     except ValueError as exc:
-        raise SystemExit(f"objvid-cache: --memory-budget: {exc}") from None
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("objvid-cache: --tls-cert and --tls-key go together")
-    if args.tls_client_ca and not args.tls_cert:
-        raise SystemExit("objvid-cache: --tls-client-ca (mTLS) needs --tls-cert and --tls-key")
-    for flag in ("max_image_pixels", "max_points", "max_objects", "max_cameras", "workers"):
-        if getattr(args, flag) <= 0:
-            raise SystemExit(f"objvid-cache: --{flag.replace('_', '-')} must be > 0")
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        device=device,
-        memory_budget=budget,
-        snapshot_dir=args.snapshot_dir or None,
-        metrics_port=args.metrics_port,
-        tls_cert=_read(args.tls_cert, "tls-cert"),
-        tls_key=_read(args.tls_key, "tls-key"),
-        tls_client_ca=_read(args.tls_client_ca, "tls-client-ca"),
-        token=args.token or None,
-        limits=Limits(args.max_image_pixels, args.max_points, args.max_objects, args.max_cameras),
-        workers=args.workers,
+        raise ValueError(f"--memory-budget: {exc}") from None
+    limits = Limits(
+        options["max_image_pixels"], options["max_points"], options["max_objects"], options["max_cameras"]
     )
+    config = cfg.build(
+        ServerConfig, options, device=device, memory_budget=budget, snapshot_dir=options["snapshot_dir"] or None,
+        limits=limits,
+    )  # fmt: skip
+    config.check_serving()
+    return config
 
 
-#: Free heap the cache keeps before glibc trims it (``--malloc-reuse``; the depth service keeps 512 MiB).
-TRIM_THRESHOLD = 256 << 20
+@cli.command("serve", help="Serve objvid.v1.CacheService until SIGTERM/SIGINT.")
+@cfg.options(SERVICE, FLAGS)
+def serve(**options) -> int:
+    setup_logging(options["log_level"])
+    from .server import CacheServer
 
-
-def tune_malloc(mmap_threshold: int = serving.MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
-    """``objvid.serving.tune_malloc`` with the cache's thresholds (``--malloc-reuse``); False off glibc."""
-    return serving.tune_malloc(mmap_threshold, trim_threshold)
-
-
-def serve(args: argparse.Namespace, stop_event: threading.Event | None = None) -> int:
-    import gc
-
-    from .service import CacheServer
-
-    if args.malloc_reuse:
-        log.info("event=malloc_tuned ok=%s", tune_malloc())
-    server = CacheServer(config_from_args(args))
+    try:
+        config = config_from_options(options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    server = CacheServer(config, start=False)
     # Startup objects (torch, numpy, protobuf, grpc modules) never become garbage: keep them out of the
     # collector's full passes, which otherwise walk them all (tens of ms) in the middle of some request.
     gc.freeze()
-    stop_event = stop_event or threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        stop_event.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    # One line on stdout so wrappers (bench, tests) learn the bound port.
-    print(
-        f"objvid-cache listening on {args.host}:{server.port} metrics={server.metrics_port or 0}", flush=True
-    )
-    stop_event.wait()
-    server.stop(args.grace)
-    return 0
+    code = serving.run(server.grpc, on_stop=server.close)
+    return serving.exit_code(server.grpc, code)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    if args.command == "serve":
-        return serve(args)
-    return 2
+    """Entry point (``objvid-cache``); returns 2 for bad flags."""
+    return cfg.run_cli(cli, argv, "objvid-cache")
 
 
 if __name__ == "__main__":

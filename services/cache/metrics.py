@@ -13,9 +13,13 @@ plus the standard ``process_*`` collector (RSS, CPU).
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Gauge, Histogram
 
-from objvid.serving import MetricsEndpoint
+from objvid.serving.metrics import MetricsEndpoint
+
+log = logging.getLogger("objvid.cache.service")
 
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -55,9 +59,48 @@ class CacheMetrics(MetricsEndpoint):
         self.requests.labels(method=method, code=code).inc()
         self.latency.labels(method=method).observe(seconds)
 
+    def observe_rejected(self, method: str) -> None:
+        """A call refused by the token check (``objvid.serving.auth``)."""
+        self.observe(method, "UNAUTHENTICATED", 0.0)
+
     def count(self, method: str, code: str) -> float:
         """Current value of requests_total{method, code} (tests and the load tool read it)."""
         return (
             self.registry.get_sample_value("objvid_cache_requests_total", {"method": method, "code": code})
             or 0.0
         )
+
+
+class RenderStages:
+    """Where a per-frame ``Render`` spends its time on the server, per stage:
+
+    ``decode`` (request checks, scene lookup), ``queue`` (waiting for the device), ``render`` (the library
+    call: its checks and kernel launches; on CUDA the kernels may still run), ``to_host`` (waits for the
+    kernels, packs and copies the outputs to pinned host memory), ``encode`` (the response bytes).
+    Exported as ``objvid_cache_render_stage_seconds{stage}`` (a Summary: ``_sum`` / ``_count``; the load
+    tool turns them into means) and, at debug level, one ``event=render_stages`` log line per call.
+    gRPC's own work (request parsing, copying the response into its buffers, the transport) is outside.
+    """
+
+    NAMES = ("decode", "queue", "render", "to_host", "encode")
+
+    def __init__(self, registry) -> None:
+        from prometheus_client import Summary
+
+        summary = Summary(
+            "objvid_cache_render_stage_seconds",
+            "Server time of per-frame Render calls by stage",
+            ["stage"],
+            registry=registry,
+        )
+        self._children = [summary.labels(stage=n) for n in self.NAMES]
+
+    def observe(self, scene_id: str, *marks: float) -> None:
+        """``marks``: perf_counter() at the start and after each stage (len(NAMES) + 1 values)."""
+        for child, a, b in zip(self._children, marks, marks[1:], strict=False):
+            child.observe(b - a)
+        if log.isEnabledFor(logging.DEBUG):
+            ms = " ".join(
+                f"{n}_ms={(b - a) * 1e3:.3f}" for n, a, b in zip(self.NAMES, marks, marks[1:], strict=False)
+            )
+            log.debug("event=render_stages scene=%s %s", scene_id, ms)

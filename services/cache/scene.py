@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from objvid.runtime.errors import NotFound
+
 from . import validate as V
 from .render import Cloud, ObjectLayer, check_options, pick_backend
 from .render import render as _render
@@ -25,8 +27,8 @@ FRAME_BUFFER_MAX = 2  # GEN3C's buffer slots
 STATE_VERSION = 1
 
 
-class ObjectNotFoundError(ValueError):
-    """Unknown object id (a ``ValueError`` naming ``oid``; services map it to NOT_FOUND)."""
+class ObjectNotFoundError(NotFound, ValueError):
+    """Unknown object id (a ``ValueError`` naming ``oid``; ``objvid.runtime.errors.NotFound``: NOT_FOUND)."""
 
 
 @dataclass
@@ -413,9 +415,20 @@ class Scene:
         scene._next_id = int(state["next_id"])
         return scene
 
+    def update_from_view(self, image, depth, K, w2c, *, mask=None, align: bool = True):
+        """Align a lifted view to this scene and add it as the newest slot (``objvid.cache.update``);
+        returns the ``AlignmentReport`` (None without ``align``)."""
+        from .update import update_from_view
+
+        return update_from_view(self, image, depth, K, w2c, mask=mask, align=align)
+
     def export_ply(self, include_objects: bool = True) -> bytes:
         """Binary little-endian PLY of the valid scene points of all slots (+ objects in world frame):
         float32 x, y, z and uchar red, green, blue."""
+        return self.export(include_objects)[0]
+
+    def export(self, include_objects: bool = True) -> tuple[bytes, int]:
+        """(``export_ply`` bytes, number of points in it)."""
         parts = [self.slot_points(i) for i in range(self.num_slots)]
         if include_objects:
             parts += [self.object_points(oid) for oid in self.object_ids]
@@ -433,7 +446,7 @@ class Scene:
             "property float x\nproperty float y\nproperty float z\n"
             "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
         )
-        return header.encode("ascii") + rec.tobytes()
+        return header.encode("ascii") + rec.tobytes(), len(pts)
 
 
 def _check_threshold(thr: Any) -> float | None:

@@ -30,108 +30,53 @@ import secrets
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
+from objvid.runtime import errors
+
+from .device_lock import FairLock
 
 log = logging.getLogger("objvid.cache.store")
 
 SCENE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SNAPSHOT_FORMAT = "objvid.cache.snapshot/1"
-#: How often a request waiting for the device re-checks its deadline and its client.
-_WAIT_SLICE_S = 0.1
 
 
 # ---------------------------------------------------------------------------------------------------
 # Errors with their gRPC status
 
 
-class ServiceError(Exception):
-    """An error the service maps to a gRPC status (``code``) with ``str(self)`` as the message."""
-
-    code = grpc.StatusCode.INTERNAL
+# Typed errors (objvid.runtime.errors); the framework maps each to its status (objvid.serving.status).
+ServiceError = errors.ServiceError
 
 
-class SceneNotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
+class SceneNotFound(errors.NotFound):
+    pass
 
 
-class SceneExists(ServiceError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+class SceneExists(errors.AlreadyExists):
+    pass
 
 
-class BudgetExceeded(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+class BudgetExceeded(errors.ResourceExhausted):
+    pass
 
 
-class LimitExceeded(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+class LimitExceeded(errors.ResourceExhausted):
+    pass
 
 
-class Precondition(ServiceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+class Precondition(errors.FailedPrecondition):
+    pass
 
 
-class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Cancelled(ServiceError):
-    code = grpc.StatusCode.CANCELLED
-
-
-# ---------------------------------------------------------------------------------------------------
-# FIFO device lock
-
-
-class FairLock:
-    """A lock granted in arrival order (``threading.Lock`` makes no fairness promise).
-
-    ``acquire`` waits in short slices so it can give up on a deadline or when ``should_abort()`` turns
-    true, keeping its place in the queue meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[object] = deque()
-        self._held = False
-
-    def acquire(self, deadline: float | None = None, should_abort: Callable[[], bool] | None = None) -> None:
-        """Block until granted. Raises DeadlineExceeded (monotonic ``deadline`` passed) or Cancelled."""
-        ticket = object()
-        with self._cond:
-            self._queue.append(ticket)
-            try:
-                while self._held or self._queue[0] is not ticket:
-                    wait = _WAIT_SLICE_S
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            raise DeadlineExceeded("deadline exceeded while waiting for the device")
-                    if should_abort is not None and should_abort():
-                        raise Cancelled("client went away while waiting for the device")
-                    self._cond.wait(wait)
-            except BaseException:
-                self._queue.remove(ticket)
-                self._cond.notify_all()
-                raise
-            self._queue.popleft()
-            self._held = True
-
-    def release(self) -> None:
-        with self._cond:
-            self._held = False
-            self._cond.notify_all()
-
-    @property
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._queue)
+DeadlineExceeded = errors.DeadlineExceeded
+Cancelled = errors.Cancelled
 
 
 # ---------------------------------------------------------------------------------------------------

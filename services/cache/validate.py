@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-# Tolerances for "is this matrix a rotation" (float32 inputs round to ~1e-7; users often store 6 digits).
-ROTATION_TOL = 1e-4
-SCALE_TOL = 1e-4
+from objvid.runtime import geometry
 
 
 def to_numpy(x: Any, name: str) -> np.ndarray:
@@ -39,7 +37,8 @@ def _finite(a: np.ndarray, name: str) -> None:
 def intrinsics(K: Any, name: str = "K", batch: bool = False) -> np.ndarray:
     """Check pixel intrinsics. Returns (3,3) float64, or (T,3,3) float64 when ``batch``.
 
-    A valid K is finite, has last row (0,0,1), non-zero focal lengths and a non-zero determinant.
+    A valid K is finite, has last row (0,0,1), positive focal lengths and is invertible
+    (``objvid.runtime.geometry.check_intrinsics``, the same rules as the gRPC service and the client).
     With ``batch`` a single (3,3) is accepted and returned as (1,3,3).
     """
     a = to_numpy(K, name)
@@ -52,17 +51,13 @@ def intrinsics(K: Any, name: str = "K", batch: bool = False) -> np.ndarray:
         raise ValueError(f"{name}: expected shape {want}, got {tuple(a.shape)}")
     if batch and a.shape[0] == 0:
         raise ValueError(f"{name}: no cameras (T=0)")
-    b = a.reshape(-1, 3, 3)
-    if not np.allclose(b[:, 2], [0.0, 0.0, 1.0], atol=1e-9):
-        raise ValueError(f"{name}: last row must be (0, 0, 1) (pixel intrinsics)")
-    det = np.linalg.det(b)
-    if (np.abs(det) < 1e-12).any() or (b[:, 0, 0] == 0).any() or (b[:, 1, 1] == 0).any():
-        raise ValueError(f"{name}: singular intrinsics (zero focal length or determinant)")
+    geometry.check_intrinsics(a if batch else a.reshape(3, 3), name)  # the rules: objvid.runtime.geometry
     return a
 
 
 def rigid(T: Any, name: str = "w2c", batch: bool = False, allow_scale: bool = False) -> np.ndarray:
-    """Check a 4x4 rigid transform (rotation + translation, optionally uniform scale > 0).
+    """Check a 4x4 rigid transform (rotation + translation, optionally uniform scale > 0); the rules are
+    ``objvid.runtime.geometry.check_transform`` (the same as the gRPC service and the client).
 
     Returns (4,4) float64, or (T,4,4) float64 when ``batch`` (a single (4,4) becomes (1,4,4)).
     """
@@ -76,21 +71,7 @@ def rigid(T: Any, name: str = "w2c", batch: bool = False, allow_scale: bool = Fa
         raise ValueError(f"{name}: expected shape {want}, got {tuple(a.shape)}")
     if batch and a.shape[0] == 0:
         raise ValueError(f"{name}: no cameras (T=0)")
-    b = a.reshape(-1, 4, 4)
-    if not np.allclose(b[:, 3], [0.0, 0.0, 0.0, 1.0], atol=1e-9):
-        raise ValueError(f"{name}: last row must be (0, 0, 0, 1)")
-    R = b[:, :3, :3]
-    gram = R @ R.transpose(0, 2, 1)
-    s2 = np.trace(gram, axis1=1, axis2=2) / 3.0
-    if (s2 <= 1e-20).any():
-        raise ValueError(f"{name}: degenerate (zero) rotation block")
-    if not allow_scale and (np.abs(s2 - 1.0) > 2 * SCALE_TOL).any():
-        raise ValueError(f"{name}: not rigid (scaled rotation block, scale^2={s2.max():.6g})")
-    unit = gram / s2[:, None, None]
-    if (np.abs(unit - np.eye(3)) > ROTATION_TOL).any():
-        raise ValueError(f"{name}: not rigid (rotation block is not orthogonal up to a uniform scale)")
-    if (np.linalg.det(R) <= 0).any():
-        raise ValueError(f"{name}: not rigid (reflection, det <= 0)")
+    geometry.check_transform(a, name, allow_scale=allow_scale)  # the rules: objvid.runtime.geometry
     return a
 
 

@@ -2,7 +2,7 @@
 
 A 704x1280 view carries ~7 MB (depth float32 3.6 MB, mask bool 0.9 MB, image uint8 2.7 MB). Building
 protobuf objects costs one copy of every array (``tobytes``) and a second one in ``SerializeToString``;
-``encode_response`` writes the same wire bytes (``objvid.protowire``) with a single copy of the arrays,
+``encode_response`` writes the same wire bytes (``objvid.runtime.protowire``) with a single copy of the arrays,
 made outside the GIL for large responses. ``tests/test_depth_encode.py`` checks that both give identical
 bytes. With ``omit_image`` (``LiftRequest.omit_image``) the views carry no ``image``.
 """
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from objvid import protowire, wire
 from objvid.depth.lift import LiftedView
+from objvid.runtime import protowire, wire
 from objvid.v1 import depth_pb2
 
 

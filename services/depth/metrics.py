@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from objvid.serving import MetricsEndpoint
+from objvid.serving.metrics import MetricsEndpoint
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -51,6 +51,10 @@ class DepthMetrics(MetricsEndpoint):
         self.latency.observe(seconds)
         if images:
             self.images.inc(images)
+
+    def observe_rejected(self, method: str) -> None:
+        """A call refused by the token check (``objvid.serving.auth``): requests_total{code=UNAUTHENTICATED}."""
+        self.requests.labels(code="UNAUTHENTICATED").inc()
 
     def stage(self, name: str, seconds: float) -> None:
         self.stages.labels(stage=name).observe(seconds)

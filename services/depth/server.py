@@ -2,7 +2,7 @@
 
 In-process use (tests, benches)::
 
-    server = DepthServer(ServerConfig(model="/models/moge-vitl.pt", port=0, metrics_port=0)).start()
+    server = DepthServer(ServerConfig(model="/models/moge-vitl.pt", port=0, metrics_port=None)).start()
     ... server.port, server.metrics_port ...
     server.stop()
 """
@@ -13,15 +13,15 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from objvid import serving, wire
 from objvid.depth import lift
 from objvid.depth.metrics import DepthMetrics
 from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
 from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_to_server
+from objvid.serving.config import ServingConfig
+from objvid.serving.server import Binding, GrpcServer
 
 log = logging.getLogger("objvid.depth.server")
 
@@ -31,14 +31,18 @@ CUDA_TORCH_THREADS = 4
 
 
 @dataclass
-class ServerConfig:
+class ServerConfig(ServingConfig):
     """Everything ``objvid-depth serve`` takes (see cli.py / docs/depth.md for meanings and defaults).
 
-    metrics_port: 0 picks a free port, a negative value disables the endpoint. torch_threads: CPU threads
-    of torch's intra-op pool; 0 = auto (CUDA: at most ``CUDA_TORCH_THREADS``, CPU: torch's default).
-    fast_kernels: ``fast.apply_fast_paths`` on CUDA. malloc_tuning: ``objvid.serving.tune_malloc`` at listen().
+    The shared server settings (host, ports, TLS, token, grace, ready file, malloc tuning) come from
+    ``ServingConfig``. torch_threads: CPU threads of torch's intra-op pool; 0 = auto (CUDA: at most
+    ``CUDA_TORCH_THREADS``, CPU: torch's default). fast_kernels: ``fast.apply_fast_paths`` on CUDA.
     """
 
+    host: str = "0.0.0.0"
+    port: int = 50051
+    workers: int = 8
+    metrics_port: int | None = 9101
     model: str = DEFAULT_MODEL
     model_version: str = "auto"
     model_dir: str = DEFAULT_MODEL_DIR
@@ -46,10 +50,6 @@ class ServerConfig:
     dtype: str = "auto"
     num_tokens: int = 0
     resolution_level: int = 9
-    host: str = "0.0.0.0"
-    port: int = 50051
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 9101
     width: int = lift.GEN3C_WORKING_HW[1]
     height: int = lift.GEN3C_WORKING_HW[0]
     infer_width: int = lift.GEN3C_INFER_HW[1]
@@ -57,15 +57,10 @@ class ServerConfig:
     max_pixels: int = 40_000_000
     max_images: int = 32
     micro_batch: int = 4
-    workers: int = 8
     decode_threads: int = 4
     warmup: bool = True
     torch_threads: int = 0
     fast_kernels: bool = True
-    malloc_tuning: bool = True
-    grace_seconds: float = 5.0
-    tls_cert: str = ""
-    tls_key: str = ""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting."""
@@ -84,12 +79,7 @@ class ServerConfig:
             raise ValueError("workers/decode_threads: must be >= 1")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads: must be >= 0 (0 = auto), got {self.torch_threads}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port: must be 0..65535, got {self.port}")
-        if self.metrics_port > 65535:
-            raise ValueError(f"metrics_port: must be <= 65535, got {self.metrics_port}")
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("tls_cert/tls_key: give both or neither")
+        self.check_serving()
 
     def settings(self) -> LiftSettings:
         return LiftSettings(
@@ -102,46 +92,42 @@ class ServerConfig:
 
 
 class DepthServer:
-    """One depth server: gRPC (+ health, reflection) and the metrics endpoint."""
+    """One depth server: gRPC (+ health, reflection, token) and the metrics endpoint, on ``objvid.serving``."""
 
     def __init__(self, config: ServerConfig):
         config.validate()
         self.config = config
         self.metrics = DepthMetrics()
         self.servicer = DepthServicer(config.settings(), self.metrics, config.decode_threads)
-        self.handle: wire.ServerHandle | None = None
-        self.metrics_port: int | None = None
+        self.grpc = GrpcServer(
+            "depth", config, [Binding(add_to_server, self.servicer, SERVICE_NAME)], self.metrics
+        )
         self.model: MoGeDepthModel | None = None
 
     @property
     def port(self) -> int:
-        return self.handle.port if self.handle else 0
+        return self.grpc.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.grpc.metrics_port
 
     @property
     def address(self) -> str:
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "[::]", "::") else self.config.host
-        return f"{host}:{self.port}"
+        return self.grpc.address
+
+    @property
+    def handle(self):
+        """The running grpc.Server (None before listen() and after stop())."""
+        return self.grpc.server
 
     def listen(self) -> DepthServer:
         """Bind gRPC (health NOT_SERVING) and the metrics endpoint; the model is not loaded yet. On a
         failure (a port taken, a TLS file missing) everything opened so far is closed and the error re-raised."""
-        c = self.config
-        if c.malloc_tuning and not serving.tune_malloc():
-            log.warning("event=malloc_tuning_unavailable (not glibc?)")
         try:
-            self.handle = wire.build_server(
-                [(add_to_server, self.servicer, SERVICE_NAME)],
-                host=c.host,
-                port=c.port,
-                max_workers=c.workers,
-                tls_cert=Path(c.tls_cert).read_bytes() if c.tls_cert else None,
-                tls_key=Path(c.tls_key).read_bytes() if c.tls_key else None,
-                serving=False,
-            )
-            if c.metrics_port >= 0:
-                self.metrics_port = self.metrics.serve_http(c.metrics_port, c.metrics_host)
+            self.grpc.bind()
         except BaseException:
-            self.stop(grace=0)
+            self.servicer.close()
             raise
         return self
 
@@ -172,7 +158,7 @@ class DepthServer:
         self.servicer.set_model(model)
         self.metrics.model_load.set(time.perf_counter() - start)
         self.metrics.model_loaded.set(1)
-        self.handle.set_serving(True)
+        self.grpc.set_serving(True)
         log.info(
             "event=ready address=%s:%d metrics_port=%s model=%s version=%s device=%s dtype=%s "
             "torch_threads=%d load_seconds=%.2f warmup_seconds=%.2f",
@@ -193,18 +179,13 @@ class DepthServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Health NOT_SERVING, let in-flight RPCs finish (up to ``grace`` s), close everything."""
-        grace = self.config.grace_seconds if grace is None else grace
-        if self.handle is not None:
-            self.handle.stop(grace)
-            self.handle = None
-        self.metrics.stop_http()
+        self.grpc.stop(grace)
         self.metrics.model_loaded.set(0)
         self.servicer.close()
         log.info("event=stopped pid=%d", os.getpid())
 
     def wait(self) -> None:
-        if self.handle is not None:
-            self.handle.wait()
+        self.grpc.wait()
 
 
 def set_torch_threads(requested: int, device: torch.device) -> int:

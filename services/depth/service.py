@@ -8,7 +8,8 @@ requests decode, download and encode.
 Errors (the server keeps serving after each): empty batch, a missing/corrupt/non-image entry, bad sizes
 -> INVALID_ARGUMENT naming the field (``images[i]``, ``width``...); an image or working size above
 ``max_pixels`` or a batch above ``max_images`` -> RESOURCE_EXHAUSTED; model still loading -> UNAVAILABLE;
-device out of memory -> RESOURCE_EXHAUSTED; anything unexpected -> INTERNAL (logged with its traceback).
+device out of memory -> RESOURCE_EXHAUSTED; anything unexpected -> INTERNAL (``objvid.serving.status``:
+one log line, the traceback at debug level).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import grpc
 import numpy as np
 import torch
 
-from objvid import protowire, wire
 from objvid.depth import lift
 from objvid.depth.encode import build_response, encode_response
 from objvid.depth.inference import InferenceThread
 from objvid.depth.metrics import DepthMetrics
+from objvid.runtime import protowire, wire
+from objvid.runtime.errors import Cancelled, InvalidArgument, ResourceExhausted, Unavailable
+from objvid.serving import status
 from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 
 log = logging.getLogger("objvid.depth.service")
@@ -50,14 +53,6 @@ class LiftSettings:
     micro_batch: int = 4
 
 
-class RequestError(Exception):
-    """A request the service refuses: a gRPC status code and a message naming the field."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-
-
 @dataclass
 class _Decoded:
     """One decoded image: ``rgb`` (h, w, 3) uint8 already at ``infer_hw``; ``working_hw`` its output size."""
@@ -72,16 +67,14 @@ def _peek_size(data: bytes, name: str) -> tuple[int, int]:
     from PIL import Image as PILImage
 
     if not data:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty image bytes")
+        raise InvalidArgument(f"{name}: empty image bytes")
     try:
         with PILImage.open(io.BytesIO(data)) as im:
             w, h = im.size
     except PILImage.DecompressionBombError as exc:
-        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name}: {exc}") from None
+        raise ResourceExhausted(f"{name}: {exc}") from None
     except Exception as exc:  # PIL raises several types for garbage
-        raise RequestError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"{name}: not a decodable image ({type(exc).__name__}: {exc})"
-        ) from None
+        raise InvalidArgument(f"{name}: not a decodable image ({type(exc).__name__}: {exc})") from None
     return h, w
 
 
@@ -137,18 +130,12 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         start = time.perf_counter()
         code, message, response = grpc.StatusCode.OK, "", None
         try:
+            status.check_deadline(context)
             response = self.lift(request, context.is_active, encode)
-        except RequestError as exc:
-            code, message = exc.code, str(exc)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            code, message = (
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "device out of memory; send fewer or smaller images",
-            )
-        except Exception as exc:  # never let one request take the server down
-            log.exception("event=lift_failed error=%s", type(exc).__name__)
-            code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # never let one request take the server down: one status, one message
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            code, message = status.failure("Lift", exc, log)
         seconds = time.perf_counter() - start
         self.metrics.observe(code.name, seconds, len(request.images) if code == grpc.StatusCode.OK else 0)
         log.debug("event=lift images=%d code=%s ms=%.1f", len(request.images), code.name, seconds * 1e3)
@@ -160,7 +147,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
     # Work
 
     def lift(self, request: depth_pb2.LiftRequest, is_active=None, encode=build_response):
-        """Validate, decode, lift and encode one request; raises RequestError.
+        """Validate, decode, lift and encode one request; raises ``objvid.runtime.errors`` types.
 
         is_active: optional callable; when it turns False (client gone, deadline passed) no further model
         call is started for this request. encode: ``build_response`` (LiftResponse objects) or
@@ -168,28 +155,22 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         """
         model = self._model
         if model is None:
-            raise RequestError(
-                grpc.StatusCode.UNAVAILABLE, "model is still loading; retry when health is SERVING"
-            )
+            raise Unavailable("model is still loading; retry when health is SERVING")
         s = self.settings
         n = len(request.images)
         if n == 0:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT, "images: empty batch; send at least one image"
-            )
+            raise InvalidArgument("images: empty batch; send at least one image")
         if n > s.max_images:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise ResourceExhausted(
                 f"images: {n} images exceed the limit of {s.max_images} per request",
             )
         width, height, keep = int(request.width), int(request.height), bool(request.keep_aspect)
         try:
             lift.working_size((1, 1), width, height, keep, s.working_hw)  # request-level checks only
         except ValueError as exc:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise InvalidArgument(str(exc)) from None
         if not keep and width * height > s.max_pixels:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise ResourceExhausted(
                 f"width/height: working size {width}x{height} exceeds the pixel limit {s.max_pixels}",
             )
 
@@ -239,7 +220,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         start = time.perf_counter()
         self.metrics.stage("queue", start - submitted)
         if is_active is not None and not is_active():
-            raise RequestError(grpc.StatusCode.CANCELLED, "request cancelled or past its deadline")
+            raise Cancelled("request cancelled or past its deadline")
         pending = lift.start_lift(model, rgbs, working_hw, model.device)
         self.metrics.stage("lift", time.perf_counter() - start)
         return pending
@@ -252,34 +233,28 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         name = f"images[{index}]"
         kind = image.WhichOneof("content")
         if kind is None:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"{name}: missing (set `encoded` or `pixels`)"
-            )
+            raise InvalidArgument(f"{name}: missing (set `encoded` or `pixels`)")
         if kind == "pixels":
             shape = list(image.pixels.shape)
             if len(shape) != 3 or shape[2] != 3:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"{name}: raw pixels must be (H, W, 3), got {shape}"
-                )
+                raise InvalidArgument(f"{name}: raw pixels must be (H, W, 3), got {shape}")
             h, w = shape[0], shape[1]
         else:
             h, w = _peek_size(image.encoded, name)
         if h < 1 or w < 1:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: empty image ({h}x{w})")
+            raise InvalidArgument(f"{name}: empty image ({h}x{w})")
         if h * w > s.max_pixels:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise ResourceExhausted(
                 f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}",
             )
         try:
             rgb = wire.decode_image(image, name)
         except ValueError as exc:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            raise InvalidArgument(str(exc)) from None
         hw = rgb.shape[:2]
         working_hw = lift.working_size(hw, width, height, keep_aspect, s.working_hw)
         if working_hw[0] * working_hw[1] > s.max_pixels:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            raise ResourceExhausted(
                 f"{name}: working size {working_hw[1]}x{working_hw[0]} exceeds the pixel limit {s.max_pixels}",
             )
         infer_hw = lift.inference_size(hw, keep_aspect, s.infer_hw)

@@ -9,8 +9,10 @@ Inputs (``max_batch_size: 0``, shapes as sent):
 Outputs (decoupled, several responses per request):
   PROGRESS BYTES [1] = serialized ``objvid.v1.GenerateProgress`` in every response;
   VIDEO uint8 [T, H, W, 3] in the last data response only (its PROGRESS has stage DONE).
-Errors become one error response whose message starts with a code word: ``INVALID_ARGUMENT: ...``,
-``RESOURCE_EXHAUSTED: ...``, ``CANCELLED: ...`` or ``INTERNAL: ...``.
+Errors: a last data response whose PROGRESS carries ``status`` (``GenerateStatus``: the gRPC code number
+and the one-line reason; typed, because Triton's stream delivers errors as bare strings), then one error
+response ``TritonError(reason, code)`` with the closest Triton code (``TRITON_CODES``) that ends the stream.
+Codes: INVALID_ARGUMENT (bad inputs), RESOURCE_EXHAUSTED (GPU or host memory), CANCELLED, INTERNAL.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
 from objvid.diffusion.base import ChunkInputs, GenerateOptions, Progress, VideoModel, validate_chunk
+from objvid.runtime import errors
+from objvid.serving.status import is_device_oom
 from objvid.v1 import diffusion_pb2
 
 log = logging.getLogger("objvid.diffusion.triton")
@@ -51,13 +55,37 @@ _STAGES = {
 }
 
 
+#: gRPC status code name -> (code number, Triton python-backend ``TritonError`` code name). Triton has no
+#: RESOURCE_EXHAUSTED: UNAVAILABLE (try later / smaller / with offloading) is the closest.
+STATUS_CODES: dict[str, tuple[int, str]] = {
+    "CANCELLED": (1, "CANCELLED"),
+    "INVALID_ARGUMENT": (3, "INVALID_ARG"),
+    "RESOURCE_EXHAUSTED": (8, "UNAVAILABLE"),
+    "INTERNAL": (13, "INTERNAL"),
+}
+
+
 class ChunkError(Exception):
-    """A request failed; ``str(err)`` is the client-facing message ``"<CODE>: <reason>"``."""
+    """A request failed: ``code`` (a ``STATUS_CODES`` name) and ``reason``, the one-line message."""
 
     def __init__(self, code: str, reason: str):
-        super().__init__(f"{code}: {reason}")
+        super().__init__(reason)
         self.code = code
         self.reason = reason
+
+    def status_tensor(self, model: VideoModel) -> np.ndarray:
+        """The PROGRESS tensor carrying this failure (``GenerateProgress.status``)."""
+        msg = diffusion_pb2.GenerateProgress(
+            model=model.name,
+            preview=model.preview,
+            status=diffusion_pb2.GenerateStatus(code=STATUS_CODES[self.code][0], message=self.reason),
+        )
+        return np.array([msg.SerializeToString()], dtype=np.object_)
+
+    def triton_error(self, pb_utils):
+        """``pb_utils.TritonError(reason, code)`` (Python backend; older backends take the message only)."""
+        code = getattr(pb_utils.TritonError, STATUS_CODES[self.code][1], None)
+        return pb_utils.TritonError(self.reason) if code is None else pb_utils.TritonError(self.reason, code)
 
 
 class Cancelled(Exception):
@@ -130,12 +158,11 @@ def progress_tensor(model: VideoModel, event: Progress) -> np.ndarray:
 
 
 def error_code(exc: BaseException) -> str:
-    """Code word for an exception raised inside generation."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if isinstance(exc, MemoryError) or names & {"OutOfMemoryError", "GpuMemoryError", "ResourceExhausted"}:
-        return "RESOURCE_EXHAUSTED"
+    """Status code name for an exception raised inside generation (typed checks, no name matching)."""
     if isinstance(exc, Cancelled):
         return "CANCELLED"
+    if isinstance(exc, MemoryError | errors.ResourceExhausted) or is_device_oom(exc):
+        return "RESOURCE_EXHAUSTED"
     return "INTERNAL"
 
 
@@ -254,13 +281,18 @@ class PythonBackendModel:
                 sender.send(
                     pb.InferenceResponse(output_tensors=tensors), flags=final if "VIDEO" in outputs else 0
                 )
-        except ChunkError as err:
-            sender.send(pb.InferenceResponse(error=pb.TritonError(str(err))), flags=final)
-        except Exception as err:  # noqa: BLE001 - keep serving whatever happens
-            log.exception("event=request_failed model=%s", self.model.name if self.model else "?")
-            message = f"INTERNAL: {type(err).__name__}: {err}"
+        except Exception as exc:  # noqa: BLE001 - keep serving whatever happens
+            err = (
+                exc if isinstance(exc, ChunkError) else ChunkError("INTERNAL", f"{type(exc).__name__}: {exc}")
+            )
+            if not isinstance(exc, ChunkError):
+                log.error(
+                    "event=request_failed model=%s error=%s", self.model.name if self.model else "?", err
+                )
             try:
-                sender.send(pb.InferenceResponse(error=pb.TritonError(message)), flags=final)
+                tensors = [pb.Tensor("PROGRESS", err.status_tensor(self.model))]
+                sender.send(pb.InferenceResponse(output_tensors=tensors), flags=0)
+                sender.send(pb.InferenceResponse(error=err.triton_error(pb)), flags=final)
             except Exception:  # noqa: BLE001 - the stream may already be closed
                 log.warning("event=error_not_sent model=%s", self.model.name if self.model else "?")
 

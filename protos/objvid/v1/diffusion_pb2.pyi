@@ -1,6 +1,7 @@
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -35,17 +36,27 @@ class GenerateOptions(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ...) -> None: ...
 
 class GenerateProgress(_message.Message):
-    __slots__ = ("step", "total", "stage", "message", "model", "preview")
+    __slots__ = ("step", "total", "stage", "message", "model", "preview", "status")
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     step: int
     total: int
     stage: GenerateStage
     message: str
     model: str
     preview: bool
-    def __init__(self, step: _Optional[int] = ..., total: _Optional[int] = ..., stage: _Optional[_Union[GenerateStage, str]] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., preview: _Optional[bool] = ...) -> None: ...
+    status: GenerateStatus
+    def __init__(self, step: _Optional[int] = ..., total: _Optional[int] = ..., stage: _Optional[_Union[GenerateStage, str]] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., preview: _Optional[bool] = ..., status: _Optional[_Union[GenerateStatus, _Mapping]] = ...) -> None: ...
+
+class GenerateStatus(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

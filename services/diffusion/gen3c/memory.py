@@ -19,14 +19,16 @@ from dataclasses import dataclass
 
 import torch
 
+from objvid.runtime.errors import ResourceExhausted
+
 OFFLOAD_PARTS = ("text_encoder", "vae", "transformer")
 DIT_ACTIVATION_BYTES_PER_TOKEN_CHANNEL = 56
 VAE_BYTES_PER_PIXEL = 72
 GIB = 1024**3
 
 
-class GpuMemoryError(RuntimeError):
-    """The GPU cannot hold what GEN3C needs; the message names the parts to offload."""
+class GpuMemoryError(ResourceExhausted, RuntimeError):
+    """The GPU cannot hold what GEN3C needs; the message names the parts to offload (RESOURCE_EXHAUSTED)."""
 
 
 @dataclass(frozen=True)

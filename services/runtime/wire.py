@@ -1,27 +1,22 @@
-"""Wire helpers shared by every service and the client.
+"""Message codecs shared by every service and the client (no gRPC here; channels: ``objvid.runtime.channels``).
 
 - Tensor codec: numpy / torch <-> ``objvid.v1.Tensor`` (C-ordered little-endian bytes), validated.
 - Image codec: PNG/JPEG bytes or raw pixels <-> ``objvid.v1.Image`` and (H, W, 3) uint8 arrays.
 - Camera codec: K (3, 3) and w2c (4, 4) <-> ``objvid.v1.Camera``.
-- gRPC plumbing: one place that builds servers (health + reflection registered, message limits
-  raised for video frames, keepalive) and channels with the project's options.
+- ``MAX_MESSAGE_BYTES`` (the message limit of every channel and server), ``bearer_metadata``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Sequence
-from concurrent import futures
+from collections.abc import Sequence
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from objvid.v1 import types_pb2
 
-log = logging.getLogger("objvid.wire")
+log = logging.getLogger("objvid.runtime.wire")
 
 # ---------------------------------------------------------------------------------------------------
 # Tensors
@@ -224,138 +219,10 @@ def decode_camera(msg: types_pb2.Camera, name: str = "camera") -> tuple[np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------------
-# gRPC
+# Shared with the gRPC channels and servers
 
 #: Message limit for frames and clouds (a raw 704x1280 frame with depth is ~6.3 MB; a 1M-point cloud 15 MB).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-
-CHANNEL_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-]
-SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.so_reuseport", 0),
-]
-
-
-class ServerHandle:
-    """A started gRPC server with its health servicer; ``port`` is the bound port."""
-
-    def __init__(
-        self, server: grpc.Server, health_servicer: health.HealthServicer, port: int, names: list[str]
-    ):
-        self.server = server
-        self.health = health_servicer
-        self.port = port
-        self.service_names = names
-
-    def set_serving(self, serving: bool = True) -> None:
-        """Report SERVING / NOT_SERVING for the overall server ("") and every registered service."""
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in ["", *self.service_names]:
-            self.health.set(name, status)
-
-    def stop(self, grace: float | None = 2.0) -> None:
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
-
-    def wait(self) -> None:
-        self.server.wait_for_termination()
-
-
-def build_server(
-    register: Iterable[tuple[object, object, str]],
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    max_workers: int = 16,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
-    tls_cert: bytes | None = None,
-    tls_key: bytes | None = None,
-    tls_client_ca: bytes | None = None,
-    serving: bool = True,
-) -> ServerHandle:
-    """Build, bind and start a gRPC server with the project's options, health and reflection.
-
-    register: (add_servicer_fn, servicer, full_service_name) triples, e.g.
-    ``(cache_pb2_grpc.add_CacheServiceServicer_to_server, servicer, "objvid.v1.CacheService")``.
-    port 0 picks an ephemeral port. With tls_cert/tls_key the port is TLS; tls_client_ca makes it mTLS.
-    serving=False starts with health NOT_SERVING (call ``set_serving()`` once models are loaded).
-    """
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        options=SERVER_OPTIONS,
-        interceptors=list(interceptors),
-    )
-    names = []
-    for add_fn, servicer, full_name in register:
-        add_fn(servicer, server)
-        names.append(full_name)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
-    address = f"{host}:{port}"
-    if tls_cert or tls_key:
-        if not (tls_cert and tls_key):
-            raise ValueError("tls: both a certificate and a key are needed")
-        creds = grpc.ssl_server_credentials(
-            [(tls_key, tls_cert)],
-            root_certificates=tls_client_ca,
-            require_client_auth=tls_client_ca is not None,
-        )
-        bound = server.add_secure_port(address, creds)
-    else:
-        bound = server.add_insecure_port(address)
-    if bound == 0:
-        raise OSError(f"could not bind {address}")
-    server.start()
-    handle = ServerHandle(server, health_servicer, bound, names)
-    handle.set_serving(serving)
-    log.info(
-        "event=server_started address=%s:%d services=%s tls=%s", host, bound, ",".join(names), bool(tls_cert)
-    )
-    return handle
-
-
-def make_channel(
-    address: str,
-    *,
-    tls_ca: bytes | None = None,
-    tls_cert: bytes | None = None,
-    tls_key: bytes | None = None,
-    tls: bool | None = None,
-) -> grpc.Channel:
-    """A channel with the project's options; TLS when tls_ca/cert given or ``tls`` is True (system roots)."""
-    if tls or tls_ca or tls_cert:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=tls_ca, private_key=tls_key, certificate_chain=tls_cert
-        )
-        return grpc.secure_channel(address, creds, options=CHANNEL_OPTIONS)
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-
-
-def check_health(channel: grpc.Channel, service: str = "", timeout: float = 2.0) -> bool:
-    """True when the server reports SERVING for ``service`` ("" = the whole server)."""
-    stub = health_pb2_grpc.HealthStub(channel)
-    try:
-        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-    except grpc.RpcError:
-        return False
-    return resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def bearer_metadata(token: str | None) -> list[tuple[str, str]]:

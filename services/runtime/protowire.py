@@ -13,7 +13,7 @@ assembly (``objvid.depth.encode``, ``objvid.cache.frames``) and its reference bu
 API beside it; tests compare the two.
 
 Arrays are written as ``objvid.v1.Tensor``: little-endian C-ordered bytes with the dtype codes of
-``objvid.wire``.
+``objvid.runtime.wire``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from objvid import wire
+from objvid.runtime import wire
 
 #: Wire types (the low 3 bits of a field key).
 VARINT, I64, LEN, I32 = 0, 1, 2, 5

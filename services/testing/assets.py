@@ -1,4 +1,4 @@
-"""Synthetic demo assets, deterministic and fast (numpy only).
+"""Synthetic demo assets, deterministic and fast (numpy only): test and demo inputs, not production code.
 
 - :func:`render_room`: an RGB-D view of a furnished room (textured wooden floor with a rug, papered walls
   with a picture, ceiling, a sofa, a cabinet and a ball), ray-cast analytically at any size. Returns the
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from objvid.client.ply import ply_bytes
 
 # Room geometry in the room frame (x right, y down, z forward; floor at y = 0), metres.
 CAMERA_HEIGHT = 1.5
@@ -332,34 +334,6 @@ def sample_surface(mesh: Mesh, num_points: int = 250_000, seed: int = 0) -> tupl
     pos = np.concatenate(pos_all)[:num_points]
     cols = np.concatenate(col_all)[:num_points]
     return pos.astype(np.float32), np.clip(np.round(cols), 0, 255).astype(np.uint8)
-
-
-def ply_bytes(positions: np.ndarray, colors: np.ndarray, faces: np.ndarray | None = None) -> bytes:
-    """Binary little-endian PLY: float32 x y z, uchar red green blue per vertex; optional triangle faces."""
-    positions = np.ascontiguousarray(positions, dtype="<f4")
-    colors = np.ascontiguousarray(colors, dtype=np.uint8)
-    header = [
-        "ply",
-        "format binary_little_endian 1.0",
-        f"element vertex {len(positions)}",
-        "property float x",
-        "property float y",
-        "property float z",
-        "property uchar red",
-        "property uchar green",
-        "property uchar blue",
-    ]
-    if faces is not None:
-        header += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
-    header.append("end_header")
-    vert = np.empty(len(positions), dtype=[("p", "<f4", 3), ("c", "u1", 3)])
-    vert["p"], vert["c"] = positions, colors
-    out = ("\n".join(header) + "\n").encode() + vert.tobytes()
-    if faces is not None:
-        f = np.empty(len(faces), dtype=[("n", "u1"), ("i", "<i4", 3)])
-        f["n"], f["i"] = 3, faces
-        out += f.tobytes()
-    return out
 
 
 def write_assets(

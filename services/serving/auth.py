@@ -1,4 +1,4 @@
-"""Bearer-token check for the cache service: ``authorization: Bearer <token>`` in the call metadata.
+"""Bearer-token check for every objvid gRPC service: ``authorization: Bearer <token>`` in the call metadata.
 
 The compare is constant-time (``hmac.compare_digest``). Health checks and server reflection stay open so
 load balancers and probes work without the token.
@@ -11,7 +11,7 @@ import logging
 
 import grpc
 
-log = logging.getLogger("objvid.cache.auth")
+log = logging.getLogger("objvid.serving.auth")
 
 #: Method prefixes that never need the token.
 OPEN_PREFIXES: tuple[str, ...] = (

@@ -1,0 +1,79 @@
+"""The CLI's options, declared once through the shared config mechanism (``objvid.runtime.config``):
+every flag falls back to ``OBJVID_CLIENT_<FLAG>``, ``--help`` shows the variable and the default, on/off
+options are ``--flag/--no-flag`` (they take no value) and every value shows a metavar, never a type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from objvid.client.options import DEFAULT_OBJECT_RADIUS_PX
+from objvid.runtime import trajectory as traj
+from objvid.runtime.config import typer_option
+
+
+def opt(*names: str, help: str, **kwargs):
+    return typer_option("client", *names, help=help, **kwargs)
+
+
+def flag(name: str, help: str, *short: str):
+    """An on/off option: ``--name/--no-name`` (plus short spellings)."""
+    return typer_option("client", f"--{name}/--no-{name}", *short, help=help)
+
+
+# Inputs
+Image = Annotated[Path, opt("--image", help="background photo (PNG/JPEG)", metavar="PATH")]
+Objects = Annotated[list[Path] | None, opt("--object", help="object file (.ply/.obj/.glb/.gltf/.stl); repeat for several", metavar="PATH")]  # fmt: skip
+Depth = Annotated[Path | None, opt("--depth", help="depth map (.npy/.npz/.png mm/.exr) instead of MoGe", metavar="PATH")]  # fmt: skip
+Intrinsics = Annotated[Path | None, opt("--intrinsics", help="K JSON for --depth", metavar="PATH")]
+# Rendering and cameras
+Method = Annotated[str, opt("--method", help="fused (scene splat + object z-buffer) or full (one z-buffer)", metavar="fused|full")]  # fmt: skip
+Radius = Annotated[float, opt("--object-radius", help="object point radius in pixels (0 = the cache's default, 0.75)", metavar="PX")]  # fmt: skip
+Trajectory = Annotated[
+    str, opt("--trajectory", help=f"GEN3C preset: {', '.join(traj.PRESETS)}", metavar="NAME")
+]
+Rotation = Annotated[str, opt("--camera-rotation", help=", ".join(traj.ROTATIONS), metavar="MODE")]
+Distance = Annotated[float, opt("--movement-distance", help="GEN3C movement distance (scene units x center depth 1.0)", metavar="D")]  # fmt: skip
+CameraPath = Annotated[Path | None, opt("--camera-path", help="camera path JSON (overrides --trajectory)", metavar="PATH")]  # fmt: skip
+Frames = Annotated[int | None, opt("--frames", help="frames (gen3c: 120N+1; default 121 or the camera path's)", metavar="N")]  # fmt: skip
+Fps = Annotated[float, opt("--fps", help="frames per second", metavar="FPS")]
+Width = Annotated[int | None, opt("--width", help="video width, multiple of 16 (default 1280)", metavar="PX")]
+Height = Annotated[
+    int | None, opt("--height", help="video height, multiple of 16 (default 704)", metavar="PX")
+]
+# Placement
+Anchors = Annotated[list[str] | None, opt("--anchor", help="placement pixel U,V (or U%,V%) per object", metavar="U,V")]  # fmt: skip
+ObjectHeights = Annotated[list[float] | None, opt("--object-height", help="object height in scene units", metavar="H")]  # fmt: skip
+Poses = Annotated[list[str] | None, opt("--object-pose", help="x,y,z[,rx,ry,rz[,s]] or a 4x4 JSON file; per object", metavar="POSE")]  # fmt: skip
+# Diffusion
+Prompt = Annotated[str, opt("--prompt", help="text prompt (gen3c)", metavar="TEXT")]
+NegativePrompt = Annotated[str, opt("--negative-prompt", help="negative prompt (gen3c)", metavar="TEXT")]
+Seed = Annotated[int | None, opt("--seed", help="random seed (default 1)", metavar="N")]
+Steps = Annotated[int | None, opt("--steps", help="denoising steps (default 35)", metavar="N")]
+Guidance = Annotated[
+    float | None, opt("--guidance", help="classifier-free guidance (default 1.0)", metavar="G")
+]
+Backend = Annotated[str, opt("--backend", help="gen3c, or preview (CPU hole filling, NOT GEN3C)", metavar="gen3c|preview")]  # fmt: skip
+SaveBuffer = Annotated[bool, flag("save-buffer", "also write <out>_buffer.mp4: renders left of the video")]
+# Outputs
+Workdir = Annotated[Path | None, opt("--workdir", help="keeps renders, masks, manifest (default <out>_work)", metavar="DIR")]  # fmt: skip
+Out = Annotated[Path, opt("--out", help="output mp4", metavar="PATH")]
+# Services
+DepthAddr = Annotated[str | None, opt("--depth-addr", help="depth service host:port (default: start one locally)", metavar="HOST:PORT")]  # fmt: skip
+CacheAddr = Annotated[str | None, opt("--cache-addr", help="cache service host:port (default: start one locally)", metavar="HOST:PORT")]  # fmt: skip
+TritonAddr = Annotated[str | None, opt("--triton-addr", help="Triton gRPC host:port (default: start one locally)", metavar="HOST:PORT")]  # fmt: skip
+Token = Annotated[str | None, opt("--token", help="bearer token", metavar="TOKEN")]
+TlsCa = Annotated[Path | None, opt("--tls-ca", help="PEM CA bundle (enables TLS)", metavar="PATH")]
+DepthModel = Annotated[
+    str, opt("--depth-model", help="MoGe checkpoint path or hub id (local stack)", metavar="MODEL")
+]
+Weights = Annotated[
+    Path | None, opt("--gen3c-weights", help="GEN3C weights folder (local stack)", metavar="DIR")
+]
+Device = Annotated[str, opt("--device", help="local stack device: auto, cpu, cuda, cuda:N", metavar="DEVICE")]
+# Output style
+Quiet = Annotated[bool, flag("quiet", "no progress; print only the output path", "-q")]
+Json = Annotated[bool, flag("json", "print a JSON summary on stdout, no progress")]
+Verbose = Annotated[bool, flag("verbose", "log events to stderr", "-v")]
+
+RADIUS_DEFAULT = DEFAULT_OBJECT_RADIUS_PX

@@ -1,0 +1,134 @@
+"""What the CLI prints: progress bars per stage (rich, on stderr), the one-line errors, the summary
+table, or one JSON object on stdout (``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from objvid.client.run import Reporter
+
+STAGE_LABELS = {
+    "inputs": "inputs",
+    "stack": "local servers",
+    "depth": "depth",
+    "scene": "scene",
+    "placement": "placement",
+    "render": "render",
+    "diffusion": "diffusion",
+    "update": "scene update",
+    "encoding": "encoding",
+}
+
+
+class RichReporter(Reporter):
+    """One progress bar per stage on stderr."""
+
+    def __init__(self, console):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[stage]:<13}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+        self.progress.start()
+
+    def start(self, stage, total=None, text=""):
+        if stage in self.tasks:
+            self.progress.update(self.tasks[stage], total=total, completed=0, description=text)
+            self.progress.start_task(self.tasks[stage])
+        else:
+            self.tasks[stage] = self.progress.add_task(
+                text, total=total, stage=STAGE_LABELS.get(stage, stage)
+            )
+
+    def update(self, stage, completed=None, total=None, text=None):
+        if stage not in self.tasks:
+            self.start(stage, total, text or "")
+        kw = {}
+        if completed is not None:
+            kw["completed"] = completed
+        if total is not None:
+            kw["total"] = total
+        if text is not None:
+            kw["description"] = text
+        self.progress.update(self.tasks[stage], **kw)
+
+    def finish(self, stage, text=None):
+        if stage in self.tasks:
+            t = next(t for t in self.progress.tasks if t.id == self.tasks[stage])
+            total = t.total if t.total is not None else max(t.completed, 1)
+            self.progress.update(self.tasks[stage], total=total, completed=total)
+            if text:
+                self.progress.update(self.tasks[stage], description=text)
+
+    def note(self, text):
+        self.progress.console.print(f"[yellow]note:[/yellow] {text}")
+
+    def close(self):
+        self.progress.stop()
+
+
+class Output:
+    """Where messages go: rich on stderr (default), nothing (--quiet) or JSON on stdout (--json)."""
+
+    def __init__(self, quiet: bool, as_json: bool):
+        from rich.console import Console
+
+        self.quiet, self.json = quiet, as_json
+        self.err = Console(stderr=True, highlight=False)
+        self.reporter: RichReporter | None = None
+
+    def make_reporter(self) -> Reporter:
+        if self.quiet or self.json:
+            return Reporter()
+        self.reporter = RichReporter(self.err)
+        return self.reporter
+
+    def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+            self.reporter = None
+
+    def info(self, text: str) -> None:
+        if not (self.quiet or self.json):
+            self.err.print(text)
+
+    def error(self, stage: str, reason: str) -> None:
+        self.close()
+        print(f"error: {stage}: {reason}", file=sys.stderr, flush=True)
+        if self.json:
+            print(json.dumps({"status": "error", "stage": stage, "reason": reason}), flush=True)
+
+    def summary(self, title: str, result: dict, rows: list[tuple[str, str]]) -> None:
+        self.close()
+        if self.json:
+            print(json.dumps({"status": "ok", **result}, default=str), flush=True)
+            return
+        if self.quiet:
+            return
+        from rich.table import Table
+
+        table = Table(title=title, show_header=True, header_style="bold")
+        table.add_column("stage")
+        table.add_column("seconds", justify="right")
+        for stage, seconds in result.get("timings", {}).items():
+            table.add_row(STAGE_LABELS.get(stage, stage), f"{seconds:.2f}")
+        self.err.print(table)
+        for key, value in rows:
+            self.err.print(f"[bold]{key}:[/bold] {value}")

@@ -1,0 +1,131 @@
+"""A cache scene that survives eviction: :class:`SceneSession` keeps the scene's recipe (the view, the
+objects at their latest transforms, the buffer updates) and rebuilds the scene when the cache answers
+``NOT_FOUND`` (evicted or restarted), then retries the call once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from objvid.client.errors import ServiceError
+from objvid.client.frames import RenderedFrame
+from objvid.v1 import cache_pb2, types_pb2
+
+log = logging.getLogger("objvid.client")
+
+
+@dataclass
+class _ObjectRecipe:
+    data: bytes
+    filename: str
+    name: str
+    transform: types_pb2.Transform | None = None  # the latest known object-to-world transform
+    object_id: int = -1
+
+
+@dataclass
+class SceneSession:
+    """A cache scene plus its recipe; calls that fail with NOT_FOUND rebuild the scene and retry once.
+
+    The rebuild replays CreateScene, every object at its latest transform (so placement is not re-run)
+    and every UpdateScene in order. ``object_ids`` maps the caller's object index to the server's id.
+    """
+
+    client: object  # an ObjvidClient
+    view: cache_pb2.RgbdView
+    filter_points_threshold: float = 0.0
+    scene_id: str = ""
+    objects: list[_ObjectRecipe] = field(default_factory=list)
+    updates: list[tuple[cache_pb2.RgbdView, bool]] = field(default_factory=list)
+    info: cache_pb2.SceneInfo | None = None
+    rebuilds: int = 0
+
+    def create(self) -> cache_pb2.SceneInfo:
+        self.info = self.client.create_scene(self.view, self.filter_points_threshold, self.scene_id)
+        self.scene_id = self.info.scene_id
+        return self.info
+
+    def _rebuild(self) -> None:
+        log.warning("event=scene_rebuild scene=%s objects=%d updates=%d", self.scene_id, len(self.objects),
+                    len(self.updates))  # fmt: skip
+        self.rebuilds += 1
+        self.create()
+        for obj in self.objects:
+            info = self.client.add_object(
+                self.scene_id, obj.data, obj.filename, name=obj.name, transform=obj.transform
+            )
+            obj.object_id = info.object_id
+        for view, skip in self.updates:
+            self.client.update_scene(self.scene_id, view, skip)
+
+    def _with_rebuild(self, fn: Callable):
+        try:
+            return fn()
+        except ServiceError as err:
+            if err.code != "NOT_FOUND" or err.service != "cache":
+                raise
+        self._rebuild()
+        return fn()
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [o.object_id for o in self.objects]
+
+    def add_object(self, data: bytes, filename: str, name: str = "",
+                   transform: types_pb2.Transform | None = None) -> cache_pb2.ObjectInfo:  # fmt: skip
+        recipe = _ObjectRecipe(data, filename, name, transform)
+        info = self._with_rebuild(lambda: self.client.add_object(self.scene_id, data, filename, name=name,
+                                                                 transform=transform))  # fmt: skip
+        recipe.object_id = info.object_id
+        recipe.transform = types_pb2.Transform(matrix=info.transform)
+        self.objects.append(recipe)
+        return info
+
+    def _record(self, index: int, info: cache_pb2.ObjectInfo) -> cache_pb2.ObjectInfo:
+        self.objects[index].transform = types_pb2.Transform(matrix=info.transform)
+        return info
+
+    def place_object(self, index: int, anchor=None, height=None) -> cache_pb2.ObjectInfo:
+        info = self._with_rebuild(lambda: self.client.place_object(self.scene_id, self.objects[index].object_id,
+                                                                   anchor, height))  # fmt: skip
+        return self._record(index, info)
+
+    def update_object(self, index: int, transform: types_pb2.Transform) -> cache_pb2.ObjectInfo:
+        info = self._with_rebuild(lambda: self.client.update_object(self.scene_id, self.objects[index].object_id,
+                                                                    transform))  # fmt: skip
+        return self._record(index, info)
+
+    def update_scene(
+        self, view: cache_pb2.RgbdView, skip_alignment: bool = False
+    ) -> cache_pb2.UpdateSceneResponse:
+        resp = self._with_rebuild(lambda: self.client.update_scene(self.scene_id, view, skip_alignment))
+        self.updates.append((view, skip_alignment))
+        self.info = resp.scene
+        return resp
+
+    def render_trajectory(self, Ks, w2cs, width, height, options) -> Iterator[RenderedFrame]:
+        """Like ObjvidClient.render_trajectory; on NOT_FOUND rebuilds and resumes at the next frame."""
+        done = 0
+        rebuilt = False
+        while True:
+            try:
+                for frame in self.client.render_trajectory(self.scene_id, Ks[done:], w2cs[done:], width, height,
+                                                           options):  # fmt: skip
+                    frame.index = done
+                    done += 1
+                    yield frame
+                return
+            except ServiceError as err:
+                if err.code != "NOT_FOUND" or rebuilt:
+                    raise
+                rebuilt = True
+                self._rebuild()
+
+    def delete(self) -> None:
+        try:
+            self.client.delete_scene(self.scene_id)
+        except ServiceError as err:
+            if err.code != "NOT_FOUND":
+                raise

@@ -1,0 +1,21 @@
+"""Input modes (see :mod:`objvid.client.sources.base`). A new mode is a new module plus one entry in
+:data:`MODES`; the first mode that accepts a config is used."""
+
+from __future__ import annotations
+
+from objvid.client.options import GenerateConfig
+from objvid.client.sources.base import InputSource, LiftFn, SourceView
+from objvid.client.sources.single_image import SingleImageSource
+
+MODES: tuple[type[InputSource], ...] = (SingleImageSource,)
+
+
+def mode_for(config: GenerateConfig) -> type[InputSource]:
+    """The input mode for ``config``; ValueError when none accepts it."""
+    for mode in MODES:
+        if mode.accepts(config):
+            return mode
+    raise ValueError("no input given: use --image PATH")
+
+
+__all__ = ["MODES", "InputSource", "LiftFn", "SingleImageSource", "SourceView", "mode_for"]

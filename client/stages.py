@@ -1,0 +1,144 @@
+"""The stages every scene command shares, each a function of (run, plan): depth, cameras, scene and
+placement, render. ``generate`` adds diffusion, scene update and encoding (``objvid.client.generate``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from objvid.client import camera_path as campath
+from objvid.client.errors import ServiceError
+from objvid.client.plan import Plan, make_plan
+from objvid.client.run import Run
+from objvid.client.sdk import RenderedFrame, SceneSession
+from objvid.client.sources import SourceView
+
+log = logging.getLogger("objvid.client.stages")
+
+#: Depth given to invalid pixels when the scene is created: far away (the cache clamps it), as GEN3C does.
+FAR_DEPTH = 1000.0
+
+
+def inputs(run: Run) -> Plan:
+    """Stage ``inputs``: every option checked and every input file read (no network)."""
+    with run.stage("inputs"):
+        plan, records = make_plan(run.config, run.command)
+        run.manifest.update(records)
+    return plan
+
+
+def depth(run: Run, plan: Plan) -> None:
+    """Stage ``depth``: the input mode's views (the depth service lifts them unless depth was given)."""
+
+    def lift(images: Sequence[np.ndarray], width: int, height: int) -> list:
+        return run.client.lift(images, width=width, height=height)
+
+    mode = type(plan.source)
+    if not mode.needs_lift(run.config):
+        plan.views, run.manifest["depth"] = plan.source.views(lift)
+        return
+    with run.stage("depth", 1, "lifting the image"):
+        plan.views, run.manifest["depth"] = plan.source.views(lift)
+        run.reporter.update("depth", 1)
+
+
+def cameras(run: Run, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """(Ks (T, 3, 3), w2cs (T, 4, 4)) of the video; written to ``<workdir>/cameras.json``."""
+    if plan.path is not None:
+        Ks, w2cs = plan.path.Ks, plan.path.w2cs
+    else:  # GEN3C repeats the scene's K along the preset's poses
+        Ks, w2cs = np.broadcast_to(plan.view.K, (plan.frames, 3, 3)).copy(), plan.preset_w2cs
+    campath.save_camera_path(run.workdir / "cameras.json", plan.width, plan.height, Ks, w2cs)
+    return Ks, w2cs
+
+
+def rgbd(client, view: SourceView, mask: np.ndarray | None = None):
+    """A SourceView -> ``objvid.v1.RgbdView`` (invalid depth far away, as GEN3C's cache does)."""
+    d = np.where(view.mask, view.depth, FAR_DEPTH).astype(np.float32)
+    return client.rgbd_view(view.image, d, view.K, view.w2c, mask)
+
+
+def scene(run: Run, plan: Plan) -> SceneSession:
+    """Stages ``scene`` and ``placement``: CreateScene, AddObject, then PlaceObject / UpdateObject."""
+    with run.stage("scene", 1 + len(plan.objects), "creating the scene"):
+        session = SceneSession(run.client, rgbd(run.client, plan.view), run.config.filter_points_threshold)
+        info = session.create()
+        run.reporter.update("scene", 1)
+        for k, obj in enumerate(plan.objects):
+            session.add_object(obj.data, obj.filename, obj.name)
+            run.reporter.update("scene", 2 + k)
+        run.manifest["scene"] = {
+            "scene_id": info.scene_id,
+            "num_points": info.num_points,
+            "device": info.device,
+        }
+    if plan.objects:
+        with run.stage("placement", len(plan.objects), "placing objects"):
+            run.manifest["objects"] = [_place(session, i, obj) for i, obj in enumerate(plan.objects)]
+            run.reporter.update("placement", len(plan.objects))
+    return session
+
+
+def _place(session: SceneSession, i: int, obj) -> dict:
+    if obj.pose is not None:
+        info, how = session.update_object(i, obj.pose), "pose"
+    else:
+        info, how = session.place_object(i, obj.anchor, obj.height), "auto"
+    return {"object_id": info.object_id, "name": info.name, "num_points": info.num_points, "placement": how,
+            "anchor": obj.anchor, "transform": np.asarray(info.transform.values).reshape(4, 4).tolist()}  # fmt: skip
+
+
+class RenderBuffers:
+    """The renders of one chunk: rgb (T, N, H, W, 3) uint8, mask (T, N, H, W) uint8, objects (T, H, W)
+    int16 (object id in slot 0, -1 = none); allocated at the first frame (N = the scene's buffer slots)."""
+
+    def __init__(self, frames: int, height: int, width: int):
+        self.shape = (frames, height, width)
+        self.rgb = self.mask = self.objects = None
+
+    def add(self, frame: RenderedFrame) -> None:
+        t, h, w = self.shape
+        if self.rgb is None:
+            n = frame.rgb.shape[0]
+            self.rgb = np.empty((t, n, h, w, 3), np.uint8)
+            self.mask = np.empty((t, n, h, w), np.uint8)
+            self.objects = np.full((t, h, w), -1, np.int16)
+        self.rgb[frame.index] = frame.rgb
+        self.mask[frame.index] = frame.mask
+        if frame.object_mask is not None:
+            self.objects[frame.index] = frame.object_mask[0]
+
+
+def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
+           on_frame: Callable[[RenderedFrame], None], outputs=("rgb", "mask", "object_mask")) -> None:  # fmt: skip
+    """Stage ``render``: RenderTrajectory for the cameras; every checked frame goes to ``on_frame``."""
+    t = len(w2cs)
+    options = run.client.render_options(run.config.method, outputs, object_radius_px=run.config.object_radius)
+    slots = None
+    with run.stage("render", t, label):
+        for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options):
+            if slots is None:
+                slots = frame.rgb.shape[0] if frame.rgb is not None else 0
+            _check_frame(frame, slots, plan)
+            on_frame(frame)
+            run.reporter.update("render", frame.index + 1)
+        if slots is None:
+            raise ValueError("the cache returned no frames")
+
+
+def _check_frame(frame: RenderedFrame, slots: int, plan: Plan) -> None:
+    want = (slots, plan.height, plan.width)
+    if frame.rgb is None or frame.rgb.shape != (*want, 3) or frame.mask is None or frame.mask.shape != want:
+        got = None if frame.rgb is None else frame.rgb.shape
+        raise ValueError(f"frame {frame.index}: expected rgb {(*want, 3)} and mask {want}, got {got}")
+
+
+def delete_scene(session: SceneSession) -> None:
+    """Best effort: the cache evicts forgotten scenes anyway."""
+    try:
+        session.delete()
+    except ServiceError as err:
+        log.info("event=scene_delete_failed reason=%r", str(err))

@@ -1,0 +1,74 @@
+"""Scene descriptions: what the store keeps per scene (JSON, also in snapshots) and their ``SceneInfo`` /
+``ObjectInfo`` messages for GetScene, ListScenes and every answer that returns a scene."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from objvid.runtime import wire
+from objvid.v1 import cache_pb2, types_pb2
+
+from .store import SceneEntry
+
+
+def describe_scene(scene, entry: SceneEntry) -> dict:
+    """JSON-able description kept by the store (and in snapshots) for GetScene / ListScenes."""
+    seed = scene.seed_camera
+    objects = []
+    for oid in scene.object_ids:
+        meta = entry.objects.get(oid, {})
+        objects.append(
+            {
+                "id": int(oid),
+                "name": meta.get("name", ""),
+                "num_points": int(meta.get("num_points", 0)),
+                "transform": np.asarray(scene.get_transform(oid), np.float64).ravel().tolist(),
+            }
+        )
+    return {
+        "num_points": int(scene.num_points),
+        "num_slots": int(scene.num_slots),
+        "device_bytes": int(scene.device_bytes()),
+        "device": str(scene.device),
+        "seed_camera": None
+        if seed is None
+        else {
+            "K": np.asarray(seed[0], np.float64).ravel().tolist(),
+            "w2c": np.asarray(seed[1], np.float64).ravel().tolist(),
+            "height": int(seed[2]),
+            "width": int(seed[3]),
+        },
+        "objects": objects,
+    }
+
+
+def object_info(obj: dict) -> cache_pb2.ObjectInfo:
+    return cache_pb2.ObjectInfo(
+        object_id=obj["id"],
+        name=obj["name"],
+        num_points=obj["num_points"],
+        transform=types_pb2.Matrix4(values=obj["transform"]),
+    )
+
+
+def scene_info(entry: SceneEntry, device: str) -> cache_pb2.SceneInfo:
+    info = entry.info
+    msg = cache_pb2.SceneInfo(
+        scene_id=entry.scene_id,
+        num_points=info.get("num_points", 0),
+        num_buffer_slots=info.get("num_slots", 0),
+        objects=[object_info(o) for o in info.get("objects", [])],
+        device_bytes=info.get("device_bytes", entry.nbytes),
+        device=info.get("device", device),
+    )
+    seed = info.get("seed_camera")
+    if seed:
+        msg.seed_camera.CopyFrom(
+            wire.encode_camera(
+                np.array(seed["K"]).reshape(3, 3),
+                np.array(seed["w2c"]).reshape(4, 4),
+                seed["width"],
+                seed["height"],
+            )
+        )
+    return msg

@@ -1,0 +1,115 @@
+"""The local stack's lifecycle with real servers: port 0 + ready file, health-gated readiness, and no
+process left behind (checked with psutil) after stop(), after SIGTERM to the client, and when a child
+fails while starting."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from objvid.client.errors import ObjvidError
+from objvid.client.sdk import ObjvidClient
+from objvid.client.stack import LocalStack, StackConfig, child_specs
+
+CACHE_ONLY = StackConfig(depth=False, backend=None, device="cpu")
+
+
+def _gone(pids: list[int], timeout: float = 10.0) -> bool:
+    """True once none of ``pids`` is a live (non-zombie) process."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return all(p.status() == psutil.STATUS_ZOMBIE for p in alive if p.is_running())
+
+
+def test_children_bind_port_zero_and_report_it():
+    specs = {s.name: s for s in child_specs(StackConfig(backend=None))}
+    for name in ("depth", "cache"):
+        args = specs[name].args
+        assert args[args.index("--port") + 1] == "0"
+        assert args[args.index("--metrics-port") + 1] == "off"
+
+
+def test_stack_reads_the_bound_port_and_stops_every_process(tmp_path):
+    stack = LocalStack(CACHE_ONLY, tmp_path).start()
+    try:
+        ready = json.loads((tmp_path / "cache.ready.json").read_text())
+        assert stack.cache_addr == f"127.0.0.1:{ready['port']}" and ready["port"] > 0
+        pids = stack.pids()
+        assert ready["pid"] in pids and all(psutil.pid_exists(p) for p in pids)
+        with ObjvidClient(cache_addr=stack.cache_addr) as client:
+            assert client.healthy(stack.cache_addr)
+    finally:
+        stack.stop()
+    assert _gone(pids)
+    assert not (tmp_path / "cache.ready.json").exists()
+    stack.stop()  # twice is fine
+
+
+CLIENT_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from objvid.client.connect import _sigterm_interrupts
+    from objvid.client.stack import LocalStack, StackConfig
+
+    with _sigterm_interrupts():  # what every objvid-client command runs under
+        with LocalStack(StackConfig(depth=False, backend=None, device="cpu"), sys.argv[1]) as stack:
+            print(json.dumps({"pids": stack.pids()}), flush=True)
+            time.sleep(600)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_client_leaves_no_children(tmp_path, sig):
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = client.stdout.readline()
+        assert line, client.communicate(timeout=30)[1]
+        pids = json.loads(line)["pids"]
+        assert pids and all(psutil.pid_exists(p) for p in pids)
+        client.send_signal(sig)
+        client.wait(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode != 0
+    assert _gone(pids), [p for p in pids if psutil.pid_exists(p)]
+
+
+def test_servers_exit_when_the_client_is_killed_outright(tmp_path):
+    """SIGKILL gives the client no chance to stop its children: ``--parent-pid`` makes them go by themselves."""
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        line = client.stdout.readline()
+        assert line, client.communicate(timeout=30)[1]
+        pids = json.loads(line)["pids"]
+        client.kill()
+        client.wait(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert _gone(pids, timeout=30), [p for p in pids if psutil.pid_exists(p)]
+
+
+def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
+    cfg = StackConfig(
+        depth=True, depth_model=str(tmp_path / "missing.pt"), cache=True, backend=None, device="cpu"
+    )
+    stack = LocalStack(cfg, tmp_path)
+    with pytest.raises(ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log "):
+        stack.start()
+    assert stack.children == []  # the cache server that did start was stopped too
+    assert not [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]

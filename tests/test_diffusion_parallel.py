@@ -1,0 +1,171 @@
+"""GEN3C on a worker group (CPU ranks, gloo): a tiny random GEN3C with 4 heads, converted from upstream-format
+files, on world sizes 2 and 4 with and without CFG parallelism, against the same model in one process
+(latents within 1e-5 relative, identical video), plus cancellation and a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from objvid.diffusion.base import GenerateOptions, validate_chunk
+from objvid.diffusion.convert import convert
+from objvid.diffusion.gen3c import synthetic
+from objvid.diffusion.gen3c.model import Gen3cModel
+from objvid.diffusion.parallel.group import WorkerGroupError, WorkerGroupModel
+from objvid.diffusion.parallel.worker import WorkerSpec
+
+T, H, W = 9, 32, 48  # 2 latent frames x 2 x 3 patches = 12 tokens: splits over 2 and 4 ranks
+LAYOUT = synthetic.DitLayout(hidden=64, heads=4)  # 4 heads: Ulysses over up to 4 ranks
+OPTIONS = GenerateOptions(prompt="a red cube", negative_prompt="sky", seed=3, num_steps=2, guidance=2.0)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    from test_diffusion_gen3c import TOK_LAYOUT, make_tiny_t5
+
+    root = tmp_path_factory.mktemp("gen3c_parallel")
+    model_pt = synthetic.write_gen3c_checkpoint(
+        root / "src" / "model.pt", synthetic.upstream_dit_state(LAYOUT, seed=5)
+    )
+    tok = synthetic.write_tokenizer_dir(
+        root / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
+    )
+    t5 = make_tiny_t5(root / "src" / "t5")
+    return convert(model_pt, tok, root / "w", text_encoder_path=t5, chunk_frames=T, text_max_length=8).out_dir
+
+
+@pytest.fixture(scope="module")
+def chunk():
+    rng = np.random.default_rng(0)
+    renders = rng.integers(0, 256, (T, 2, H, W, 3), dtype=np.uint8)
+    masks = (rng.random((T, 2, H, W)) > 0.3).astype(np.uint8)
+    renders[masks == 0] = 0
+    return validate_chunk(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), renders, masks)
+
+
+class RecordingGen3c(Gen3cModel):
+    """The single-process model, keeping its final latent."""
+
+    def _decode(self, latent, emit):
+        self.latent = latent.float().cpu()
+        return super()._decode(latent, emit)
+
+
+@pytest.fixture(scope="module")
+def reference(weights_dir, chunk):
+    """One process: {guidance: (latent, video)}, with one thread like each CPU worker (the thread count
+    changes float32 summation order in the CPU kernels)."""
+    model = RecordingGen3c.from_pretrained(weights_dir, device="cpu")
+    out = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for guidance in (OPTIONS.guidance, 0.0):
+            video = model.generate(chunk, GenerateOptions(**{**OPTIONS.__dict__, "guidance": guidance}))
+            out[guidance] = (model.latent, video)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def start_group(weights_dir, world: int, cfg_parallel: str) -> WorkerGroupModel:
+    spec = WorkerSpec(
+        weights_dir=str(weights_dir), devices=("cpu",) * world, store_dir="", cfg_parallel=cfg_parallel
+    )
+    return WorkerGroupModel(spec, start_timeout_s=300)
+
+
+def assert_same(group: WorkerGroupModel, video: np.ndarray, ref) -> None:
+    latent, ref_video = ref
+    got = group.group.last_latent
+    assert got.shape == latent.shape
+    rel = (got - latent).abs().max() / latent.abs().max()
+    assert rel <= 1e-5, f"latent differs by {rel:.2e} relative"
+    # the video through the same VAE: float32 differences of that size flip a uint8 truncation here and there
+    diff = np.abs(video.astype(np.int16) - ref_video.astype(np.int16))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 1e-3 * diff.size, (diff.max(), np.count_nonzero(diff))
+
+
+@pytest.mark.parametrize(
+    ("world", "cfg_parallel", "layout"),
+    [(2, "1", (1, 1, 2)), (2, "2", (2, 1, 1)), (4, "1", (1, 1, 4)), (4, "2", (2, 1, 2))],
+)
+def test_group_matches_one_process(weights_dir, chunk, reference, world, cfg_parallel, layout):
+    model = start_group(weights_dir, world, cfg_parallel)
+    try:
+        assert (model.layout.cfg, model.layout.ring, model.layout.ulysses) == layout
+        events = []
+        video = model.generate(chunk, OPTIONS, events.append)
+        assert_same(model, video, reference[OPTIONS.guidance])
+        stages = [(e.stage, e.step, e.total) for e in events]
+        assert stages[:2] == [("encode", 0, 5), ("encode", 1, 5)] and stages[-1] == ("decode", 1, 1)
+        assert [s for s in stages if s[0] == "denoise"] == [
+            ("denoise", 0, 2),
+            ("denoise", 1, 2),
+            ("denoise", 2, 2),
+        ]
+        if (
+            world == 4 and cfg_parallel == "2"
+        ):  # guidance 0: no unconditional pass, both CFG groups run the same
+            video = model.generate(chunk, GenerateOptions(**{**OPTIONS.__dict__, "guidance": 0.0}))
+            assert_same(model, video, reference[0.0])
+    finally:
+        model.close()
+
+
+class StopHere(Exception):
+    pass
+
+
+def test_cancel_then_killed_worker_then_recovery(weights_dir, chunk, reference):
+    model = start_group(weights_dir, 2, "auto")
+    try:
+        pids = model.group.pids
+
+        def cancel_at_first_step(event):
+            if event.stage == "denoise" and event.step == 1:
+                raise StopHere
+
+        with pytest.raises(StopHere):
+            model.generate(chunk, OPTIONS, cancel_at_first_step)
+        assert model.group.pids == pids  # cancelled on every rank, no restart
+        video = model.generate(chunk, OPTIONS)
+        assert_same(model, video, reference[OPTIONS.guidance])
+
+        def kill_rank1(event):
+            if event.stage == "denoise" and event.step == 1:
+                os.kill(pids[1], signal.SIGKILL)
+
+        with pytest.raises(
+            WorkerGroupError, match=r"rank 1 \(cpu, pid \d+\) exited with code -9.*restarting"
+        ):
+            model.generate(chunk, OPTIONS, kill_rank1)
+        video = model.generate(chunk, OPTIONS)  # waits for the reload
+        assert model.group.pids != pids
+        assert_same(model, video, reference[OPTIONS.guidance])
+    finally:
+        model.close()
+    assert all(not _alive(pid) for pid in model.group.pids or pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_bad_layout_fails_the_load_with_the_reason(weights_dir):
+    with pytest.raises(WorkerGroupError, match="cfg_parallel 2 needs an even world_size, got 3"):
+        start_group(weights_dir, 3, "2")
+
+
+def test_torch_is_usable_after_groups():
+    assert torch.ones(1).item() == 1

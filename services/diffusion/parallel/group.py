@@ -314,3 +314,37 @@ class WorkerGroupModel(VideoModel):
 
     def close(self) -> None:
         self.group.close()
+
+
+def devices_for(device: str, world_size: int) -> tuple[str, ...]:
+    """Rank devices: ``cuda:i`` .. ``cuda:i+N-1`` from ``device`` ("cuda" = "cuda:0"), or N times "cpu"."""
+    if device == "cpu":
+        return ("cpu",) * world_size
+    first = int(device.split(":")[1]) if ":" in device else 0
+    import torch
+
+    count = torch.cuda.device_count()
+    if first + world_size > count:
+        raise ValueError(
+            f"world_size {world_size} from {device} needs GPUs {first}..{first + world_size - 1}, "
+            f"but {count} are visible"
+        )
+    return tuple(f"cuda:{first + r}" for r in range(world_size))
+
+
+def start_group_model(weights_dir: str, settings) -> WorkerGroupModel:
+    """A :class:`WorkerGroupModel` from :class:`~objvid.diffusion.registry.ModelSettings` (world_size > 1)."""
+    spec = WorkerSpec(
+        weights_dir=weights_dir,
+        devices=devices_for(settings.device, settings.world_size),
+        store_dir="",
+        dtype=settings.dtype,
+        offload=tuple(settings.offload),
+        cfg_batch=settings.cfg_batch,
+        attention_backend=settings.attention_backend,
+        compile=settings.compile,
+        cfg_parallel=settings.cfg_parallel,
+        cp_mode=settings.cp_mode,
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
+    return WorkerGroupModel(spec)

@@ -148,13 +148,25 @@ class WorkerGroup:
             return self._outbox.get(timeout=timeout)
         except queue.Empty:
             pass
-        for rank, proc in enumerate(self._procs):
-            if not proc.is_alive():
-                raise WorkerGroupError(
-                    f"GEN3C worker rank {rank} ({self.template.devices[rank]}, pid {proc.pid}) exited with code "
-                    f"{proc.exitcode}{RESTARTING if self.info is not None else ''}"
-                )
+        dead = self._dead_worker()
+        if dead is not None:
+            raise dead
         return None
+
+    def _dead_worker(self, wait_s: float = 0.0) -> WorkerGroupError | None:
+        """The error naming a worker process that has exited, waiting up to ``wait_s`` for one (when a rank
+        dies, its peers fail in the next collective: report the root cause, not theirs)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            for rank, proc in enumerate(self._procs):
+                if not proc.is_alive():
+                    return WorkerGroupError(
+                        f"GEN3C worker rank {rank} ({self.template.devices[rank]}, pid {proc.pid}) exited with "
+                        f"code {proc.exitcode}{RESTARTING if self.info is not None else ''}"
+                    )
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
     def _stop_processes(self) -> None:
         for inbox, proc in zip(self._inboxes, self._procs, strict=True):
@@ -253,7 +265,9 @@ class WorkerGroup:
                         raise raised or WorkerCancelled("request cancelled")
                     elif kind == "error":  # the other ranks may wait in a collective: restart them all
                         _, _, rank, error_kind, text = msg
-                        failure = _worker_error(rank, self.template.devices[rank], error_kind, text)
+                        failure = self._dead_worker(wait_s=2.0) or _worker_error(
+                            rank, self.template.devices[rank], error_kind, text
+                        )
                         break
             except WorkerGroupError as exc:  # a worker process died
                 failure = exc
@@ -279,6 +293,7 @@ class WorkerGroupModel(VideoModel):
     preview = False
 
     def __init__(self, spec: WorkerSpec, start_timeout_s: float = 3600.0):
+        check_layout(spec)  # bad degrees fail here, before N processes load the weights
         self.group = WorkerGroup(spec, start_timeout_s)
         info = self.group.info
         self.config = info["config"]
@@ -314,6 +329,19 @@ class WorkerGroupModel(VideoModel):
 
     def close(self) -> None:
         self.group.close()
+
+
+def check_layout(spec: WorkerSpec):
+    """The :class:`ParallelLayout` the workers will choose, from ``transformer/config.json`` (ValueError when
+    the world size, CFG degree and context-parallel mode do not fit the head count)."""
+    import json
+
+    from objvid.diffusion.parallel.plan import choose_layout
+
+    config = os.path.join(spec.weights_dir, "transformer", "config.json")
+    with open(config) as f:
+        heads = int(json.load(f)["num_attention_heads"])
+    return choose_layout(spec.world_size, heads, spec.cfg_parallel, spec.cp_mode)
 
 
 def devices_for(device: str, world_size: int) -> tuple[str, ...]:

@@ -194,3 +194,35 @@ def test_bad_layout_fails_the_load_with_the_reason(weights_dir):
         start_group(weights_dir, 3, "2")
     with pytest.raises(ValueError, match=r"context-parallel degree \(8\) to divide the 4 attention heads"):
         WorkerGroupModel(WorkerSpec(str(weights_dir), ("cpu",) * 8, "", cfg_parallel="1", cp_mode="ulysses"))
+
+
+def test_parallel_benchmark_smoke_run(tmp_path):
+    """bench/diffusion_parallel.py --device cpu --tiny: the benchmark's code path on CPU ranks."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "diffusion_parallel.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        "--device",
+        "cpu",
+        "--tiny",
+        "--gpus",
+        "2",
+        "--steps",
+        "1",
+        "--reps",
+        "1",
+    ]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = json.loads((tmp_path / "diffusion_parallel_tiny.json").read_text())["runs"]
+    assert [(r["world_size"], r["parallel"]) for r in runs] == [(1, False), (2, True)]
+    assert runs[1]["layout"] == "world=2 cfg=2 ring=1 ulysses=1"
+    for r in runs:
+        assert r["forward_s"] > 0 and r["step_s"] > 0 and r["chunk_s"] == pytest.approx(35 * r["step_s"])
+        assert r["efficiency"] > 0
+    assert "| 2 | worker group | world=2 cfg=2" in proc.stdout

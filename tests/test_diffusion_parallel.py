@@ -226,3 +226,107 @@ def test_parallel_benchmark_smoke_run(tmp_path):
         assert r["forward_s"] > 0 and r["step_s"] > 0 and r["chunk_s"] == pytest.approx(35 * r["step_s"])
         assert r["efficiency"] > 0
     assert "| 2 | worker group | world=2 cfg=2" in proc.stdout
+
+
+def _descendants(pid: int) -> set[int]:
+    """Process ids below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def test_official_triton_serves_gen3c_on_a_worker_group(weights_dir, chunk, reference, tmp_path):
+    """The production repository under the real tritonserver with --model-config-name=gpus2 (switched to
+    KIND_CPU and the tiny weights): the Python-backend instance spawns 2 ranks, streams progress, returns the
+    single-process video, and its ranks stop with the server."""
+    import shutil
+    import subprocess
+    import time
+
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    from diffusion_serving_helpers import generate
+    from net_helpers import free_ports
+    from test_diffusion_serving import REPO_DIR, wheel_tritonserver
+
+    from objvid.v1 import diffusion_pb2
+
+    repo = tmp_path / "model_repository"
+    shutil.copytree(REPO_DIR, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    config = repo / "gen3c" / "configs" / "gpus2.pbtxt"
+    text = config.read_text()
+    assert "kind: KIND_GPU gpus: [ 0 ]" in text and '"/models/gen3c"' in text
+    config.write_text(
+        text.replace("kind: KIND_GPU gpus: [ 0 ]", "kind: KIND_CPU").replace(
+            '"/models/gen3c"', f'"{weights_dir}"'
+        )
+    )
+    binary, backends, env = wheel_tritonserver(tmp_path)
+    http, grpc, metrics = free_ports(3)
+    cmd = [
+        str(binary), f"--model-repository={repo}", f"--backend-directory={backends}",
+        "--model-control-mode=explicit", "--load-model=gen3c", "--model-config-name=gpus2",
+        "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+        f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
+        "--exit-timeout-secs=5", "--allow-gpu-metrics=false",
+    ]  # fmt: skip
+    log_path = tmp_path / "tritonserver.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"127.0.0.1:{grpc}"
+    try:
+        client = grpcclient.InferenceServerClient(url)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if client.is_model_ready("gen3c"):
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gen3c did not become ready:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        config = client.get_model_config("gen3c", as_json=True)["config"]
+        assert config["parameters"]["world_size"]["string_value"] == "2"
+        ranks = _descendants(proc.pid)
+        assert len(ranks) >= 3  # the backend stub and its two spawned ranks
+        opts = diffusion_pb2.GenerateOptions(
+            prompt=OPTIONS.prompt,
+            negative_prompt=OPTIONS.negative_prompt,
+            seed=OPTIONS.seed,
+            num_steps=2,
+            guidance=2.0,
+        ).SerializeToString()
+        reply = generate(url, "gen3c", chunk.first_frame, chunk.renders, chunk.masks, opts)
+        assert reply.error is None, reply.error
+        stages = [p.stage for p in reply.progress]
+        assert (
+            stages[0] == diffusion_pb2.GENERATE_STAGE_ENCODE
+            and stages[-1] == diffusion_pb2.GENERATE_STAGE_DONE
+        )
+        assert sum(s == diffusion_pb2.GENERATE_STAGE_DENOISE for s in stages) == 3
+        _, ref_video = reference[OPTIONS.guidance]
+        diff = np.abs(reply.video.astype(np.int16) - ref_video.astype(np.int16))
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= 1e-3 * diff.size
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in ranks), "worker ranks outlived tritonserver"

@@ -70,6 +70,10 @@ class ParallelGen3cModel(Gen3cModel):
                 if progress is not None:
                     progress(event)
                 cancel = bool(self.cancelled())
+            if self.layout.world_size == 1:  # nothing to agree on: no device round trip
+                if cancel:
+                    raise ChunkCancelled("client cancelled the request")
+                return
             flag = self._broadcast(torch.tensor([int(cancel)], device=self.device), src=0)
             if int(flag.item()):
                 raise ChunkCancelled("client cancelled the request")

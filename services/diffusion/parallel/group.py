@@ -16,6 +16,7 @@ streams progress and returns the video.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -26,6 +27,7 @@ import sysconfig
 import tempfile
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -79,10 +81,14 @@ class WorkerGroup:
         self._lock = threading.Lock()
         self._jobs = itertools.count(1)
         self._procs: list = []
+        self._inboxes: list = []
         self._store_dir: str | None = None
         self._restart: threading.Thread | None = None
         self._restart_error: BaseException | None = None
         self._closed = False
+        # multiprocessing joins non-daemon children at exit: stop ours first (atexit runs handlers LIFO)
+        ref = weakref.ref(self)
+        atexit.register(lambda: (group := ref()) is not None and group.close(wait_s=5.0))
         self._start()
 
     @property
@@ -169,23 +175,25 @@ class WorkerGroup:
             time.sleep(0.1)
 
     def _stop_processes(self) -> None:
-        for inbox, proc in zip(self._inboxes, self._procs, strict=True):
+        """Ask every worker to exit, then terminate / kill what is left (idempotent)."""
+        procs, self._procs = self._procs, []
+        inboxes, self._inboxes = self._inboxes, []
+        for inbox, proc in zip(inboxes, procs, strict=True):
             if proc.is_alive():
                 try:
                     inbox.put(None)
                 except (OSError, ValueError):
                     pass
         deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self._procs:
+        for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self._procs:
+        for proc in procs:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(2.0)
             if proc.is_alive():
                 proc.kill()
                 proc.join(2.0)
-        self._procs = []
         if self._store_dir:
             shutil.rmtree(self._store_dir, ignore_errors=True)
             self._store_dir = None
@@ -215,14 +223,19 @@ class WorkerGroup:
             self._restart_error = None
             self._start()
 
-    def close(self) -> None:
-        """Stop every worker (idempotent)."""
-        with self._lock:
+    def close(self, wait_s: float | None = None) -> None:
+        """Stop every worker (idempotent). wait_s: how long to wait for a running request (None = until it
+        ends); after that the workers are stopped anyway (interpreter exit)."""
+        locked = self._lock.acquire(timeout=-1 if wait_s is None else wait_s)
+        try:
             self._closed = True
             if self._restart is not None:
                 self._restart.join()
                 self._restart = None
             self._stop_processes()
+        finally:
+            if locked:
+                self._lock.release()
 
     # -- requests -----------------------------------------------------------------------------------------------
 

@@ -421,7 +421,8 @@ def test_multi_gpu_triton_runs_one_gen3c_worker_group_over_its_gpus(rendered, ov
     assert names == [f"gpus{gpus}"], c["args"]
     config = ROOT / "services" / "diffusion" / "model_repository" / "gen3c" / "configs" / f"gpus{gpus}.pbtxt"
     text = config.read_text()
-    assert re.search(r'key:\s*"world_size"\s*value:\s*\{\s*string_value:\s*"%d"' % gpus, text), config
+    world = r'key:\s*"world_size"\s*value:\s*\{\s*string_value:\s*"' + str(gpus) + '"'
+    assert re.search(world, text), config
     assert re.search(r"instance_group\s*\[\s*\{\s*count:\s*1\s+kind:\s*KIND_GPU\s+gpus:\s*\[\s*0\s*\]", text)
     assert not (ROOT / "services" / "diffusion" / "model_repository" / "preview" / "configs").exists()
     volumes = {v["name"]: v for v in spec["volumes"]}

@@ -74,9 +74,13 @@ def reference(weights_dir, chunk):
     return out
 
 
-def start_group(weights_dir, world: int, cfg_parallel: str) -> WorkerGroupModel:
+def start_group(weights_dir, world: int, cfg_parallel: str, cfg_batch: bool = False) -> WorkerGroupModel:
     spec = WorkerSpec(
-        weights_dir=str(weights_dir), devices=("cpu",) * world, store_dir="", cfg_parallel=cfg_parallel
+        weights_dir=str(weights_dir),
+        devices=("cpu",) * world,
+        store_dir="",
+        cfg_parallel=cfg_parallel,
+        cfg_batch=cfg_batch,
     )
     return WorkerGroupModel(spec, start_timeout_s=300)
 
@@ -100,7 +104,8 @@ def assert_same(group: WorkerGroupModel, video: np.ndarray, ref) -> None:
     [(2, "1", (1, 1, 2)), (4, "1", (1, 1, 4)), (4, "2", (2, 1, 2))],  # (2, "2"): the serving test below
 )
 def test_group_matches_one_process(weights_dir, chunk, reference, world, cfg_parallel, layout):
-    model = start_group(weights_dir, world, cfg_parallel)
+    # world 2 without CFG groups runs the two passes as one batch of 2, split over both ranks
+    model = start_group(weights_dir, world, cfg_parallel, cfg_batch=(world, cfg_parallel) == (2, "1"))
     try:
         assert (model.layout.cfg, model.layout.ring, model.layout.ulysses) == layout
         events = []

@@ -13,10 +13,10 @@ import torch
 
 from objvid.diffusion.base import GenerateOptions, validate_chunk
 from objvid.diffusion.convert import convert
-from objvid.diffusion.gen3c import synthetic
 from objvid.diffusion.gen3c.model import Gen3cModel
 from objvid.diffusion.parallel.group import WorkerGroupModel
 from objvid.diffusion.parallel.worker import WorkerSpec
+from objvid.testing import gen3c as synthetic
 
 T, H, W = 9, 32, 48  # 2 latent frames x 2 x 3 patches = 12 tokens: splits over 2 and 4 ranks
 LAYOUT = synthetic.DitLayout(hidden=64, heads=4)  # 4 heads: Ulysses over up to 4 ranks

@@ -10,7 +10,7 @@ DEPLOY_KUBECTL ?= $(or $(wildcard $(DEPLOY_VENV)/bin/kubectl),kubectl)
 DEPLOY_VALIDATE ?= $(DEPLOY_VENV)/bin/kubernetes-validate
 # Kubernetes version the manifests are validated against (schemas bundled by kubernetes-validate)
 DEPLOY_K8S_VERSION ?= 1.33.0
-DEPLOY_OVERLAYS ?= cpu-dev gpu gpu-a100 gpu-h100 gpu-tls
+DEPLOY_OVERLAYS ?= cpu-dev gpu gpu-a100 gpu-h100 gpu-tls gpu-x4 gpu-x8
 DEPLOY_K8S_DIR ?= deploy/k8s
 DEPLOY_RENDER_DIR ?= build/k8s
 

@@ -52,7 +52,7 @@ def kubectl() -> str:
 @pytest.fixture(scope="module")
 def overlays(kubectl) -> dict[str, list[dict]]:
     out = {}
-    for name in ("cpu-dev", "gpu", "gpu-tls"):
+    for name in ("cpu-dev", "gpu", "gpu-tls", "gpu-x8"):
         proc = subprocess.run(
             [kubectl, "kustomize", str(K8S / "overlays" / name)], capture_output=True, text=True, check=True
         )
@@ -229,7 +229,7 @@ def _triton_env(server_root: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu", "gpu-tls"])
+@pytest.mark.parametrize("overlay", ["cpu-dev", "gpu", "gpu-tls", "gpu-x8"])
 def test_triton_flags_exist(overlays, overlay):
     root = _pytriton_server()
     args = main_container(overlays[overlay], "objvid-triton")["args"]

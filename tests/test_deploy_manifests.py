@@ -20,8 +20,9 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra")
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ["cpu-dev", "gpu", "gpu-a100", "gpu-h100", "gpu-tls"]
-GPU_OVERLAYS = ["gpu", "gpu-a100", "gpu-h100", "gpu-tls"]
+OVERLAYS = ["cpu-dev", "gpu", "gpu-a100", "gpu-h100", "gpu-tls", "gpu-x4", "gpu-x8"]
+GPU_OVERLAYS = ["gpu", "gpu-a100", "gpu-h100", "gpu-tls", "gpu-x4", "gpu-x8"]
+MULTI_GPU_OVERLAYS = {"gpu-x4": 4, "gpu-x8": 8}  # overlay -> GPUs (GEN3C world_size) of the Triton pod
 TLS_OVERLAYS = ["gpu-tls"]
 PROBE_SCRIPT = "/opt/objvid/bin/grpc-health-probe.py"
 A100_80GB = {"NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"}
@@ -333,6 +334,8 @@ def test_gpu_pods_request_gpus_and_tolerate_the_taint(rendered, overlay):
         ("gpu-a100", A100_80GB),
         ("gpu-h100", H100_80GB),
         ("gpu-tls", A100_80GB | H100_80GB),
+        ("gpu-x4", A100_80GB | H100_80GB),
+        ("gpu-x8", A100_80GB | H100_80GB),
     ],
 )
 def test_triton_lands_on_80gb_a100_or_h100(rendered, overlay, products):
@@ -403,6 +406,31 @@ def test_triton_serves_gen3c_after_its_weights_exist(rendered, overlay):
     assert wait and "/models/gen3c/.objvid-ready" in " ".join(wait[0]["command"])
     # a chunk takes minutes: shutdown must wait at least 10 min for in-flight generations
     assert int(config_data(docs)["OBJVID_TRITON_EXIT_TIMEOUT_SECS"]) >= 600
+
+
+@pytest.mark.parametrize(("overlay", "gpus"), sorted(MULTI_GPU_OVERLAYS.items()))
+def test_multi_gpu_triton_runs_one_gen3c_worker_group_over_its_gpus(rendered, overlay, gpus):
+    """N GPUs in the pod, Triton selects gen3c/configs/gpus<N>.pbtxt (one instance, world_size N), and the
+    memory-backed /dev/shm and the memory limit leave room for NCCL and N rank processes."""
+    docs = rendered[overlay]
+    spec = by_kind(docs, "Deployment")["objvid-triton"]["spec"]["template"]["spec"]
+    c = container(docs, "objvid-triton", "triton")
+    res = c["resources"]
+    assert int(res["limits"]["nvidia.com/gpu"]) == int(res["requests"]["nvidia.com/gpu"]) == gpus
+    names = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--model-config-name=")]
+    assert names == [f"gpus{gpus}"], c["args"]
+    config = ROOT / "services" / "diffusion" / "model_repository" / "gen3c" / "configs" / f"gpus{gpus}.pbtxt"
+    text = config.read_text()
+    world = r'key:\s*"world_size"\s*value:\s*\{\s*string_value:\s*"' + str(gpus) + '"'
+    assert re.search(world, text), config
+    assert re.search(r"instance_group\s*\[\s*\{\s*count:\s*1\s+kind:\s*KIND_GPU\s+gpus:\s*\[\s*0\s*\]", text)
+    assert not (ROOT / "services" / "diffusion" / "model_repository" / "preview" / "configs").exists()
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    shm = [m for m in c["volumeMounts"] if m["mountPath"] == "/dev/shm"][0]
+    shm_bytes = quantity(volumes[shm["name"]]["emptyDir"]["sizeLimit"])
+    assert shm_bytes >= 32 * 2**30, "NCCL + request tensors need a large memory-backed /dev/shm"
+    # /dev/shm counts against the memory limit; each rank process needs ~8 GiB of host memory while loading
+    assert quantity(res["limits"]["memory"]) >= shm_bytes + gpus * 8 * 2**30 + 32 * 2**30
 
 
 def _gen3c_weights_dir() -> str:

@@ -28,6 +28,8 @@ SERVICE = "diffusion"
 PREVIEW_NOTICE = "model 'preview' = hole filling of the cache renders (OpenCV inpainting), NOT GEN3C"
 ATTENTION_CHOICES = ("auto", "default", "cudnn", "flash", "efficient", "math", "fa4")
 COMPILE_CHOICES = ("auto", "true", "false")
+CFG_PARALLEL_CHOICES = ("auto", "1", "2")
+CP_MODE_CHOICES = ("auto", "ulysses", "ring")
 
 FLAGS: list[Flag] = [
     Flag(
@@ -89,6 +91,25 @@ FLAGS: list[Flag] = [
         "torch.compile the gen3c transformer blocks (auto: on CUDA; first chunk is slower)",
         choices=COMPILE_CHOICES,
     ),  # fmt: skip
+    Flag(
+        "gpus",
+        1,
+        "gen3c processes, one per GPU from --device on (NCCL; CPU processes with gloo on --device cpu); "
+        "> 1 splits each chunk over them",
+        metavar="N",
+    ),  # fmt: skip
+    Flag(
+        "cfg-parallel",
+        "auto",
+        "with --gpus > 1: guided and unguided passes on 2 GPU groups (auto: when --gpus is even)",
+        choices=CFG_PARALLEL_CHOICES,
+    ),  # fmt: skip
+    Flag(
+        "cp-mode",
+        "auto",
+        "with --gpus > 1: how a group splits the tokens (auto: Ulysses where the heads divide, ring for the rest)",
+        choices=CP_MODE_CHOICES,
+    ),  # fmt: skip
     Flag("inpaint-radius", 3, "preview inpainting radius"),
     Flag("inpaint-max-side", 320, "preview working resolution, longest side in pixels"),
     log_level_flag("warning"),
@@ -136,6 +157,9 @@ def load_models(options: dict) -> list:
             compile=options["compile"],
             inpaint_radius=options["inpaint_radius"],
             inpaint_max_side=options["inpaint_max_side"],
+            world_size=options["gpus"] if name == "gen3c" else 1,
+            cfg_parallel=options["cfg_parallel"],
+            cp_mode=options["cp_mode"],
         )
         models.append(load_model(name, settings))
     return models
@@ -164,7 +188,13 @@ def serve(**options) -> int:
         f"(gRPC {config.grpc_port}, HTTP {config.http_port}, metrics {config.metrics_port or 'off'})",
         err=True,
     )
-    return serve_models(models, config)
+    try:
+        return serve_models(models, config)
+    finally:
+        for model in models:  # a multi-GPU gen3c stops its worker processes
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
 
 
 @cli.command(

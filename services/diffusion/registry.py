@@ -34,6 +34,9 @@ class ModelSettings:
     attention_backend: GEN3C SDPA backend (auto = cudnn on CUDA; flash, cudnn, efficient, math, default).
     compile: torch.compile the GEN3C blocks: auto (CUDA only), true, false.
     inpaint_radius (working-resolution pixels) and inpaint_max_side (pixels): preview only.
+    world_size: gen3c processes (one per GPU from ``device`` on, or CPU processes with gloo); > 1 starts a
+    worker group (``objvid.diffusion.parallel``). cfg_parallel: auto, 1 or 2 guidance groups;
+    cp_mode: auto, ulysses or ring (how each group splits the tokens).
     """
 
     weights_dir: str | None = None
@@ -45,6 +48,9 @@ class ModelSettings:
     compile: str = "auto"
     inpaint_radius: int = 3
     inpaint_max_side: int = 320
+    world_size: int = 1
+    cfg_parallel: str = "auto"
+    cp_mode: str = "auto"
 
     def __post_init__(self):
         unknown = sorted(set(self.offload) - set(OFFLOAD_PARTS))
@@ -56,6 +62,12 @@ class ModelSettings:
             raise ValueError(f"compile must be auto, true or false, got {self.compile!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"device must be cpu, cuda or cuda:<index>, got {self.device!r}")
+        if not 1 <= self.world_size <= 64:
+            raise ValueError(f"world_size must be in [1, 64], got {self.world_size}")
+        if self.cfg_parallel not in ("auto", "1", "2"):
+            raise ValueError(f"cfg_parallel must be auto, 1 or 2, got {self.cfg_parallel!r}")
+        if self.cp_mode not in ("auto", "ulysses", "ring"):
+            raise ValueError(f"cp_mode must be auto, ulysses or ring, got {self.cp_mode!r}")
 
     def torch_dtype(self):
         """The torch dtype to load GEN3C in (imports torch)."""
@@ -79,6 +91,10 @@ def load_model(name: str, settings: ModelSettings | None = None) -> VideoModel:
         weights_dir = os.path.expanduser(os.path.expandvars(settings.weights_dir))
         if not os.path.isdir(weights_dir):
             raise ValueError(f"gen3c weights_dir {weights_dir!r} is not a directory")
+        if settings.world_size > 1:
+            from objvid.diffusion.parallel.group import start_group_model
+
+            return start_group_model(weights_dir, settings)
         from objvid.diffusion.gen3c import Gen3cModel  # torch + diffusers: import only when asked
 
         model = Gen3cModel.from_pretrained(
@@ -113,9 +129,10 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     """Triton ``config.pbtxt`` parameters (string values) -> :class:`ModelSettings`.
 
     Keys: weights_dir, dtype, attention_backend, compile, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
-    inpaint_radius, inpaint_max_side (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
+    inpaint_radius, inpaint_max_side, world_size, cfg_parallel, cp_mode (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
     """
     known = {"model", "weights_dir", "dtype", "cfg_batch", "attention_backend", "compile"}
+    known |= {"world_size", "cfg_parallel", "cp_mode"}
     known |= {"inpaint_radius", "inpaint_max_side"}
     known |= {f"offload_{part}" for part in OFFLOAD_PARTS}
     unknown = sorted(set(parameters) - known)
@@ -127,7 +144,10 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     for key in ("dtype", "attention_backend", "compile"):
         if parameters.get(key):
             kwargs[key] = parameters[key].strip().lower()
-    for key in ("inpaint_radius", "inpaint_max_side"):
+    for key in ("cfg_parallel", "cp_mode"):
+        if parameters.get(key):
+            kwargs[key] = parameters[key].strip().lower()
+    for key in ("inpaint_radius", "inpaint_max_side", "world_size"):
         if parameters.get(key):
             try:
                 kwargs[key] = int(parameters[key])

@@ -297,4 +297,7 @@ class PythonBackendModel:
                 log.warning("event=error_not_sent model=%s", self.model.name if self.model else "?")
 
     def finalize(self) -> None:
+        close = getattr(self.model, "close", None)  # a multi-GPU worker group stops its processes
+        if close is not None:
+            close()
         self.model = None

@@ -61,6 +61,27 @@ def bf16_round(value: float) -> float:
     return float(torch.tensor(value, dtype=torch.bfloat16))
 
 
+def check_chunk_size(
+    config: Gen3cConfig, max_latent_size: tuple[int, int, int], height: int, width: int, token_split: int = 1
+) -> None:
+    """Raise ValueError when (H, W) is outside what the positional embedding covers, or when the chunk's
+    token count does not split evenly over ``token_split`` context-parallel ranks."""
+    s = config.spatial_compression
+    _, max_h, max_w = max_latent_size
+    if height % (2 * s) or width % (2 * s):
+        raise ValueError(f"RENDERS height and width must be multiples of {2 * s}, got {height}x{width}")
+    if height // s > max_h or width // s > max_w:
+        raise ValueError(
+            f"RENDERS {height}x{width} exceeds GEN3C's maximum of {max_h * s}x{max_w * s} pixels"
+        )
+    tokens = config.latent_frames * (height // s // 2) * (width // s // 2)
+    if tokens % token_split:
+        raise ValueError(
+            f"RENDERS {height}x{width} gives {tokens} tokens, which do not split evenly over {token_split} "
+            "context-parallel ranks"
+        )
+
+
 class Gen3cModel(VideoModel):
     """GEN3C (nv-tlabs, Cosmos-7B) chunk generator. Thread-safe: one ``generate`` at a time.
 
@@ -133,13 +154,16 @@ class Gen3cModel(VideoModel):
         fast_attention: bool = True,
         compile_blocks: bool | None = None,
         cfg_batch: bool = False,
+        load_text_encoder: bool = True,
     ) -> Gen3cModel:
         """Load a weights directory written by ``objvid-diffusion convert``.
 
         attention_backend: SDPA backend ("flash", "cudnn", "efficient", "math", None = PyTorch's choice),
         "fa4" (FlashAttention-4, package flash-attn-4), or "auto" = "cudnn" on CUDA, None on CPU;
         fast_attention: use :class:`~objvid.diffusion.gen3c.transformer.FastCosmosAttnProcessor`;
-        compile_blocks: ``torch.compile`` each transformer block (first call is slow); None = on CUDA only.
+        compile_blocks: ``torch.compile`` each transformer block (first call is slow); None = on CUDA only;
+        load_text_encoder: False = zero prompt encoder even when the weights have T5 (worker ranks > 0 of a
+        multi-GPU group receive the embeddings from rank 0).
         Defaults follow docs/performance.md (H100, 2026-11-21): cuDNN attention + compiled blocks reach 78%
         of the bf16 matmul ceiling per DiT forward (3.60 s) against 65% (4.35 s) for diffusers' default.
         """
@@ -181,7 +205,11 @@ class Gen3cModel(VideoModel):
             transformer.compile_blocks(net.transformer)
         vae = Gen3cVae(load_vae(weights_dir / VAE_DIR), config.chunk_frames, config.sigma_data)
         prompt_encoder = load_prompt_encoder(
-            weights_dir, config.has_text_encoder, config.text_max_length, config.text_embed_dim, dtype
+            weights_dir,
+            config.has_text_encoder and load_text_encoder,
+            config.text_max_length,
+            config.text_embed_dim,
+            dtype,
         )
         model = cls(
             net, vae, prompt_encoder, config, device=device, dtype=dtype, offload=offload, cfg_batch=cfg_batch
@@ -210,14 +238,7 @@ class Gen3cModel(VideoModel):
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ValueError when (H, W) is outside what the positional embedding covers."""
-        s = self.config.spatial_compression
-        _, max_h, max_w = self.net.max_latent_size
-        if height % (2 * s) or width % (2 * s):
-            raise ValueError(f"RENDERS height and width must be multiples of {2 * s}, got {height}x{width}")
-        if height // s > max_h or width // s > max_w:
-            raise ValueError(
-                f"RENDERS {height}x{width} exceeds GEN3C's maximum of {max_h * s}x{max_w * s} pixels"
-            )
+        check_chunk_size(self.config, self.net.max_latent_size, height, width, self.token_split)
 
     def generate(
         self, chunk: ChunkInputs, options: GenerateOptions, progress: ProgressFn | None = None
@@ -230,7 +251,7 @@ class Gen3cModel(VideoModel):
             raise ValueError(
                 f"RENDERS buffer slots N must be <= {self.config.frame_buffer_max}, got {chunk.num_slots}"
             )
-        emit = progress or (lambda _p: None)
+        emit = self._emitter(progress)
         with self._lock, torch.inference_mode():
             self._check_working_memory(chunk, options)
             t0 = time.perf_counter()
@@ -242,11 +263,7 @@ class Gen3cModel(VideoModel):
                 stage = "denoising"
                 latent = self._denoise(cond_latent, cache_latents, text_cond, text_uncond, options, emit)
                 stage = "VAE decoding"
-                emit(Progress("decode", 0, 1, "decoding latent"))
-                with memory.on_device(self.vae, self.device, self.offload.vae):
-                    video = self.vae.decode(latent.to(self.device))
-                frames = video_to_uint8(video)
-                emit(Progress("decode", 1, 1, "decoded"))
+                frames = self._decode(latent, emit)
             except GpuMemoryError:
                 raise
             except Exception as exc:
@@ -265,11 +282,28 @@ class Gen3cModel(VideoModel):
         )
         return frames
 
-    # -- stages -----------------------------------------------------------------------------------------------
+    # -- stages (each a method: objvid.diffusion.parallel.model overrides them for multi-GPU) ---------------
+
+    #: ranks that share one forward's tokens (context parallelism); 1 in a single process
+    token_split = 1
+
+    def _emitter(self, progress: ProgressFn | None) -> ProgressFn:
+        return progress or (lambda _p: None)
+
+    def _decode(self, latent: torch.Tensor, emit: ProgressFn) -> np.ndarray:
+        """(1, 16, T', h, w) latent -> (T, H, W, 3) uint8."""
+        emit(Progress("decode", 0, 1, "decoding latent"))
+        with memory.on_device(self.vae, self.device, self.offload.vae):
+            video = self.vae.decode(latent.to(self.device))
+        frames = video_to_uint8(video)
+        emit(Progress("decode", 1, 1, "decoded"))
+        return frames
 
     def _check_working_memory(self, chunk: ChunkInputs, options: GenerateOptions) -> None:
         s = self.config.spatial_compression
-        tokens = self.config.latent_frames * (chunk.height // s // 2) * (chunk.width // s // 2)
+        tokens = (
+            self.config.latent_frames * (chunk.height // s // 2) * (chunk.width // s // 2) // self.token_split
+        )
         batch = 2 if (self.cfg_batch and options.guidance != 0) else 1
         hidden = int(
             self.net.transformer.config.num_attention_heads * self.net.transformer.config.attention_head_dim
@@ -338,10 +372,38 @@ class Gen3cModel(VideoModel):
         indicator = conditioning.condition_indicator(t_lat, self.config.num_condition_latents, dev)
         cmask = conditioning.condition_mask(indicator, h, w).to(dt)
         cache = cache_latents.to(dev, dt)
-        no_cache = torch.zeros_like(cache)
         fps = bf16_round(options.fps)
+        denoise = self._denoise_fn(cmask, cache, text_cond, text_uncond, fps, options.guidance)
+        shape = tuple(cond_latent.shape)
+        emit(Progress("denoise", 0, options.num_steps, "sampling"))
+        with memory.on_device(self.net, dev, self.offload.transformer):
+            return sampler.sample(
+                denoise,
+                noise=sampler.initial_noise(shape, options.seed).to(dev),
+                gt_latent=cond_latent.to(dev),
+                indicator=indicator,
+                schedule=self.schedule,
+                num_steps=options.num_steps,
+                guidance=options.guidance,
+                condition_augment_sigma=self.config.condition_augment_sigma,
+                augment=sampler.augment_noise(shape, options.seed).to(dev),
+                on_step=lambda i, n: emit(Progress("denoise", i, n, f"step {i}/{n}")),
+            )
+
+    def _denoise_fn(
+        self,
+        cmask: torch.Tensor,
+        cache: torch.Tensor,
+        text_cond: torch.Tensor,
+        text_uncond: torch.Tensor,
+        fps: float,
+        guidance: float,
+    ) -> sampler.DenoiseFn:
+        """The sampler's net call: (F_cond, F_uncond or None) float32 for a scaled latent and c_noise."""
+        dev, dt = self.device, self.dtype
         net = self.net
-        if self.cfg_batch and options.guidance != 0:  # the batch-of-2 conditions are the same every step
+        no_cache = torch.zeros_like(cache)
+        if self.cfg_batch and guidance != 0:  # the batch-of-2 conditions are the same every step
             text2 = torch.cat([text_cond, text_uncond])
             cmask2 = torch.cat([cmask, cmask])
             cache2 = torch.cat([cache, no_cache])
@@ -358,18 +420,4 @@ class Gen3cModel(VideoModel):
             f_uncond = net(x, t, text_uncond, cmask, no_cache, fps).float()
             return f_cond, f_uncond
 
-        shape = tuple(cond_latent.shape)
-        emit(Progress("denoise", 0, options.num_steps, "sampling"))
-        with memory.on_device(self.net, dev, self.offload.transformer):
-            return sampler.sample(
-                denoise,
-                noise=sampler.initial_noise(shape, options.seed).to(dev),
-                gt_latent=cond_latent.to(dev),
-                indicator=indicator,
-                schedule=self.schedule,
-                num_steps=options.num_steps,
-                guidance=options.guidance,
-                condition_augment_sigma=self.config.condition_augment_sigma,
-                augment=sampler.augment_noise(shape, options.seed).to(dev),
-                on_step=lambda i, n: emit(Progress("denoise", i, n, f"step {i}/{n}")),
-            )
+        return denoise

@@ -92,6 +92,8 @@ class FastCosmosAttnProcessor:
             raise ValueError(f"attention kernel must be 'sdpa' or 'fa4', got {kernel!r}")
         self.kernel = kernel
         self._fa4 = flash_attn_4() if kernel == "fa4" else None
+        # (diffusers ParallelConfig, backend name) under context parallelism (objvid.diffusion.parallel.plan)
+        self.parallel: tuple[Any, str] | None = None
 
     def __call__(
         self,
@@ -111,7 +113,13 @@ class FastCosmosAttnProcessor:
             cos, sin = image_rotary_emb
             q = _apply_rope(q, cos, sin)
             k = _apply_rope(k, cos, sin)
-        if self._fa4 is not None and attention_mask is None:
+        if self.parallel is not None:  # context parallel: diffusers' Ulysses / ring attention, (B, S, H, D)
+            from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+            config, backend = self.parallel
+            out = dispatch_attention_fn(q, k, v, backend=backend, parallel_config=config)
+            out = out.flatten(2).type_as(q)
+        elif self._fa4 is not None and attention_mask is None:
             out = self._fa4(q.contiguous(), k.contiguous(), v.contiguous())
             out = (out[0] if isinstance(out, tuple) else out).flatten(2).type_as(q)
         else:

@@ -63,7 +63,7 @@ test: lint
 demo: $(STAMPS)/objvid $(STAMPS)/libusb  # no buf (Node.js) needed
 	$(PY) examples/make_assets.py --out examples/assets
 	$(VENV)/bin/objvid-client generate --image examples/assets/room.png --depth examples/assets/room_depth.npy \
-		--intrinsics examples/assets/room_K.json --object examples/assets/sneaker.ply --backend preview \
+		--intrinsics examples/assets/room_K.json --object examples/assets/sneaker.ply --object-units m --backend preview \
 		--frames 121 --width 1280 --height 704 --out out/demo.mp4
 	@echo "demo video: $(CURDIR)/out/demo.mp4"
 

@@ -86,8 +86,11 @@ def generate(
     object_pose: o.Poses = None,
     depth: o.Depth = None,
     intrinsics: o.Intrinsics = None,
+    depth_units: o.DepthUnits = "m",
+    object_units: o.ObjectUnits = None,
+    foreground_masking: o.ForegroundMasking = False,
     prompt: o.Prompt = "",
-    negative_prompt: o.NegativePrompt = "",
+    negative_prompt: o.NegativePrompt = None,
     seed: o.Seed = None,
     steps: o.Steps = None,
     guidance: o.Guidance = None,
@@ -116,6 +119,7 @@ def generate(
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
         intrinsics=intrinsics, prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
         guidance=guidance, backend=backend, save_buffer=save_buffer, workdir=workdir,
+        depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
     )  # fmt: skip
     services = Services(
         depth_addr, cache_addr, triton_addr, token, tls_ca, depth_model, gen3c_weights, device
@@ -142,6 +146,9 @@ def render(
     object_pose: o.Poses = None,
     depth: o.Depth = None,
     intrinsics: o.Intrinsics = None,
+    depth_units: o.DepthUnits = "m",
+    object_units: o.ObjectUnits = None,
+    foreground_masking: o.ForegroundMasking = False,
     png_dir: Annotated[
         Path | None, o.opt("--png-dir", help="also write rgb_/mask_/object_NNNN.png here", metavar="DIR")
     ] = None,  # fmt: skip
@@ -174,6 +181,7 @@ def render(
         camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
         intrinsics=intrinsics, workdir=workdir, png_dir=png_dir, no_video=not video, backend="preview",
+        depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
     )  # fmt: skip
     services = Services(depth_addr, cache_addr, None, token, tls_ca, depth_model, None, device)
     result = run_cli_body(output, lambda: _run_pipeline("render", cfg, output, services))
@@ -312,7 +320,7 @@ def demo(
     cfg = pipeline.GenerateConfig(
         image=assets / "room.png", objects=[assets / "sneaker.ply"], out=out, depth=assets / "room_depth.npy",
         intrinsics=assets / "room_K.json", frames=frames, width=width, height=height, backend="preview",
-        trajectory=trajectory,
+        trajectory=trajectory, object_units="m",  # the sneaker is modelled in metres: real size
     )  # fmt: skip
     result = _generate_and_report(cfg, output, Services(device=device))
     if not (quiet or as_json):

@@ -26,6 +26,9 @@ Image = Annotated[Path, opt("--image", help="background photo (PNG/JPEG)", metav
 Objects = Annotated[list[Path] | None, opt("--object", help="object file (.ply/.obj/.glb/.gltf/.stl); repeat for several", metavar="PATH")]  # fmt: skip
 Depth = Annotated[Path | None, opt("--depth", help="depth map (.npy/.npz/.png mm/.exr) instead of MoGe", metavar="PATH")]  # fmt: skip
 Intrinsics = Annotated[Path | None, opt("--intrinsics", help="K JSON for --depth", metavar="PATH")]
+DepthUnits = Annotated[str, opt("--depth-units", help="unit of --depth .npy/.npz/.exr values (16-bit PNG: always mm)", metavar="m|cm|mm")]  # fmt: skip
+ObjectUnits = Annotated[str | None, opt("--object-units", help="unit of the object files: real size in a metric scene (glTF: m)", metavar="m|cm|mm")]  # fmt: skip
+ForegroundMasking = Annotated[bool, flag("foreground-masking", "GEN3C's foreground masking of the cache renders")]  # fmt: skip
 # Rendering and cameras
 Method = Annotated[str, opt("--method", help="fused (scene splat + object z-buffer) or full (one z-buffer)", metavar="fused|full")]  # fmt: skip
 Radius = Annotated[float, opt("--object-radius", help="object point radius in pixels (0 = the cache's default, 0.75)", metavar="PX")]  # fmt: skip
@@ -47,7 +50,7 @@ ObjectHeights = Annotated[list[float] | None, opt("--object-height", help="objec
 Poses = Annotated[list[str] | None, opt("--object-pose", help="x,y,z[,rx,ry,rz[,s]] or a 4x4 JSON file; per object", metavar="POSE")]  # fmt: skip
 # Diffusion
 Prompt = Annotated[str, opt("--prompt", help="text prompt (gen3c)", metavar="TEXT")]
-NegativePrompt = Annotated[str, opt("--negative-prompt", help="negative prompt (gen3c)", metavar="TEXT")]
+NegativePrompt = Annotated[str | None, opt("--negative-prompt", help='negative prompt (gen3c; default: upstream GEN3C\'s; "" for none)', metavar="TEXT")]  # fmt: skip
 Seed = Annotated[int | None, opt("--seed", help="random seed (default 1)", metavar="N")]
 Steps = Annotated[int | None, opt("--steps", help="denoising steps (default 35)", metavar="N")]
 Guidance = Annotated[

@@ -1,9 +1,11 @@
 """Reading the user's inputs: the image, an optional depth map with its intrinsics, object files.
 
 Depth files (z-depth along the optical axis, same size as the image):
-- ``.npy`` / ``.npz`` (key ``depth`` or the only array): float or integer values in scene units;
+- ``.npy`` / ``.npz`` (key ``depth`` or the only array): float or integer values in ``--depth-units``
+  (m, cm or mm; default m), converted to metres;
 - ``.png``: 16-bit, millimetres (value / 1000 -> metres), 0 = invalid; 8-bit PNGs are refused;
-- ``.exr``: single- or three-channel float (first channel used); needs opencv-python-headless.
+- ``.exr``: single- or three-channel float (first channel used), in ``--depth-units``; needs
+  opencv-python-headless.
 Non-finite and non-positive depths are invalid (mask false).
 
 Intrinsics JSON: ``{"K": [[fx,0,cx],[0,fy,cy],[0,0,1]], "width": W, "height": H}`` (width/height optional,
@@ -25,6 +27,7 @@ import numpy as np
 from objvid.runtime import wire
 
 OBJECT_EXTENSIONS = (".ply", ".obj", ".glb", ".gltf", ".stl")
+DEPTH_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}  # factor to metres (the cache clamps at 100 units)
 
 
 def read_file(path: str | Path, name: str) -> bytes:
@@ -95,8 +98,13 @@ def _depth_exr(path: Path, where: str) -> np.ndarray:
 _DEPTH_READERS = {".npy": _depth_numpy, ".npz": _depth_numpy, ".png": _depth_png, ".exr": _depth_exr}
 
 
-def load_depth(path: str | Path, name: str = "--depth") -> tuple[np.ndarray, np.ndarray]:
-    """A depth file -> (depth (H, W) float32 with invalid pixels 0, valid mask (H, W) bool)."""
+def load_depth(path: str | Path, name: str = "--depth", units: str = "m") -> tuple[np.ndarray, np.ndarray]:
+    """A depth file -> (depth (H, W) float32 metres with invalid pixels 0, valid mask (H, W) bool).
+
+    ``units`` (m | cm | mm, option ``--depth-units``) is the unit of .npy/.npz/.exr values; 16-bit PNGs are
+    always millimetres."""
+    if units not in DEPTH_UNITS:
+        raise ValueError(f"--depth-units: expected one of {', '.join(DEPTH_UNITS)}, got {units!r}")
     path = Path(path)
     where = f"{name} {path}"
     reader = _DEPTH_READERS.get(path.suffix.lower())
@@ -112,7 +120,8 @@ def load_depth(path: str | Path, name: str = "--depth") -> tuple[np.ndarray, np.
         raise ValueError(f"{where}: expected a (H, W) array, got shape {depth.shape}")
     if depth.dtype.kind not in "fiu":
         raise ValueError(f"{where}: expected numbers, got dtype {depth.dtype}")
-    depth = depth.astype(np.float32)
+    scale = 1.0 if path.suffix.lower() == ".png" else DEPTH_UNITS[units]  # the PNG reader made metres
+    depth = (depth.astype(np.float64) * scale).astype(np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
         raise ValueError(f"{where}: no valid (finite, > 0) depth values")

@@ -50,7 +50,7 @@ class GenerateConfig:
     depth: Path | None = None
     intrinsics: Path | None = None
     prompt: str = ""
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None = upstream GEN3C's default (server side); "" = none
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
@@ -58,6 +58,9 @@ class GenerateConfig:
     save_buffer: bool = False
     workdir: Path | None = None
     filter_points_threshold: float = DEFAULT_FILTER_THRESHOLD
+    foreground_masking: bool = False  # GEN3C's --foreground_masking of the cache renders
+    depth_units: str = "m"  # unit of --depth .npy/.npz/.exr (PNG: millimetres)
+    object_units: str | None = None  # unit of the object files (real size in a metric scene)
     # render command only
     png_dir: Path | None = None
     no_video: bool = False

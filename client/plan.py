@@ -16,6 +16,7 @@ import numpy as np
 from objvid.client import camera_path as campath
 from objvid.client import inputs as io
 from objvid.client import manifest as mf
+from objvid.client import object_size
 from objvid.client.options import (
     BACKENDS,
     DEFAULT_FRAMES,
@@ -130,6 +131,7 @@ def preset_poses(cfg: GenerateConfig, frames: int) -> np.ndarray:
 
 def read_objects(cfg: GenerateConfig, width: int, height: int, required: bool) -> list[ObjectInput]:
     """The ``--object`` files (read) with their ``--object-pose`` / ``--anchor`` / ``--object-height``."""
+    object_size.check_units(cfg.object_units)
     if required and not cfg.objects:
         raise ValueError("--object is required (a .ply/.obj/.glb/.gltf/.stl file)")
     objects, names = [], set()

@@ -199,12 +199,14 @@ class ObjvidClient:
         return self._call("cache", "AddObject", req, self.deadlines.unary).object
 
     def place_object(self, scene_id: str, object_id: int, anchor: tuple[float, float] | None = None,
-                     height: float | None = None) -> cache_pb2.ObjectInfo:  # fmt: skip
+                     height: float | None = None, scale: float | None = None) -> cache_pb2.ObjectInfo:  # fmt: skip
         req = cache_pb2.PlaceObjectRequest(scene_id=scene_id, object_id=object_id)
         if anchor is not None:
             req.anchor_u, req.anchor_v = float(anchor[0]), float(anchor[1])
         if height is not None:
             req.height = float(height)
+        if scale is not None:  # scene units per object unit: real size
+            req.scale = float(scale)
         return self._call("cache", "PlaceObject", req, self.deadlines.unary).object
 
     def update_object(

@@ -87,9 +87,9 @@ class SceneSession:
         self.objects[index].transform = types_pb2.Transform(matrix=info.transform)
         return info
 
-    def place_object(self, index: int, anchor=None, height=None) -> cache_pb2.ObjectInfo:
+    def place_object(self, index: int, anchor=None, height=None, scale=None) -> cache_pb2.ObjectInfo:
         info = self._with_rebuild(lambda: self.client.place_object(self.scene_id, self.objects[index].object_id,
-                                                                   anchor, height))  # fmt: skip
+                                                                   anchor, height, scale))  # fmt: skip
         return self._record(index, info)
 
     def update_object(self, index: int, transform: types_pb2.Transform) -> cache_pb2.ObjectInfo:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from objvid.client import camera_path as campath
+from objvid.client import object_size
 from objvid.client.errors import ServiceError
 from objvid.client.plan import Plan, make_plan
 from objvid.client.run import Run
@@ -18,7 +19,9 @@ from objvid.client.sources import SourceView
 
 log = logging.getLogger("objvid.client.stages")
 
-#: Depth given to invalid pixels when the scene is created: far away (the cache clamps it), as GEN3C does.
+#: Depth given to invalid pixels: far away (the cache clamps it), as GEN3C does (1000, as upstream's
+#: update_cache sees it); the scene's first view uses +inf (the same after the clamp to 100) so that the
+#: cache's clamp warning (objvid.cache.units) counts only finite, i.e. valid, depth.
 FAR_DEPTH = 1000.0
 
 
@@ -55,17 +58,20 @@ def cameras(run: Run, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     return Ks, w2cs
 
 
-def rgbd(client, view: SourceView, mask: np.ndarray | None = None):
-    """A SourceView -> ``objvid.v1.RgbdView`` (invalid depth far away, as GEN3C's cache does)."""
-    d = np.where(view.mask, view.depth, FAR_DEPTH).astype(np.float32)
+def rgbd(client, view: SourceView, mask: np.ndarray | None = None, far: float = FAR_DEPTH):
+    """A SourceView -> ``objvid.v1.RgbdView`` (invalid depth ``far`` away, as GEN3C's cache does)."""
+    d = np.where(view.mask, view.depth, far).astype(np.float32)
     return client.rgbd_view(view.image, d, view.K, view.w2c, mask)
 
 
 def scene(run: Run, plan: Plan) -> SceneSession:
     """Stages ``scene`` and ``placement``: CreateScene, AddObject, then PlaceObject / UpdateObject."""
     with run.stage("scene", 1 + len(plan.objects), "creating the scene"):
-        session = SceneSession(run.client, rgbd(run.client, plan.view), run.config.filter_points_threshold)
+        view = rgbd(run.client, plan.view, far=np.inf)
+        session = SceneSession(run.client, view, run.config.filter_points_threshold)
         info = session.create()
+        if info.depth_warning:  # more than 1 % of the valid depth over the cache's clamp: wrong unit?
+            run.reporter.note(f"warning: {info.depth_warning}")
         run.reporter.update("scene", 1)
         for k, obj in enumerate(plan.objects):
             session.add_object(obj.data, obj.filename, obj.name)
@@ -77,16 +83,28 @@ def scene(run: Run, plan: Plan) -> SceneSession:
         }
     if plan.objects:
         with run.stage("placement", len(plan.objects), "placing objects"):
-            run.manifest["objects"] = [_place(session, i, obj) for i, obj in enumerate(plan.objects)]
+            metric = object_size.metric_scene(run.manifest.get("depth", {}))
+            run.manifest["objects"] = [
+                _place(
+                    session,
+                    i,
+                    obj,
+                    object_size.real_size_scale(obj.filename, run.config.object_units, metric),
+                )
+                for i, obj in enumerate(plan.objects)
+            ]
             run.reporter.update("placement", len(plan.objects))
     return session
 
 
-def _place(session: SceneSession, i: int, obj) -> dict:
+def _place(session: SceneSession, i: int, obj, scale: float | None = None) -> dict:
+    """``scale``: scene units per object unit when scene and object are both metric (real size), else None
+    (the cache's size heuristic); an explicit ``--object-height`` wins."""
     if obj.pose is not None:
         info, how = session.update_object(i, obj.pose), "pose"
     else:
-        info, how = session.place_object(i, obj.anchor, obj.height), "auto"
+        info = session.place_object(i, obj.anchor, obj.height, scale)
+        how = "auto, real size" if scale is not None and obj.height is None else "auto"
     return {"object_id": info.object_id, "name": info.name, "num_points": info.num_points, "placement": how,
             "anchor": obj.anchor, "transform": np.asarray(info.transform.values).reshape(4, 4).tolist()}  # fmt: skip
 
@@ -117,6 +135,7 @@ def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
     """Stage ``render``: RenderTrajectory for the cameras; every checked frame goes to ``on_frame``."""
     t = len(w2cs)
     options = run.client.render_options(run.config.method, outputs, object_radius_px=run.config.object_radius)
+    options.foreground_masking = run.config.foreground_masking
     slots = None
     with run.stage("render", t, label):
         for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options):

@@ -164,8 +164,9 @@ def test_render_equals_the_cache_library(room, tmp_path):
     depth = np.load(room["depth"])
     K = np.array(json.loads(Path(room["intrinsics"]).read_text())["K"])
     scene = Scene.from_rgbd(image, depth, K, np.eye(4), filter_points_threshold=0.05)
-    pts, cols = load_object(Path(room["object"]).read_bytes(), "sneaker.ply")
-    oid = scene.add_object(pts, cols, np.array(m["objects"][0]["transform"]))
+    pts, cols, nrm = load_object(Path(room["object"]).read_bytes(), "sneaker.ply", with_normals=True)
+    assert nrm is not None  # the demo sneaker carries normals: the cache culls its far side
+    oid = scene.add_object(pts, cols, np.array(m["objects"][0]["transform"]), normals=nrm)
     with torch.no_grad():
         radius = m["options"]["object_radius"]  # the client's default object radius
         out = scene.render(

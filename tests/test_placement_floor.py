@@ -64,12 +64,26 @@ def test_default_anchor_and_height(floor_scene):
     scene, R = floor_scene
     pts, col = cube()
     oid = scene.add_object(pts, col)
-    scene.place_object(oid)  # anchor (W/2, 2H/3), height 0.2 x anchor depth
+    flat = pts * np.array([1.0, 0.25, 0.5], np.float32)  # a box 4x longer than tall, 2x than deep
+    oid = scene.add_object(flat, col)
+    scene.place_object(oid)  # anchor (W/2, 2H/3), longest side 7.5 % of the anchor depth
     world, _ = scene.object_points(oid)
     level = world.astype(np.float64) @ R.T
     ray = np.linalg.solve(K, [W // 2, 2 * H // 3, 1.0])
     anchor_depth = (ray * FLOOR_Y / (ray @ R.T)[1])[2]
-    np.testing.assert_allclose(level[:, 1].max() - level[:, 1].min(), 0.2 * anchor_depth, rtol=0.02)
+    extent = level.max(0) - level.min(0)
+    np.testing.assert_allclose(extent.max(), 0.075 * anchor_depth, rtol=0.02)
+    np.testing.assert_allclose(extent[1], 0.25 * 0.075 * anchor_depth, rtol=0.03)  # height along "up"
+    # real size: scale 1 keeps the object's own extent (a metric object in a metric scene)
+    own = flat.max(0) - flat.min(0)
+    scene.place_object(oid, scale=1.0)
+    world, _ = scene.object_points(oid)
+    np.testing.assert_allclose(np.sort((world.astype(np.float64) @ R.T).ptp(0)), np.sort(own), rtol=1e-3)
+    scene.place_object(oid, scale=0.01, height=0.5)  # an explicit height wins
+    world, _ = scene.object_points(oid)
+    np.testing.assert_allclose((world.astype(np.float64) @ R.T)[:, 1].ptp(), 0.5, rtol=1e-3)
+    with pytest.raises(ValueError, match="^scale"):
+        scene.place_object(oid, scale=0.0)
 
 
 def test_placement_errors(floor_scene):

@@ -35,9 +35,12 @@ def generate(config: GenerateConfig, client: ObjvidClient, reporter: Reporter | 
     return Run("generate", config, client, reporter, services).execute(_generate)
 
 
-def generate_options(cfg: GenerateConfig) -> diffusion_pb2.GenerateOptions:
-    """The sampling options sent to the model (unset = the model's defaults)."""
-    opts = diffusion_pb2.GenerateOptions(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, fps=cfg.fps)
+def generate_options(cfg: GenerateConfig, chunk_index: int = 0) -> diffusion_pb2.GenerateOptions:
+    """The sampling options sent to the model (unset = the model's defaults). ``chunk_index``: fresh,
+    seed-determined initial noise per chunk of a long video, as upstream draws fresh noise per chunk."""
+    opts = diffusion_pb2.GenerateOptions(prompt=cfg.prompt, fps=cfg.fps, chunk_index=chunk_index)
+    if cfg.negative_prompt is not None:  # unset: the model uses upstream's default negative prompt
+        opts.negative_prompt = cfg.negative_prompt
     if cfg.seed is not None:
         opts.seed = cfg.seed
     if cfg.steps is not None:
@@ -90,7 +93,7 @@ def first_frame(view: SourceView, r: stages.RenderBuffers) -> np.ndarray:
     return out
 
 
-def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str) -> np.ndarray:
+def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str, chunk: int = 0) -> np.ndarray:
     """Stage ``diffusion``: one chunk through Triton -> video (T, H, W, 3) uint8."""
     cfg = run.config
     t, h, w = r.shape
@@ -100,7 +103,7 @@ def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str) ->
             stage = diffusion_pb2.GenerateStage.Name(msg.stage).removeprefix("GENERATE_STAGE_").lower()
             run.reporter.update("diffusion", msg.step, msg.total or None, f"{label}: {stage}")
 
-        video, last = run.client.generate_chunk(cfg.backend, first, r.rgb, r.mask, generate_options(cfg),
+        video, last = run.client.generate_chunk(cfg.backend, first, r.rgb, r.mask, generate_options(cfg, chunk),
                                                 on_progress)  # fmt: skip
         if video.shape != (t, h, w, 3):
             raise ValueError(f"the model returned video {video.shape}, expected {(t, h, w, 3)}")
@@ -163,7 +166,7 @@ def _generate(run: Run) -> dict:
         stages.render(run, session, Ks[start:end], w2cs[start:end], plan, label, r.add)
         if c == 0:
             first = first_frame(plan.view, r)
-        video = diffuse(run, first, r, label)
+        video = diffuse(run, first, r, label, c)
         kept = np.arange(start, end)[0 if c == 0 else 1 :]  # later chunks drop the 1-frame overlap
         with run.stage("encoding"):
             outputs.add_chunk(c, kept, video, r)

@@ -38,7 +38,7 @@ class SingleImageSource(InputSource):
             return
         if config.intrinsics is None:
             raise ValueError("--depth needs --intrinsics (a K JSON file)")
-        depth, valid = io.load_depth(config.depth)
+        depth, valid = io.load_depth(config.depth, units=config.depth_units)
         if depth.shape != self.image.shape[:2]:
             raise ValueError(
                 f"--depth {config.depth}: shape {depth.shape} differs from the image's {self.image.shape[:2]}"

@@ -9,6 +9,7 @@ from objvid.runtime import wire
 from objvid.v1 import cache_pb2, types_pb2
 
 from .store import SceneEntry
+from .units import clamp_warning
 
 
 def describe_scene(scene, entry: SceneEntry) -> dict:
@@ -39,6 +40,7 @@ def describe_scene(scene, entry: SceneEntry) -> dict:
             "width": int(seed[3]),
         },
         "objects": objects,
+        "depth_clamped_fraction": float(scene.depth_clamped_fraction),
     }
 
 
@@ -61,6 +63,9 @@ def scene_info(entry: SceneEntry, device: str) -> cache_pb2.SceneInfo:
         device_bytes=info.get("device_bytes", entry.nbytes),
         device=info.get("device", device),
     )
+    fraction = float(info.get("depth_clamped_fraction", 0.0))  # of the latest RGB-D view (cache.units)
+    msg.depth_clamped_fraction = fraction
+    msg.depth_warning = clamp_warning(fraction)
     seed = info.get("seed_camera")
     if seed:
         msg.seed_camera.CopyFrom(

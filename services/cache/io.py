@@ -41,9 +41,12 @@ def load_object(
     filename: str | None = None,
     sample_points: int = DEFAULT_SAMPLE_POINTS,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_normals: bool = False,
+):
     """Load a point cloud or mesh file. ``filename`` names bytes input (its extension picks the format;
-    without it the format is sniffed). Returns (points (N,3) float32, colors (N,3) uint8)."""
+    without it the format is sniffed). Returns (points (N,3) float32, colors (N,3) uint8), plus normals
+    (N,3) float32 with ``with_normals``: the sampled face's normal for meshes (its winding: outward for
+    consistently wound meshes), a PLY cloud's nx/ny/nz, else None (see ``objvid.cache.normals``)."""
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         data = bytes(path_or_bytes)
         name = filename or "<bytes>"
@@ -63,9 +66,9 @@ def load_object(
     rng = np.random.default_rng(seed)
     try:
         if fmt == "ply":
-            pts, col = _load_ply(data, sample_points, rng)
+            pts, col, nrm = _load_ply(data, sample_points, rng)
         else:
-            pts, col = _load_trimesh(data, fmt, path, sample_points, rng)
+            pts, col, nrm = _load_trimesh(data, fmt, path, sample_points, rng)
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from exc
     except Exception as exc:  # parser errors of any kind: report, never a bare traceback
@@ -77,7 +80,14 @@ def load_object(
     pts32 = pts.astype(np.float32)
     if not np.isfinite(pts32).all():
         raise ValueError(f"{name}: coordinates overflow float32")
-    return np.ascontiguousarray(pts32), np.ascontiguousarray(col.astype(np.uint8))
+    out = np.ascontiguousarray(pts32), np.ascontiguousarray(col.astype(np.uint8))
+    if not with_normals:
+        return out
+    if nrm is not None:
+        nrm = np.nan_to_num(np.asarray(nrm, np.float64))
+        length = np.linalg.norm(nrm, axis=1, keepdims=True)
+        nrm = np.where(length > 0, nrm / np.where(length > 0, length, 1), 0.0).astype(np.float32)
+    return (*out, nrm)
 
 
 def _format(name: str, data: bytes) -> str:
@@ -138,7 +148,7 @@ def _ply_type(t: str) -> str:
     return _PLY_TYPES[t]
 
 
-def _load_ply(data: bytes, sample_points: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def _load_ply(data: bytes, sample_points: int, rng):
     fmt, elements, offset = _parse_header(data)
     read = _read_ascii if fmt == "ascii" else _read_binary
     tables = read(data, offset, elements, "<" if fmt == "binary_little_endian" else ">")
@@ -159,7 +169,8 @@ def _load_ply(data: bytes, sample_points: int, rng) -> tuple[np.ndarray, np.ndar
         return _sample_mesh([_Geom(pts, faces, vertex_colors=col)], sample_points, rng)
     if col is None:
         col = np.tile(np.array(DEFAULT_COLOR, np.uint8), (len(pts), 1))
-    return pts, col
+    nrm = np.stack([vert["nx"], vert["ny"], vert["nz"]], 1) if all(f"n{a}" in names for a in "xyz") else None
+    return pts, col, nrm
 
 
 def _ply_colors(vert: np.ndarray) -> np.ndarray | None:
@@ -301,13 +312,15 @@ class _Geom:
         self.base_color = base_color  # (3,) uint8 or None
 
 
-def _sample_mesh(geoms: list[_Geom], count: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform samples over all triangles of all meshes; clouds are appended as they are."""
+def _sample_mesh(geoms: list[_Geom], count: int, rng):
+    """Area-uniform samples over all triangles of all meshes; clouds are appended as they are.
+    -> points, colours, normals (face normals; zero for cloud points) or None when nothing is a mesh."""
     clouds = [g for g in geoms if g.faces is None or len(g.faces) == 0]
     meshes = [g for g in geoms if g.faces is not None and len(g.faces)]
-    pts_out, col_out = [], []
+    pts_out, col_out, nrm_out = [], [], []
     for g in clouds:
         pts_out.append(g.vertices)
+        nrm_out.append(np.zeros_like(g.vertices))
         col_out.append(
             g.vertex_colors if g.vertex_colors is not None else _default(len(g.vertices), g.base_color)
         )
@@ -329,9 +342,11 @@ def _sample_mesh(geoms: list[_Geom], count: int, rng) -> tuple[np.ndarray, np.nd
             r1, r2 = np.sqrt(rng.random(k)), rng.random(k)
             bary = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
             corners = g.faces[fi]
-            pts_out.append(np.einsum("kj,kjd->kd", bary, g.vertices[corners]))
+            tri = g.vertices[corners]
+            pts_out.append(np.einsum("kj,kjd->kd", bary, tri))
             col_out.append(_sample_colors(g, fi, corners, bary))
-    return np.concatenate(pts_out), np.concatenate(col_out)
+            nrm_out.append(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+    return np.concatenate(pts_out), np.concatenate(col_out), (np.concatenate(nrm_out) if meshes else None)
 
 
 def _default(n: int, base=None) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .render_common import DEPTH_WEIGHT_SCALE, KEY_EMPTY, LOG_EPS, SNAP_PX, Footprint
+from .render_common import DEPTH_WEIGHT_SCALE, KEY_EMPTY, LOG_EPS, PROJ_EPS, SNAP_PX, Footprint
 
 POINT_BLOCK = 256
 PIXEL_BLOCK = 1024
@@ -42,6 +42,27 @@ def _project(x, y, z, P_ptr, c):
 
 
 SNAP = tl.constexpr(SNAP_PX)
+PROJ_EPS_C = tl.constexpr(PROJ_EPS)
+
+
+@triton.jit
+def _project_g3(x, y, z, P_ptr, snap_ptr, c):
+    """GEN3C splat projection (upstream ``project_points``): u = p_x / (p_z + 1e-7), snapped onto pixel
+    centres only within the camera's tolerance snap[c] (non-zero at a slot's own source camera)."""
+    p = P_ptr + c * 12
+    px = tl.load(p + 0) * x + tl.load(p + 1) * y + tl.load(p + 2) * z + tl.load(p + 3)
+    py = tl.load(p + 4) * x + tl.load(p + 5) * y + tl.load(p + 6) * z + tl.load(p + 7)
+    pz = tl.load(p + 8) * x + tl.load(p + 9) * y + tl.load(p + 10) * z + tl.load(p + 11)
+    den = pz + PROJ_EPS_C
+    safe = tl.where(den != 0, den, 1.0)
+    u = px / safe
+    v = py / safe
+    tol = tl.load(snap_ptr + c)
+    ru = tl.floor(u + 0.5)
+    rv = tl.floor(v + 0.5)
+    u = tl.where(tl.abs(u - ru) <= tol, ru, u)
+    v = tl.where(tl.abs(v - rv) <= tol, rv, v)
+    return u, v, pz
 
 
 @triton.jit
@@ -67,7 +88,7 @@ def _zmax_kernel(xyz_ptr, stride, n, P_ptr, zmax_ptr, C, VPP, BLOCK: tl.constexp
 
 @triton.jit
 def _gen3c_kernel(
-    xyz_ptr, stride, packed_ptr, n, P_ptr, zmax_ptr, acc_ptr, C, H, W, VPP, BLOCK: tl.constexpr
+    xyz_ptr, stride, packed_ptr, n, P_ptr, snap_ptr, zmax_ptr, acc_ptr, C, H, W, VPP, BLOCK: tl.constexpr
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -79,11 +100,11 @@ def _gen3c_kernel(
     b = ((pk >> 16) & 255).to(tl.float32)
     HW = H * W
     for c in range(tl.program_id(1) * VPP, tl.minimum(tl.program_id(1) * VPP + VPP, C)):
-        u, v, pz = _project(x, y, z, P_ptr, c)
-        zmax = tl.load(zmax_ptr + c).to(tl.float32, bitcast=True).to(tl.float64)
+        u, v, pz = _project_g3(x, y, z, P_ptr, snap_ptr, c)
+        zmax = tl.load(zmax_ptr + c).to(tl.float64)
         scale = DEPTH_SCALE / (tl.log(1.0 + zmax) + LOG_EPS_C)
         zf = pz.to(tl.float32)
-        zl = tl.log(1.0 + tl.maximum(pz, 0.0))
+        zl = tl.log(1.0 + tl.maximum(zf, 0.0).to(tl.float64))
         wd = tl.exp((-zl * scale).to(tl.float32))
         ok = valid & (pz > 0) & (u > -1.0) & (u < W) & (v > -1.0) & (v < H)
         x0 = tl.floor(u)
@@ -134,11 +155,16 @@ def _zbuf_kernel(
     index_base,
     r2,
     VPP,
+    nrm_ptr,
+    nstride,
+    eye_ptr,
     DISC: tl.constexpr,
     K: tl.constexpr,
+    CULL: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """K = footprint size (square) or window width 2R+1 (disc of squared radius r2)."""
+    """K = footprint size (square) or window width 2R+1 (disc of squared radius r2). CULL: skip points
+    whose normal faces away from camera c (``n . (eye_c - p) < 0``; eye_ptr (C,3) float64)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     x, y, z = _load_points(xyz_ptr, stride, offs, m)
@@ -146,9 +172,18 @@ def _zbuf_kernel(
     valid = m & (((pk >> 24) & 1) != 0)
     idx = offs.to(tl.int64) + index_base
     HW = H * W
+    if CULL:
+        nx = tl.load(nrm_ptr + offs, mask=m, other=0.0).to(tl.float64)
+        ny = tl.load(nrm_ptr + nstride + offs, mask=m, other=0.0).to(tl.float64)
+        nz = tl.load(nrm_ptr + 2 * nstride + offs, mask=m, other=0.0).to(tl.float64)
     for c in range(tl.program_id(1) * VPP, tl.minimum(tl.program_id(1) * VPP + VPP, C)):
         u, v, pz = _project(x, y, z, P_ptr, c)
         ok = valid & (pz > 0) & (u > -K) & (u < W + K) & (v > -K) & (v < H + K)
+        if CULL:
+            ex = tl.load(eye_ptr + c * 3)
+            ey = tl.load(eye_ptr + c * 3 + 1)
+            ez = tl.load(eye_ptr + c * 3 + 2)
+            ok = ok & ((nx * (ex - x) + ny * (ey - y) + nz * (ez - z)) >= 0)
         zb = pz.to(tl.float32).to(tl.int32, bitcast=True).to(tl.int64)
         key = (zb << 32) | idx
         u = tl.where(ok, u, 0.0)
@@ -338,16 +373,40 @@ def _point_grid(n: int, C: int) -> tuple[tuple[int, int], int]:
     return (blocks, triton.cdiv(C, vpp)), vpp
 
 
-def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, W: int) -> torch.Tensor:
+def gen3c_zmax(xyz: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """(C,) float32 max camera z (clamped at 0) over every point (see ``render_torch.gen3c_zmax``)."""
+    C, n = P.shape[0], xyz.shape[1]
+    zmax = torch.zeros(C, dtype=torch.int32, device=xyz.device)
+    if n:
+        grid, vpp = _point_grid(n, C)
+        _zmax_kernel[grid](xyz, xyz.stride(0), n, P.contiguous(), zmax, C, vpp, BLOCK=POINT_BLOCK)
+    return zmax.view(torch.float32)
+
+
+def gen3c_acc(
+    xyz: torch.Tensor,
+    packed: torch.Tensor,
+    P: torch.Tensor,
+    H: int,
+    W: int,
+    zmax: torch.Tensor | None = None,
+    snap_tol: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(C, H*W, 5) float32 GEN3C accumulators (see ``render_torch.gen3c_acc``)."""
     C, n = P.shape[0], xyz.shape[1]
     acc = torch.zeros(C * H * W * 5, dtype=torch.float32, device=xyz.device)
     if n:
         P = P.contiguous()
-        zmax = torch.zeros(C, dtype=torch.int32, device=xyz.device)
+        if zmax is None:
+            zmax = gen3c_zmax(xyz, P)
+        zmax = zmax.to(xyz.device, torch.float32).contiguous()
+        if snap_tol is None:
+            snap_tol = torch.zeros(C, dtype=torch.float64, device=xyz.device)
+        snap_tol = snap_tol.to(xyz.device, torch.float64).contiguous()
         grid, vpp = _point_grid(n, C)
-        _zmax_kernel[grid](xyz, xyz.stride(0), n, P, zmax, C, vpp, BLOCK=POINT_BLOCK)
-        _gen3c_kernel[grid](xyz, xyz.stride(0), packed, n, P, zmax, acc, C, H, W, vpp, BLOCK=POINT_BLOCK)
+        _gen3c_kernel[grid](
+            xyz, xyz.stride(0), packed, n, P, snap_tol, zmax, acc, C, H, W, vpp, BLOCK=POINT_BLOCK
+        )
     return acc.view(C, H * W, 5)
 
 
@@ -362,13 +421,21 @@ def zbuffer(
     P: torch.Tensor,
     index_base: int,
     fp: Footprint,
+    cull: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Atomic-min rasterisation of packed (z, index) keys into ``keys`` (C, H, W) int64."""
+    """Atomic-min rasterisation of packed (z, index) keys into ``keys`` (C, H, W) int64; ``cull`` as in
+    ``render_torch.zbuffer`` (back-face culling)."""
     C, H, W = keys.shape
     n = xyz.shape[1]
     if n == 0:
         return
     assert xyz.stride(1) == 1 and packed.is_contiguous() and keys.is_contiguous()
+    if cull is not None:
+        nrm, eye = cull
+        assert nrm.stride(1) == 1
+        eye = eye.to(torch.float64).contiguous()
+    else:
+        nrm, eye = xyz, P  # placeholders, never read
     grid, vpp = _point_grid(n, C)
     _zbuf_kernel[grid](
         xyz,
@@ -383,8 +450,12 @@ def zbuffer(
         index_base,
         float(fp.radius) ** 2,
         vpp,
+        nrm,
+        nrm.stride(0),
+        eye,
         DISC=fp.is_disc,
         K=fp.window,
+        CULL=cull is not None,
         BLOCK=POINT_BLOCK,
     )
 

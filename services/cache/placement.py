@@ -4,9 +4,12 @@
    ``segment_plane`` (RANSAC, seeded) -> plane n.x + d = 0 with n towards the camera ("up").
 2. The anchor pixel's ray meets the plane at the anchor point A.
 3. The object's ``up_axis`` (object frame, default +y as in glTF) is turned onto n, its front
-   (+z, or +y for z-up objects) towards the camera; it is scaled to ``height`` scene units (default
-   ``DEFAULT_HEIGHT_FRACTION`` x the camera depth of A) and moved so the centre of its footprint sits at
-   A with its lowest point on the plane.
+   (+z, or +y for z-up objects) towards the camera; its size is, in order of precedence: ``height``
+   scene units tall; ``scale`` scene units per object unit (real size: a metric object in a metric scene,
+   e.g. 1.0 for metres in metres); else the size heuristic: the longest side of its bounding box becomes
+   ``DEFAULT_SIZE_FRACTION`` (7.5 %) of the camera depth of A (a 0.30 m shoe seen from 4 m), a hand-held
+   object's size at that distance, whatever units it came in. It is moved so the centre of its footprint
+   sits at A with its lowest point on the plane.
 Errors (``ValueError``) name the argument: no points near the anchor, no plane, ray misses the plane.
 """
 
@@ -21,7 +24,7 @@ from . import validate as V
 if TYPE_CHECKING:
     from .scene import Scene
 
-DEFAULT_HEIGHT_FRACTION = 0.2
+DEFAULT_SIZE_FRACTION = 0.075  # longest side / camera depth of the anchor when the size is unknown
 _AXES = {
     "+x": (1, 0, 0),
     "-x": (-1, 0, 0),
@@ -43,6 +46,7 @@ def place_object(
     anchor_px: Any = None,
     height: float | None = None,
     up_axis: str = "+y",
+    scale: float | None = None,
     window_px: int | None = None,
     plane_tolerance: float = 0.01,
     min_inlier_fraction: float = 0.3,
@@ -93,8 +97,13 @@ def place_object(
         raise ValueError("anchor_px: the anchor ray does not hit the plane in front of the camera")
     A = C + t * ray
     anchor_depth = float((w2c[:3, :3] @ A + w2c[:3, 3])[2])
-    h = V.positive(height, "height") if height is not None else DEFAULT_HEIGHT_FRACTION * anchor_depth
-    T = _stand(scene, oid, n, C - A, A, h, np.array(_AXES[up_axis], np.float64))
+    if height is not None:
+        size = ("height", V.positive(height, "height"))
+    elif scale is not None:
+        size = ("scale", V.positive(scale, "scale"))
+    else:
+        size = ("longest", DEFAULT_SIZE_FRACTION * anchor_depth)
+    T = _stand(scene, oid, n, C - A, A, size, np.array(_AXES[up_axis], np.float64))
     scene.set_transform(oid, T)
     return T
 
@@ -151,7 +160,8 @@ def _fit_plane(pts: np.ndarray, tol: float, seed: int):
     return n / norm, float(model[3]) / norm, len(inl)
 
 
-def _stand(scene: Scene, oid: int, up_w, to_cam, A, h: float, up_l) -> np.ndarray:
+def _stand(scene: Scene, oid: int, up_w, to_cam, A, size: tuple[str, float], up_l) -> np.ndarray:
+    """size: ("height", scene units) | ("scale", factor) | ("longest", scene units of the longest side)."""
     pts, _ = scene.object_points(oid, world=False)
     p = pts.astype(np.float64)
     front_l = np.array([0.0, 0.0, 1.0]) if abs(up_l[2]) < 0.5 else np.array([0.0, 1.0, 0.0])
@@ -166,8 +176,14 @@ def _stand(scene: Scene, oid: int, up_w, to_cam, A, h: float, up_l) -> np.ndarra
     extent = along_up.max() - along_up.min()
     if extent <= 0:
         raise ValueError(f"oid: object {oid} has zero height along its up axis")
-    s = h / extent
     pr, pf = p @ right_l, p @ front_l
+    kind, value = size
+    if kind == "height":
+        s = value / extent
+    elif kind == "scale":
+        s = value
+    else:
+        s = value / max(extent, np.ptp(pr), np.ptp(pf))
     c_l = (
         0.5 * (pr.max() + pr.min()) * right_l + along_up.min() * up_l + 0.5 * (pf.max() + pf.min()) * front_l
     )

@@ -22,8 +22,10 @@ from .render_common import (
     SPLATS,
     Footprint,
     RenderOutput,
+    normaliser_groups,
     object_footprint,
     projection_matrices,
+    source_snap,
     unpack_colors,
 )
 
@@ -34,10 +36,12 @@ BACKENDS = ("triton", "torch", "reference")
 
 @dataclass
 class Cloud:
-    """A point cloud resident on the device: ``xyz`` (3,P) float32 (SoA), ``packed`` (P,) int32 colours."""
+    """A point cloud resident on the device: ``xyz`` (3,P) float32 (SoA), ``packed`` (P,) int32 colours,
+    ``source_P`` (3,4) float64 ``K @ w2c[:3]`` of the view it was lifted from (None for free clouds)."""
 
     xyz: torch.Tensor
     packed: torch.Tensor
+    source_P: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -47,11 +51,13 @@ class Cloud:
 @dataclass
 class ObjectLayer:
     """All objects concatenated: ``cloud`` in object-local coordinates, ``oid`` (M,) int16 per point, and
-    per object (id, start, count, transform (4,4) float64) in insertion order."""
+    per object (id, start, count, transform (4,4) float64) in insertion order; ``normals`` (3,M) float32
+    object-local unit normals (zero = never culled) or None (no culling at all)."""
 
     cloud: Cloud
     oid: torch.Tensor
     spans: list[tuple[int, int, int, np.ndarray]] = field(default_factory=list)
+    normals: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -111,13 +117,34 @@ def render(
     outputs: tuple[str, ...],
     backend: str,
     device: torch.device,
+    slot_ids: list[int] | None = None,
+    scene_hook=None,
 ) -> RenderOutput:
-    """Render T cameras ((T,4,4) / (T,3,3) float64, already validated) for every slot."""
+    """Render T cameras ((T,4,4) / (T,3,3) float64, already validated) for the slots ``slot_ids`` (default
+    all) of ``slots`` (all the scene's slots: GEN3C's depth normaliser groups views over them).
+    ``scene_hook(slot_index, c0, c1, acc)`` may edit a chunk's GEN3C accumulators (C, H*W, 5) in place
+    before they are resolved (foreground masking)."""
+    ids = list(range(len(slots))) if slot_ids is None else list(slot_ids)
     if backend == "reference":
         return _render_reference(
-            slots, objects, w2cs, Ks, H, W, mode, splat, footprint, object_radius_px, outputs, device
+            slots,
+            objects,
+            w2cs,
+            Ks,
+            H,
+            W,
+            mode,
+            splat,
+            footprint,
+            object_radius_px,
+            outputs,
+            device,
+            ids,
+            scene_hook,
         )
     be = _backend_module(backend)
+    all_slots = slots
+    slots = [all_slots[i] for i in ids]
     T = len(w2cs)
     n_out = 1 if mode == "objects" else len(slots)
     has_obj = objects.n > 0
@@ -132,8 +159,18 @@ def render(
         return RenderOutput(**out)
     P = projection_matrices(w2cs, Ks)  # (T,3,4) float64
     P_dev = torch.as_tensor(P, dtype=torch.float64).to(device, non_blocking=True)
+    gen3c = splat == "gen3c" and mode in ("fused", "scene")
+    zmax = snaps = None
+    if gen3c:  # upstream's normaliser: max z over warp chunks of 2 (camera, slot) views, all slots
+        zmax = normaliser_groups(torch.stack([be.gen3c_zmax(s.xyz, P_dev) for s in all_slots], dim=1))
+        zmax = zmax[:, ids]
+        snaps = [torch.as_tensor(source_snap(P, s.source_P)).to(device) for s in slots]
     obj_P = [
         torch.as_tensor(np.einsum("tij,jk->tik", P, tr), dtype=torch.float64).to(device, non_blocking=True)
+        for (_, _, _, tr) in objects.spans
+    ]
+    obj_eye = [  # camera centres in each object's frame, for back-face culling
+        None if objects.normals is None else torch.as_tensor(object_eyes(w2cs, tr)).to(device)
         for (_, _, _, tr) in objects.spans
     ]
     scene_fp, obj_fp = Footprint(size=int(footprint)), object_footprint(object_radius_px)
@@ -148,11 +185,14 @@ def render(
     step = max(1, TEMP_BYTES_BUDGET // max(1, per_view))
 
     def raster_objects(keys, c0, c1):
-        for (_, start, count, _), Po in zip(objects.spans, obj_P, strict=True):
+        for (_, start, count, _), Po, eye in zip(objects.spans, obj_P, obj_eye, strict=True):
             sub = Cloud(
                 objects.cloud.xyz[:, start : start + count], objects.cloud.packed[start : start + count]
             )
-            be.zbuffer(keys, sub.xyz, sub.packed, Po[c0:c1], start, obj_fp)
+            cull = None
+            if eye is not None:
+                cull = (objects.normals[:, start : start + count], eye[c0:c1])
+            be.zbuffer(keys, sub.xyz, sub.packed, Po[c0:c1], start, obj_fp, cull=cull)
 
     for c0 in range(0, T, step):
         c1 = min(T, c0 + step)
@@ -177,7 +217,11 @@ def render(
                             raster_objects(scene_keys, c0, c1)
                     be.zbuffer(scene_keys, slot.xyz, slot.packed, P_dev[c0:c1], M, scene_fp)
                 else:
-                    scene_acc = be.gen3c_acc(slot.xyz, slot.packed, P_dev[c0:c1], H, W)
+                    scene_acc = be.gen3c_acc(
+                        slot.xyz, slot.packed, P_dev[c0:c1], H, W, zmax[c0:c1, n], snaps[n][c0:c1]
+                    )
+                    if scene_hook is not None:
+                        scene_hook(ids[n], c0, c1, scene_acc)
             be.resolve(
                 dst, scene_acc, scene_keys, layer, scene_packed, objects.cloud.packed, objects.oid, M, H, W
             )
@@ -198,15 +242,32 @@ def _alloc(outputs, T, N, H, W, device) -> dict[str, torch.Tensor | None]:
     }
 
 
-def _ref_cloud(cloud: Cloud, world_T: np.ndarray | None, oid: np.ndarray) -> render_reference.RefCloud:
+def object_eyes(w2cs: np.ndarray, tr: np.ndarray) -> np.ndarray:
+    """(T,3) float64 camera centres of (T,4,4) w2cs in the frame of an object with transform ``tr``."""
+    C = -np.einsum("tji,tj->ti", w2cs[:, :3, :3], w2cs[:, :3, 3])  # -R^T t
+    inv = np.linalg.inv(tr)
+    return C @ inv[:3, :3].T + inv[:3, 3]
+
+
+def _ref_cloud(
+    cloud: Cloud, world_T: np.ndarray | None, oid: np.ndarray, normals: torch.Tensor | None = None
+) -> render_reference.RefCloud:
     xyz = cloud.xyz.detach().cpu().to(torch.float64).T.numpy()
+    nrm = None if normals is None else normals.detach().cpu().to(torch.float64).T.numpy()
     if world_T is not None:
         xyz = xyz @ world_T[:3, :3].T + world_T[:3, 3]
+        if nrm is not None:  # similarity transform: rotate (the uniform scale does not change directions)
+            R = world_T[:3, :3] / np.cbrt(np.linalg.det(world_T[:3, :3]))
+            nrm = nrm @ R.T
     rgb, valid = unpack_colors(cloud.packed.detach().cpu())
-    return render_reference.RefCloud(xyz, rgb.numpy(), valid.numpy(), oid)
+    return render_reference.RefCloud(xyz, rgb.numpy(), valid.numpy(), oid, cloud.source_P, nrm)
 
 
-def _render_reference(slots, objects, w2cs, Ks, H, W, mode, splat, footprint, radius, outputs, device):
+def _render_reference(
+    slots, objects, w2cs, Ks, H, W, mode, splat, footprint, radius, outputs, device, ids, scene_hook
+):
+    if scene_hook is not None:
+        raise ValueError("backend: 'reference' does not take a scene hook (foreground masking)")
     ref_slots = [_ref_cloud(s, None, np.full(s.n, -1)) for s in slots]
     ref_obj = None
     if objects.n:
@@ -215,14 +276,18 @@ def _render_reference(slots, objects, w2cs, Ks, H, W, mode, splat, footprint, ra
             sub = Cloud(
                 objects.cloud.xyz[:, start : start + count], objects.cloud.packed[start : start + count]
             )
-            parts.append(_ref_cloud(sub, tr, np.full(count, oid)))
+            nrm = None if objects.normals is None else objects.normals[:, start : start + count]
+            parts.append(_ref_cloud(sub, tr, np.full(count, oid), nrm))
         ref_obj = render_reference.RefCloud(
             *(
                 np.concatenate([getattr(p, f) for p in parts])
                 for f in ("points", "colors", "valid", "object_ids")
-            )
+            ),
+            normals=None if objects.normals is None else np.concatenate([p.normals for p in parts]),
         )
-    res = render_reference.render(ref_slots, ref_obj, w2cs, Ks, H, W, mode, splat, footprint, radius)
+    res = render_reference.render(
+        ref_slots, ref_obj, w2cs, Ks, H, W, mode, splat, footprint, radius, slot_ids=ids
+    )
     res["depth"] = res["depth"].to(torch.float32)
     res["rgb_float"] = res["rgb_float"].to(torch.float32)
     return RenderOutput(**{k: (res[k].to(device) if k in outputs else None) for k in OUTPUTS})

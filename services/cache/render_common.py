@@ -2,9 +2,14 @@
 
 Conventions (all renderers, fast and reference):
 - OpenCV cameras, w2c (4,4) world->camera, K (3,3) in pixels, pixel centres at integer coordinates.
-- A point projects to ``u = p_x / z``, ``v = p_y / z`` with ``p = K (w2c X)``; points with ``z <= 0`` are
-  dropped. Projected coordinates within ``SNAP_PX`` of a pixel centre are snapped onto it, so float32
-  round-off never leaks a point into its neighbour at the source camera (upstream GEN3C has no snap).
+- GEN3C splat: a point projects as upstream's ``project_points``: ``u = p_x / (z + 1e-7)``,
+  ``v = p_y / (z + 1e-7)`` with ``p = K (w2c X)``; points with ``z <= 0`` are dropped. No snapping, except at
+  a slot's own source camera (``source_snap``): there upstream's output is float32 round-off noise (a point
+  projects 1e-5 px off its pixel centre and the depth weighting can make that tiny bilinear weight win the
+  neighbour pixel), so coordinates within ``SNAP_PX`` of a pixel centre are snapped and the source view comes
+  back exactly. The log-depth normaliser is upstream's: max over each warp chunk of 2 (camera, slot) views
+  (``normaliser_groups``).
+- Z-buffer: ``u = p_x / z``, ``v = p_y / z``, always snapped within ``SNAP_PX`` (not an upstream splat).
 - Colours are accumulated as floats in [0, 255]; uint8 outputs are ``floor(clamp(x, 0, 255) + 0.5)``.
 - Z-buffer keys are int64 ``(float32_bits(z) << 32) | index``: for z > 0 the order of the keys is the
   order of (z, index), so ``atomic_min`` keeps the nearest point and, on an exact depth tie, the lowest
@@ -20,6 +25,9 @@ import numpy as np
 import torch
 
 SNAP_PX = 1.0 / 512.0
+PROJ_EPS = 1e-7  # upstream `project_points` / `forward_warp`: u = p_x / (p_z + 1e-7)
+WARP_CHUNK = 2  # upstream `Cache3D_Base.render_cache` warp_chunk_size: views sharing one depth normaliser
+SOURCE_RTOL = 1e-9  # a camera is a slot's source camera when its K @ w2c[:3] matches to this relative tol.
 DEPTH_WEIGHT_SCALE = 50.0  # upstream `depth_weight_scale`
 LOG_EPS = 1e-7  # upstream `log_depth.max() + 1e-7`
 KEY_EMPTY = (1 << 63) - 1  # int64 max: "no point"
@@ -103,12 +111,26 @@ def projection_matrices(w2cs: np.ndarray, Ks: np.ndarray) -> np.ndarray:
     return np.einsum("tij,tjk->tik", Ks, w2cs[:, :3, :])
 
 
-def pack_colors(colors: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """(N,3) uint8 + (N,) bool -> (N,) int32 ``r | g<<8 | b<<16 | valid<<24``."""
+BOUNDARY_BIT = 25  # packed bit: the point sits on a depth edge of its source view (foreground masking)
+
+
+def pack_colors(
+    colors: np.ndarray, valid: np.ndarray | None = None, boundary: np.ndarray | None = None
+) -> np.ndarray:
+    """(N,3) uint8 + (N,) bool valid + (N,) bool boundary -> (N,) int32
+    ``r | g<<8 | b<<16 | valid<<24 | boundary<<25``."""
     c = colors.astype(np.int32)
     packed = c[:, 0] | (c[:, 1] << 8) | (c[:, 2] << 16)
     v = np.ones(len(c), bool) if valid is None else valid
-    return (packed | (v.astype(np.int32) << 24)).astype(np.int32)
+    packed = packed | (v.astype(np.int32) << 24)
+    if boundary is not None:
+        packed = packed | (boundary.astype(np.int32) << BOUNDARY_BIT)
+    return packed.astype(np.int32)
+
+
+def unpack_boundary(packed: torch.Tensor) -> torch.Tensor:
+    """(N,) int32 packed -> (N,) bool depth-edge flags."""
+    return ((packed.to(torch.int32) >> BOUNDARY_BIT) & 1).bool()
 
 
 def unpack_colors(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,3 +144,34 @@ def snap(u: torch.Tensor) -> torch.Tensor:
     """Snap coordinates within SNAP_PX of an integer onto it (any float dtype)."""
     r = torch.round(u)
     return torch.where((u - r).abs() <= SNAP_PX, r, u)
+
+
+def source_snap(P: np.ndarray, source_P: np.ndarray | None) -> np.ndarray:
+    """(T,3,4) float64 cameras, the slot's source (3,4) ``K @ w2c[:3]`` or None -> (T,) float64 snap tolerance:
+    ``SNAP_PX`` for cameras equal to the source camera (relative tolerance ``SOURCE_RTOL``), else 0."""
+    out = np.zeros(len(P), np.float64)
+    if source_P is None or not len(P):
+        return out
+    scale = max(float(np.abs(source_P).max()), 1e-30)
+    same = np.abs(P - source_P[None]).reshape(len(P), -1).max(axis=1) <= SOURCE_RTOL * scale
+    out[same] = SNAP_PX
+    return out
+
+
+def normaliser_groups(zmax: torch.Tensor) -> torch.Tensor:
+    """Upstream's depth normaliser: ``zmax`` (T, N) max camera z (clamped >= 0) of each view -> (T, N) max over
+    the warp chunk each view falls in. Upstream flattens (frame, slot) in that order and warps
+    ``WARP_CHUNK`` = 2 consecutive views per ``forward_warp`` call; ``log_depth.max()`` spans the call."""
+    T, N = zmax.shape
+    flat = zmax.reshape(-1)
+    n = flat.numel()
+    pad = (-n) % WARP_CHUNK
+    padded = torch.cat([flat, flat.new_zeros(pad)]) if pad else flat
+    g = padded.view(-1, WARP_CHUNK).amax(dim=1, keepdim=True).expand(-1, WARP_CHUNK).reshape(-1)[:n]
+    return g.view(T, N).contiguous()
+
+
+def snap_within(u: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
+    """Snap coordinates onto the nearest integer where within ``tol`` (broadcastable, 0 = no snap)."""
+    r = torch.floor(u + 0.5)
+    return torch.where((u - r).abs() <= tol, r, u)

@@ -1,9 +1,10 @@
 """Plain PyTorch reference renderers (readable, one camera at a time, float64 by default, CPU).
 
 They define the semantics the fast backends (``render_torch``, ``kernels``) must reproduce:
-- ``gen3c_view``: upstream GEN3C ``forward_warp`` written out literally (padded canvas, floor/ceil
-  neighbours, ``prox / (exp(min(50 * log1p(z) / (max log1p z + 1e-7), 80)) + 1e-7)``,
-  ``index_put_(accumulate=True)``), with the normaliser taken per camera.
+- ``gen3c_view``: upstream GEN3C ``forward_warp`` written out literally (``u = p_x / (p_z + 1e-7)``,
+  padded canvas, floor/ceil neighbours, ``prox / (exp(min(50 * log1p(z) / (log1p(zmax) + 1e-7), 80)) + 1e-7)``,
+  ``index_put_(accumulate=True)``), with upstream's normaliser (max z over each warp chunk of 2 views) and
+  no snapping except at the slot's own source camera (``render_common.source_snap``).
 - ``zbuffer_view``: every footprint pixel of every point becomes a candidate (pixel, z, index); the
   candidates are sorted and the first per pixel wins (nearest z, then lowest index).
 - ``render``: the modes (fused / full / scene / objects) per buffer slot.
@@ -17,7 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .render_common import DEPTH_WEIGHT_SCALE, LOG_EPS, Footprint, object_footprint, snap
+from .render_common import (
+    DEPTH_WEIGHT_SCALE,
+    LOG_EPS,
+    PROJ_EPS,
+    Footprint,
+    normaliser_groups,
+    object_footprint,
+    projection_matrices,
+    snap,
+    snap_within,
+    source_snap,
+)
 
 
 @dataclass
@@ -28,6 +40,8 @@ class RefCloud:
     colors: np.ndarray
     valid: np.ndarray
     object_ids: np.ndarray  # (P,) int, -1 for scene points
+    source_P: np.ndarray | None = None  # (3,4) K @ w2c[:3] of the view the points were lifted from
+    normals: np.ndarray | None = None  # (P,3) world unit normals of object points (zero = never culled)
 
 
 def _project(points: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor):
@@ -37,13 +51,31 @@ def _project(points: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor):
     return snap(p[:, 0] / z), snap(p[:, 1] / z), z
 
 
-def gen3c_view(cloud: RefCloud, w2c, K, H: int, W: int, dtype=torch.float64):
-    """One camera. Returns (rgb (H,W,3) in [0,255], depth (H,W), mask (H,W) bool), holes 0 / False."""
+def view_zmax(cloud: RefCloud, w2c, K, dtype=torch.float64) -> float:
+    """Max camera z (clamped at 0) over every point of the cloud, valid or not."""
+    X = torch.as_tensor(cloud.points, dtype=dtype)
+    z = X @ torch.as_tensor(w2c, dtype=dtype)[2, :3] + float(w2c[2][3])
+    return float(torch.clamp(z, min=0).max()) if len(X) else 0.0
+
+
+def gen3c_view(cloud: RefCloud, w2c, K, H: int, W: int, dtype=torch.float64, zmax: float | None = None):
+    """One camera. Returns (rgb (H,W,3) in [0,255], depth (H,W), mask (H,W) bool), holes 0 / False.
+    ``zmax``: the normaliser's max camera z (default: this view's own)."""
     X = torch.as_tensor(cloud.points, dtype=dtype)
     col = torch.as_tensor(cloud.colors, dtype=dtype)
-    u, v, z = _project(X, torch.as_tensor(w2c, dtype=dtype), torch.as_tensor(K, dtype=dtype))
+    w2c_t, K_t = torch.as_tensor(w2c, dtype=dtype), torch.as_tensor(K, dtype=dtype)
+    p = (X @ w2c_t[:3, :3].T + w2c_t[:3, 3]) @ K_t.T
+    z = p[:, 2]
+    tol = float(
+        source_snap(projection_matrices(np.asarray(w2c)[None], np.asarray(K)[None]), cloud.source_P)[0]
+    )
+    u = snap_within(p[:, 0] / (z + PROJ_EPS), tol)
+    v = snap_within(p[:, 1] / (z + PROJ_EPS), tol)
+    if zmax is None:
+        zmax = view_zmax(cloud, w2c, K, dtype)
     log_z = torch.log1p(torch.clamp(z, min=0))
-    expo = torch.clamp(log_z / (log_z.max() + LOG_EPS) * DEPTH_WEIGHT_SCALE, max=80.0)
+    log_max = float(np.log1p(zmax))
+    expo = torch.clamp(log_z / (log_max + LOG_EPS) * DEPTH_WEIGHT_SCALE, max=80.0)
     w_depth = torch.exp(expo) + 1e-7
     keep = torch.as_tensor(cloud.valid, dtype=torch.bool) & (z > 0)
     u, v, z, col, w_depth = u[keep], v[keep], z[keep], col[keep], w_depth[keep]
@@ -106,6 +138,10 @@ def zbuffer_view(clouds: list[tuple[RefCloud, Footprint]], w2c, K, H: int, W: in
         X = torch.as_tensor(cloud.points, dtype=dtype)
         u, v, z = _project(X, torch.as_tensor(w2c, dtype=dtype), torch.as_tensor(K, dtype=dtype))
         valid = np.asarray(cloud.valid, bool)
+        if cloud.normals is not None:  # back-face culling: keep points with n . (C - p) >= 0
+            w2c_a = np.asarray(w2c, np.float64)
+            eye = -w2c_a[:3, :3].T @ w2c_a[:3, 3]
+            valid = valid & (np.einsum("ij,ij->i", cloud.normals, eye[None] - np.asarray(cloud.points)) >= 0)
         for i in range(len(X)):
             if not valid[i] or not z[i] > 0:
                 continue
@@ -153,16 +189,27 @@ def render(
     footprint: int = 2,
     object_radius_px: float = 0.75,
     dtype=torch.float64,
+    slot_ids: list[int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Reference render of all cameras and slots. Returns CPU tensors: rgb_float (T,N,H,W,3) float in
     [0,255], rgb uint8, mask bool, depth (dtype), object_mask int16 (N = 1 for mode 'objects').
     ``objects`` holds every object's world-space points (object id per point); None if no objects.
+    ``slots`` are all the scene's slots (the GEN3C normaliser groups views over them); ``slot_ids`` picks
+    the ones to render (default all).
     """
     scene_fp = Footprint(size=footprint)
     obj_fp = object_footprint(object_radius_px)
     has_obj = objects is not None and len(objects.points) > 0
-    n_slots = 1 if mode == "objects" else len(slots)
     T = len(w2cs)
+    zmax = None
+    if mode in ("fused", "scene") and splat == "gen3c":
+        zmax = normaliser_groups(
+            torch.tensor([[view_zmax(s, w2cs[t], Ks[t], dtype) for s in slots] for t in range(T)])
+        )
+    ids = list(range(len(slots))) if slot_ids is None else list(slot_ids)
+    zmax = None if zmax is None else zmax[:, ids]
+    slots = [slots[i] for i in ids]
+    n_slots = 1 if mode == "objects" else len(slots)
     rgb = torch.zeros(T, n_slots, H, W, 3, dtype=dtype)
     depth = torch.zeros(T, n_slots, H, W, dtype=dtype)
     mask = torch.zeros(T, n_slots, H, W, dtype=torch.bool)
@@ -188,7 +235,7 @@ def render(
                 s_rgb, s_oid = _lookup([c for c, _ in clouds], win)
                 s_valid = win >= 0
             elif splat == "gen3c":
-                s_rgb, s_z, s_valid = gen3c_view(slots[n], w2c, K, H, W, dtype)
+                s_rgb, s_z, s_valid = gen3c_view(slots[n], w2c, K, H, W, dtype, float(zmax[t, n]))
                 s_oid = torch.full((H, W), -1, dtype=torch.int64)
             else:
                 win, s_z = zbuffer_view([(slots[n], scene_fp)], w2c, K, H, W, dtype)

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import torch
 
-from .render_common import DEPTH_WEIGHT_SCALE, INDEX_MASK, KEY_EMPTY, LOG_EPS, Footprint, snap
+from .render_common import (
+    DEPTH_WEIGHT_SCALE,
+    INDEX_MASK,
+    KEY_EMPTY,
+    LOG_EPS,
+    PROJ_EPS,
+    Footprint,
+    snap_within,
+)
 
 # Upper bound on point-views projected at once (bounds the temporaries to ~ 40 bytes each).
 POINT_VIEWS_PER_STEP = 1 << 22
@@ -25,17 +33,34 @@ def _steps(n_points: int, n_views: int):
         yield c0, min(n_views, c0 + per)
 
 
-def _project(xyz: torch.Tensor, P: torch.Tensor):
-    """(3,P) float32 points, (C,3,4) float64 cameras -> u, v (C,P) float64 (snapped), z (C,P) float32.
+ZBUF_SNAP = 1.0 / 512.0
 
+
+def _project(
+    xyz: torch.Tensor, P: torch.Tensor, snap_tol: torch.Tensor | float = ZBUF_SNAP, eps: float = 0.0
+):
+    """(3,P) float32 points, (C,3,4) float64 cameras -> u, v (C,P) float64, z (C,P) float32.
+
+    ``u = p_x / (z + eps)`` snapped onto pixel centres within ``snap_tol`` (a float or (C,) per camera).
     The projection runs in float64: a float32 u near 1000 px has a 6e-5 px ulp, which would perturb
     the bilinear weights of points close to a pixel boundary far beyond the reference tolerance.
     """
     cam = torch.matmul(P[:, :, :3], xyz.to(torch.float64)) + P[:, :, 3:]
     z = cam[:, 2]
-    u = snap(cam[:, 0] / z)
-    v = snap(cam[:, 1] / z)
+    tol = snap_tol if not torch.is_tensor(snap_tol) else snap_tol.to(cam)[:, None]
+    u = snap_within(cam[:, 0] / (z + eps), tol)
+    v = snap_within(cam[:, 1] / (z + eps), tol)
     return u, v, z.to(torch.float32)
+
+
+def gen3c_zmax(xyz: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """(C,) float32 max over every point (valid or not) of the camera z clamped at 0 (upstream's
+    ``log_depth.max()`` before log1p, one view)."""
+    out = torch.zeros(P.shape[0], dtype=torch.float32, device=xyz.device)
+    for c0, c1 in _steps(xyz.shape[1], P.shape[0]):
+        z = (torch.matmul(P[c0:c1, 2:3, :3], xyz.to(torch.float64)) + P[c0:c1, 2:3, 3:])[:, 0]
+        out[c0:c1] = z.to(torch.float32).clamp(min=0).amax(dim=1) if xyz.shape[1] else 0.0
+    return out
 
 
 def _unpack_float(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,20 +69,34 @@ def _unpack_float(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb, ((p >> 24) & 1).bool()
 
 
-def gen3c_acc(xyz: torch.Tensor, packed: torch.Tensor, P: torch.Tensor, H: int, W: int) -> torch.Tensor:
+def gen3c_acc(
+    xyz: torch.Tensor,
+    packed: torch.Tensor,
+    P: torch.Tensor,
+    H: int,
+    W: int,
+    zmax: torch.Tensor | None = None,
+    snap_tol: torch.Tensor | None = None,
+) -> torch.Tensor:
     """GEN3C bilinear soft splat. Returns (C, H*W, 5) float32 accumulators.
 
     Weight of a point at its 4 neighbours (floor/ceil of u, v, upstream's formulas, so a point exactly
-    on a pixel centre puts weight 4 on it): ``prox * exp(-50 * log1p(z) / (max_view log1p(z) + 1e-7))``;
-    the max runs over every point of the cloud (valid or not) for each camera separately.
+    on a pixel centre puts weight 4 on it): ``prox * exp(-50 * log1p(z) / (log1p(zmax) + 1e-7))``.
+    ``zmax`` (C,) float32 is the normaliser's max camera z per camera (default: this cloud's own, see
+    ``gen3c_zmax``); ``snap_tol`` (C,) float64 the per-camera snap tolerance (default 0: upstream, no snap).
     """
     C = P.shape[0]
     acc = torch.zeros(C * H * W, 5, dtype=torch.float32, device=xyz.device)
     rgb, valid = _unpack_float(packed)
+    if zmax is None:
+        zmax = gen3c_zmax(xyz, P)
+    if snap_tol is None:
+        snap_tol = torch.zeros(C, dtype=torch.float64, device=xyz.device)
     for c0, c1 in _steps(xyz.shape[1], C):
-        u, v, z = _project(xyz, P[c0:c1])
+        u, v, z = _project(xyz, P[c0:c1], snap_tol[c0:c1], PROJ_EPS)
         zl = torch.log1p(z.clamp(min=0))
-        wd = torch.exp(-zl * (DEPTH_WEIGHT_SCALE / (zl.amax(dim=1, keepdim=True) + LOG_EPS)))
+        norm = torch.log1p(zmax[c0:c1].to(xyz.device, torch.float32))[:, None] + LOG_EPS
+        wd = torch.exp(-zl * (DEPTH_WEIGHT_SCALE / norm))
         ok = (z > 0) & valid[None] & (u > -1) & (u < W) & (v > -1) & (v < H)
         ci, pi = ok.nonzero(as_tuple=True)
         u, v, z, wd = u[ci, pi], v[ci, pi], z[ci, pi], wd[ci, pi]
@@ -121,8 +160,11 @@ def zbuffer(
     P: torch.Tensor,
     index_base: int,
     fp: Footprint,
+    cull: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Rasterise points into ``keys`` (C, H, W) int64 in place (atomic min of packed (z, index) keys)."""
+    """Rasterise points into ``keys`` (C, H, W) int64 in place (atomic min of packed (z, index) keys).
+    ``cull`` = (normals (3,P) float32, eyes (C,3) float64 camera centres in the points' frame): points with
+    ``n . (eye - p) < 0`` face away from the camera and are skipped (back-face culling)."""
     C, H, W = keys.shape
     flat = keys.view(-1)
     _, valid = _unpack_float(packed)
@@ -132,6 +174,10 @@ def zbuffer(
     for c0, c1 in _steps(n, C):
         u, v, z = _project(xyz, P[c0:c1])
         ok = (z > 0) & valid[None] & (u > -margin) & (u < W + margin) & (v > -margin) & (v < H + margin)
+        if cull is not None:
+            nrm, eye = cull
+            facing = (eye[c0:c1, :, None] - xyz.to(torch.float64)[None]) * nrm.to(torch.float64)[None]
+            ok &= facing.sum(dim=1) >= 0
         ci, pi = ok.nonzero(as_tuple=True)
         u, v, z = u[ci, pi], v[ci, pi], z[ci, pi].contiguous()
         key = (z.view(torch.int32).to(torch.int64) << 32) | idx[pi]

@@ -159,9 +159,12 @@ class RenderSpec:
     png: bool = False
     footprint: int = 2
     object_radius_px: float | None = None
+    foreground_masking: bool = False
 
     def kwargs(self) -> dict:
         kw = {"mode": self.mode, "splat": self.splat, "footprint": self.footprint, "outputs": self.outputs}
+        if self.foreground_masking:
+            kw["foreground_masking"] = True
         if self.object_radius_px is not None:
             kw["object_radius_px"] = self.object_radius_px
         return kw
@@ -188,7 +191,13 @@ def parse_options(opts: cache_pb2.RenderOptions, name: str = "options") -> Rende
         raise ValueError(f"{name}.object_radius_px: must be in [0, 7] (0 = server default), got {radius}")
     order = [o for o in ("rgb", "mask", "depth", "object_mask") if o in outputs] or ["rgb", "mask"]
     return RenderSpec(
-        _MODES[opts.mode], _SPLATS[opts.splat], tuple(order), opts.encoding == 2, footprint, radius or None
+        _MODES[opts.mode],
+        _SPLATS[opts.splat],
+        tuple(order),
+        opts.encoding == 2,
+        footprint,
+        radius or None,
+        bool(opts.foreground_masking),
     )
 
 

@@ -18,12 +18,22 @@ import torch.nn.functional as F
 from objvid.runtime.errors import NotFound
 
 from . import validate as V
+from .normals import check as check_normals
+from .normals import estimate as estimate_normals
 from .render import Cloud, ObjectLayer, check_options, pick_backend
 from .render import render as _render
-from .render_common import MAX_OBJECT_ID, RenderOutput, pack_colors, unpack_colors
+from .render_common import (
+    MAX_OBJECT_ID,
+    RenderOutput,
+    pack_colors,
+    projection_matrices,
+    unpack_colors,
+)
+from .units import clamped_fraction
 
 MAX_DEPTH = 100.0  # GEN3C clamps cache depth to [0, 100] (sky / invalid end up at 100)
 FRAME_BUFFER_MAX = 2  # GEN3C's buffer slots
+BOUNDARY_RATIO = 0.05  # GEN3C's foreground-masking edge test (reliable_depth_mask default ratio)
 STATE_VERSION = 1
 
 
@@ -37,6 +47,7 @@ class _Slot:
     grid: tuple[int, int] | None = None  # (H, W) when the points are one per pixel of a view
     K: np.ndarray | None = None  # (3,3) float64 of that view
     w2c: np.ndarray | None = None  # (4,4) float64 of that view
+    mesh: Any = None  # foreground.BoundaryMesh, built on first use
 
 
 def clean_depth(depth: np.ndarray, max_depth: float = MAX_DEPTH) -> np.ndarray:
@@ -97,6 +108,7 @@ class Scene:
             torch.zeros(0, dtype=torch.int16, device=self._device),
         )
         self._next_id = 0
+        self.depth_clamped_fraction = 0.0  # of the latest RGB-D view (objvid.cache.units)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -135,26 +147,40 @@ class Scene:
         scene._slots = [_Slot(scene._cloud(pts, col, None))]
         return scene
 
-    def _cloud(self, pts: np.ndarray, col: np.ndarray, valid: np.ndarray | None) -> Cloud:
+    def _cloud(
+        self,
+        pts: np.ndarray,
+        col: np.ndarray,
+        valid: np.ndarray | None,
+        source_P: np.ndarray | None = None,
+        boundary: np.ndarray | None = None,
+    ) -> Cloud:
         xyz = torch.from_numpy(np.ascontiguousarray(pts.T)).to(self._device)
-        packed = torch.from_numpy(pack_colors(col, valid)).to(self._device)
-        return Cloud(xyz, packed)
+        packed = torch.from_numpy(pack_colors(col, valid, boundary)).to(self._device)
+        return Cloud(xyz, packed, source_P)
 
     def _lift(self, image, depth, K, w2c, mask) -> _Slot:
         img = V.image(image, "image")
         H, W = img.shape[:2]
-        d = clean_depth(V.depth(depth, (H, W), "depth"), self._max_depth)
+        raw = V.depth(depth, (H, W), "depth")
+        d = clean_depth(raw, self._max_depth)
         Kd = V.intrinsics(K, "K")
         w2cd = np.eye(4) if w2c is None else V.rigid(w2c, "w2c")
         valid = d > 0
-        if mask is not None:
-            valid &= V.mask(mask, (H, W), "mask")
+        user_mask = None if mask is None else V.mask(mask, (H, W), "mask")
+        if user_mask is not None:
+            valid &= user_mask
+        self.depth_clamped_fraction = clamped_fraction(raw, self._max_depth, user_mask)
         if self._filter is not None:
             valid &= reliable_depth_mask(d, self._filter)
         if not valid.any():
             raise ValueError("depth: empty scene (no pixel has a valid depth > 0 inside the mask)")
         pts = unproject(d, Kd, w2cd)
-        return _Slot(self._cloud(pts, img.reshape(-1, 3), valid.reshape(-1)), (H, W), Kd, w2cd)
+        boundary = ~reliable_depth_mask(d, BOUNDARY_RATIO)  # upstream's foreground-masking edges
+        cloud = self._cloud(
+            pts, img.reshape(-1, 3), valid.reshape(-1), _source_P(Kd, w2cd), boundary.reshape(-1)
+        )
+        return _Slot(cloud, (H, W), Kd, w2cd)
 
     def add_view(self, image: Any, depth: Any, K: Any, w2c: Any, mask: Any = None) -> None:
         """Add a view as the newest buffer slot (GEN3C's policy, at most 2 slots): with one slot the view
@@ -169,11 +195,18 @@ class Scene:
             self._slots[0] = slot
 
     # ---------------------------------------------------------------- objects
-    def add_object(self, points: Any, colors: Any, transform: Any = None) -> int:
+    def add_object(self, points: Any, colors: Any, transform: Any = None, normals: Any = None) -> int:
         """Add an object cloud (object-local points (M,3), colours (M,3) uint8) with a 4x4 transform
-        (rotation, translation, uniform scale; default identity). Returns a new id (0, 1, 2, ...)."""
+        (rotation, translation, uniform scale; default identity). ``normals`` (M,3) object-local (zero rows
+        allowed) turn on back-face culling of this object's points (``objvid.cache.normals``; None = no
+        culling; ``"estimate"`` = Open3D estimate). Returns a new id (0, 1, 2, ...)."""
         pts = V.points(points, "points")
         col = V.colors(colors, "colors", n=len(pts))
+        if isinstance(normals, str):
+            if normals != "estimate":
+                raise ValueError(f"normals: expected an (M,3) array, None or 'estimate', got {normals!r}")
+            normals = estimate_normals(pts)
+        nrm = None if normals is None else check_normals(normals, len(pts))
         tr = np.eye(4) if transform is None else V.rigid(transform, "transform", allow_scale=True)
         if self._next_id > MAX_OBJECT_ID:
             raise ValueError(f"oid: object id space exhausted ({MAX_OBJECT_ID + 1} objects added)")
@@ -182,10 +215,16 @@ class Scene:
         new = self._cloud(pts, col, None)
         start = self._obj.n
         o = self._obj
+        layer_n = o.normals
+        if nrm is not None or layer_n is not None:
+            old = layer_n if layer_n is not None else torch.zeros(3, o.n, device=self._device)
+            add = torch.zeros(3, len(pts)) if nrm is None else torch.from_numpy(np.ascontiguousarray(nrm.T))
+            layer_n = torch.cat([old, add.to(self._device, torch.float32)], 1).contiguous()
         self._obj = ObjectLayer(
             Cloud(torch.cat([o.cloud.xyz, new.xyz], 1), torch.cat([o.cloud.packed, new.packed])),
             torch.cat([o.oid, torch.full((len(pts),), oid, dtype=torch.int16, device=self._device)]),
             o.spans + [(oid, start, len(pts), tr)],
+            layer_n,
         )
         return oid
 
@@ -214,8 +253,11 @@ class Scene:
         keep = torch.ones(o.n, dtype=torch.bool, device=self._device)
         keep[start : start + count] = False
         spans = [(a, s - count if s > start else s, n, t) for j, (a, s, n, t) in enumerate(o.spans) if j != i]
+        normals = None if o.normals is None else o.normals[:, keep].contiguous()
+        if normals is not None and not normals.any():
+            normals = None
         self._obj = ObjectLayer(
-            Cloud(o.cloud.xyz[:, keep].contiguous(), o.cloud.packed[keep]), o.oid[keep], spans
+            Cloud(o.cloud.xyz[:, keep].contiguous(), o.cloud.packed[keep]), o.oid[keep], spans, normals
         )
 
     def object_points(self, oid: int, world: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -270,6 +312,7 @@ class Scene:
         """Bytes held on the device by scene slots and objects."""
         ts = [t for s in self._slots for t in (s.cloud.xyz, s.cloud.packed)]
         ts += [self._obj.cloud.xyz, self._obj.cloud.packed, self._obj.oid]
+        ts += [] if self._obj.normals is None else [self._obj.normals]
         return int(sum(t.numel() * t.element_size() for t in ts))
 
     def slot_points(self, slot: int = -1, valid_only: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -313,6 +356,7 @@ class Scene:
         outputs: Any = None,
         backend: str | None = None,
         slots: Any = None,
+        foreground_masking: bool = False,
     ) -> RenderOutput:
         """Render T cameras for every buffer slot (or the slot indices in ``slots``, 0 = newest).
 
@@ -321,8 +365,10 @@ class Scene:
         of scene points in z-buffers (2 = GEN3C's bilinear neighbours); ``object_radius_px`` disc radius
         of object points (0.75 px; 0 = nearest pixel only); ``outputs`` subset of rgb, mask, depth,
         object_mask, rgb_float (default the first four); ``backend`` None (Triton on CUDA, else torch) |
-        triton | torch | reference. Returns ``RenderOutput`` with (T,N,H,W[,3]) tensors on the scene
-        device (N = 1 for mode objects).
+        triton | torch | reference. ``foreground_masking``: GEN3C's option (``objvid.cache.foreground``): cut
+        scene pixels where a mesh over the slot's depth edges is nearer than the splat (gen3c splat, RGB-D
+        slots, not the reference backend). Returns ``RenderOutput`` with (T,N,H,W[,3]) tensors on the
+        scene device (N = 1 for mode objects).
         """
         H, W = V.image_size(height, width)
         w2c_np = V.rigid(w2cs, "w2cs", batch=True)
@@ -333,9 +379,14 @@ class Scene:
             raise ValueError(f"Ks: {len(K_np)} intrinsics for {len(w2c_np)} cameras (w2cs)")
         outs = check_options(mode, splat, footprint, object_radius_px, outputs)
         be = pick_backend(backend, self._device)
-        chosen = self._slots if slots is None else [self._slots[i] for i in self._slot_indices(slots)]
+        ids = None if slots is None else self._slot_indices(slots)
+        hook = None
+        if foreground_masking:
+            from .foreground import render_hook
+
+            hook = render_hook(self._slots, ids, w2c_np, K_np, H, W, mode, splat, be)
         return _render(
-            [s.cloud for s in chosen],
+            [s.cloud for s in self._slots],
             self._obj,
             w2c_np,
             K_np,
@@ -348,16 +399,23 @@ class Scene:
             outs,
             be,
             self._device,
+            slot_ids=ids,
+            scene_hook=hook,
         )
 
     def place_object(
-        self, oid: int, anchor_px: Any = None, height: float | None = None, **kwargs
+        self,
+        oid: int,
+        anchor_px: Any = None,
+        height: float | None = None,
+        scale: float | None = None,
+        **kwargs,
     ) -> np.ndarray:
         """Stand an object on the support plane under ``anchor_px`` (see ``placement.place_object``).
         Applies and returns the (4,4) float64 transform."""
         from .placement import place_object
 
-        return place_object(self, oid, anchor_px=anchor_px, height=height, **kwargs)
+        return place_object(self, oid, anchor_px=anchor_px, height=height, scale=scale, **kwargs)
 
     # ---------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
@@ -368,6 +426,7 @@ class Scene:
             "filter_points_threshold": self._filter,
             "max_depth": self._max_depth,
             "next_id": self._next_id,
+            "depth_clamped_fraction": self.depth_clamped_fraction,
             "slots": [
                 {
                     "xyz": s.cloud.xyz.cpu().clone(),
@@ -383,6 +442,7 @@ class Scene:
                 "packed": self._obj.cloud.packed.cpu().clone(),
                 "oid": self._obj.oid.cpu().clone(),
                 "spans": [[o, s, n, torch.from_numpy(t.copy())] for o, s, n, t in self._obj.spans],
+                "normals": None if self._obj.normals is None else self._obj.normals.cpu().clone(),
             },
         }
 
@@ -395,15 +455,13 @@ class Scene:
             device, filter_points_threshold=state["filter_points_threshold"], max_depth=state["max_depth"]
         )
         dev = scene._device
-        scene._slots = [
-            _Slot(
-                Cloud(s["xyz"].to(dev, torch.float32).contiguous(), s["packed"].to(dev, torch.int32)),
-                tuple(s["grid"]) if s["grid"] else None,
-                None if s["K"] is None else s["K"].numpy().astype(np.float64),
-                None if s["w2c"] is None else s["w2c"].numpy().astype(np.float64),
-            )
-            for s in state["slots"]
-        ]
+        scene._slots = []
+        for s in state["slots"]:
+            K = None if s["K"] is None else s["K"].numpy().astype(np.float64)
+            w2c = None if s["w2c"] is None else s["w2c"].numpy().astype(np.float64)
+            src = _source_P(K, w2c) if K is not None and w2c is not None else None
+            cloud = Cloud(s["xyz"].to(dev, torch.float32).contiguous(), s["packed"].to(dev, torch.int32), src)
+            scene._slots.append(_Slot(cloud, tuple(s["grid"]) if s["grid"] else None, K, w2c))
         if not scene._slots:
             raise ValueError("state: no scene slots")
         o = state["objects"]
@@ -411,8 +469,10 @@ class Scene:
             Cloud(o["xyz"].to(dev, torch.float32).contiguous(), o["packed"].to(dev, torch.int32)),
             o["oid"].to(dev, torch.int16),
             [(int(a), int(s), int(n), t.numpy().astype(np.float64)) for a, s, n, t in o["spans"]],
+            None if o.get("normals") is None else o["normals"].to(dev, torch.float32).contiguous(),
         )
         scene._next_id = int(state["next_id"])
+        scene.depth_clamped_fraction = float(state.get("depth_clamped_fraction", 0.0))
         return scene
 
     def update_from_view(self, image, depth, K, w2c, *, mask=None, align: bool = True):
@@ -447,6 +507,11 @@ class Scene:
             "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
         )
         return header.encode("ascii") + rec.tobytes(), len(pts)
+
+
+def _source_P(K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
+    """(3,4) float64 ``K @ w2c[:3]`` of a slot's source view (the renderer snaps only at this camera)."""
+    return projection_matrices(w2c[None], K[None])[0]
 
 
 def _check_threshold(thr: Any) -> float | None:

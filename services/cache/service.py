@@ -191,10 +191,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             decode_transform(request.transform, "transform") if request.HasField("transform") else None
         )
         source = request.WhichOneof("source")
+        normals = None  # no normals: no culling (raw clouds, PLY clouds without nx/ny/nz)
         if source == "cloud":
             pts, col = decode_cloud(request.cloud, "cloud", self.limits)
-        elif source == "file":
-            pts, col = self._load_file(request.file)
+        elif source == "file":  # meshes / PLY with normals: back-face culling (objvid.cache.normals)
+            pts, col, normals = self._load_file(request.file)
         else:
             raise ValueError("source: missing (set `cloud` or `file`)")
         if len(request.name) > 256:
@@ -207,12 +208,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 )
             self.store.make_room(len(pts) * BYTES_PER_POINT + 64, keep=entry, what="object")
             with self.store.device(context):
-                oid = scene.add_object(pts, col, transform)
+                oid = scene.add_object(pts, col, transform, normals=normals)
             entry.objects[oid] = {"name": request.name, "num_points": len(pts)}
             self.store.changed(entry)
             return cache_pb2.AddObjectResponse(object=self._object_of(entry, oid))
 
-    def _load_file(self, f: cache_pb2.ObjectFile) -> tuple[np.ndarray, np.ndarray]:
+    def _load_file(self, f: cache_pb2.ObjectFile) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         from .io import load_object
 
         if not f.data:
@@ -226,12 +227,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             raise LimitExceeded(
                 f"file.sample_points: {samples} is over the limit of {self.limits.max_points} (--max-points)"
             )
-        pts, col = load_object(f.data, filename=f.filename, sample_points=samples)
+        pts, col, normals = load_object(f.data, filename=f.filename, sample_points=samples, with_normals=True)
         if len(pts) > self.limits.max_points:
             raise LimitExceeded(
                 f"file: {len(pts)} points is over the limit of {self.limits.max_points} (--max-points)"
             )
-        return pts, col
+        return pts, col, normals
 
     @staticmethod
     def _object_id(request) -> int:
@@ -251,6 +252,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         height = request.height if request.HasField("height") else None
         if height is not None and not (math.isfinite(height) and height > 0):
             raise ValueError(f"height: must be finite and > 0, got {height}")
+        scale = request.scale if request.HasField("scale") else None
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale: must be finite and > 0, got {scale}")
         with self.store.use(sid, context) as entry, entry.lock:
             self._require_object(entry, oid)
             if entry.scene.seed_camera is None:
@@ -258,7 +262,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     f"scene_id: scene {sid!r} has no seed view (built from points): use UpdateObject"
                 )
             with self.store.device(context):
-                entry.scene.place_object(oid, anchor_px=anchor, height=height)
+                entry.scene.place_object(oid, anchor_px=anchor, height=height, scale=scale)
             self.store.changed(entry)
             return cache_pb2.PlaceObjectResponse(object=self._object_of(entry, oid))
 

@@ -54,5 +54,8 @@ def update_from_view(
         depth = aligned.cpu().numpy()
         valid = valid.cpu().numpy()
         mask = valid if mask is None else (mask & valid)
+    clamped = scene.depth_clamped_fraction
     scene.add_view(image, depth, K, w2c, mask=mask)
+    if align:  # aligned depth is in the cache's units by construction: the clamp check is for user depth
+        scene.depth_clamped_fraction = clamped
     return report

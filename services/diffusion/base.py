@@ -18,6 +18,17 @@ DEFAULT_GUIDANCE = 1.0
 DEFAULT_SEED = 1
 DEFAULT_FPS = 24.0
 MAX_BUFFER_SLOTS = 2
+# Upstream GEN3C's `--negative_prompt` default (cosmos_predict1/diffusion/inference/inference_utils.py); the
+# command line always sends it, so the unconditional branch of classifier-free guidance uses it.
+DEFAULT_NEGATIVE_PROMPT = (
+    "The video captures a series of frames showing ugly scenes, static with no motion, motion blur, "
+    "over-saturation, shaky footage, low resolution, grainy texture, pixelated images, poorly lit areas, "
+    "underexposed and overexposed scenes, poor color balance, washed out colors, choppy sequences, "
+    "jerky movements, low frame rate, artifacting, color banding, unnatural transitions, outdated special "
+    "effects, fake elements, unconvincing visuals, poorly edited content, jump cuts, visual noise, and "
+    "flickering. Overall, the video is of poor quality."
+)
+MAX_CHUNK_INDEX = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -25,22 +36,26 @@ class GenerateOptions:
     """Sampling options (mirror of ``objvid.v1.GenerateOptions`` with defaults applied)."""
 
     prompt: str = ""
-    negative_prompt: str = ""
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT  # "" = none: the unconditional branch reuses the prompt
     seed: int = DEFAULT_SEED
     num_steps: int = DEFAULT_STEPS
     guidance: float = DEFAULT_GUIDANCE
     fps: float = DEFAULT_FPS
+    chunk_index: int = 0  # position in an autoregressive video: fresh initial noise per chunk
 
     @classmethod
     def from_proto(cls, msg) -> GenerateOptions:
         """Build from an ``objvid.v1.GenerateOptions`` message, applying defaults for zero values."""
         return cls(
             prompt=msg.prompt,
-            negative_prompt=msg.negative_prompt,
+            negative_prompt=msg.negative_prompt
+            if msg.HasField("negative_prompt")
+            else DEFAULT_NEGATIVE_PROMPT,
             seed=int(msg.seed) if msg.HasField("seed") else DEFAULT_SEED,
             num_steps=int(msg.num_steps) or DEFAULT_STEPS,
             guidance=float(msg.guidance) if msg.HasField("guidance") else DEFAULT_GUIDANCE,
             fps=float(msg.fps) or DEFAULT_FPS,
+            chunk_index=int(msg.chunk_index),
         )
 
     def validate(self) -> None:
@@ -53,6 +68,8 @@ class GenerateOptions:
             raise ValueError(f"options.fps must be in (0, 240], got {self.fps}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"options.seed must be in [0, 2**63), got {self.seed}")
+        if not 0 <= self.chunk_index < MAX_CHUNK_INDEX:
+            raise ValueError(f"options.chunk_index must be in [0, {MAX_CHUNK_INDEX}), got {self.chunk_index}")
 
 
 @dataclass(frozen=True)

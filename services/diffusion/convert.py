@@ -3,8 +3,9 @@
 Inputs:
 - ``--gen3c``: ``nvidia/GEN3C-Cosmos-7B`` ``model.pt`` (upstream ``DiffusionGen3CModel`` state dict: ``net.*``
   plus training-only ``logvar.*``; optionally wrapped in ``{"model": ...}`` or ``{"state_dict": ...}``);
-- ``--tokenizer``: the ``nvidia/Cosmos-Tokenize1-CV8x8x8-720p`` directory: ``autoencoder.jit`` (or
-  ``encoder.jit`` + ``decoder.jit``) and ``mean_std.pt`` (tuple of latent mean and std);
+- ``--tokenizer``: the ``nvidia/Cosmos-Tokenize1-CV8x8x8-720p`` directory: ``encoder.jit`` + ``decoder.jit``
+  as upstream loads them (an ``autoencoder.jit`` beside them must agree; or ``autoencoder.jit`` alone) and
+  ``mean_std.pt`` (tuple of latent mean and std);
 - ``--text-encoder`` (optional): a transformers T5 directory with its tokenizer (upstream: google-t5/t5-11b).
 
 Modules: ``convert_keys`` (transformer key mapping and config), ``convert_tokenizer`` (tokenizer and text
@@ -160,7 +161,8 @@ def convert(
         )
         weights.save_component(tmp / VAE_DIR, "AutoencoderKLCosmos", v_config, v_state)
         if text_encoder_path is not None:
-            save_text_encoder(Path(text_encoder_path), tmp, config.text_embed_dim, torch.bfloat16)
+            # float32, as upstream runs T5
+            save_text_encoder(Path(text_encoder_path), tmp, config.text_embed_dim, torch.float32)
         config.save(tmp)
         _move_into_place(tmp, out_dir)
     except BaseException:

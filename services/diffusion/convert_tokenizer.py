@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,34 +159,16 @@ def load_tokenizer_files(path: Path) -> tuple[dict[str, torch.Tensor], torch.Ten
     """(upstream-named tensors, latent mean, latent std, files read) of a Cosmos tokenizer directory."""
     if not path.is_dir():
         raise ConversionError(f"--tokenizer {path}: not a directory")
-    auto, enc, dec = path / "autoencoder.jit", path / "encoder.jit", path / "decoder.jit"
-    if auto.is_file():
-        files = [auto]
-    elif enc.is_file() and dec.is_file():
-        files = [enc, dec]
-    else:
-        raise ConversionError(f"--tokenizer {path}: needs autoencoder.jit, or encoder.jit and decoder.jit")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(
-                    "ignore", DeprecationWarning
-                )  # torch.jit is deprecated, still the format
-                part = torch.jit.load(str(f), map_location="cpu").state_dict()
-        except Exception as exc:
-            raise ConversionError(f"--tokenizer {f}: cannot load TorchScript ({exc})") from exc
-        for k, v in part.items():
-            if k in state and not torch.equal(state[k], v):
-                raise ConversionError(f"--tokenizer: {k} differs between encoder.jit and decoder.jit")
-            state[k] = v.detach().clone()
+    from objvid.diffusion.tokenizer_files import read_tokenizer_state
+
+    state, files = read_tokenizer_state(path, ConversionError)  # encoder+decoder as upstream, checked
     mean_std = path / "mean_std.pt"
     if not mean_std.is_file():
         raise ConversionError(f"--tokenizer {path}: mean_std.pt (latent mean and std) is missing")
     ms = torch.load(mean_std, map_location="cpu", weights_only=True)
     if not (isinstance(ms, tuple | list) and len(ms) == 2 and all(isinstance(t, torch.Tensor) for t in ms)):
         raise ConversionError(f"--tokenizer {mean_std}: expected a (mean, std) tuple of tensors")
-    return state, ms[0].float(), ms[1].float(), [f.name for f in files] + [mean_std.name]
+    return state, ms[0].float(), ms[1].float(), files + [mean_std.name]
 
 
 def convert_vae_state(

@@ -305,17 +305,18 @@ def sneaker_mesh() -> Mesh:
     return mesh
 
 
-def sample_surface(mesh: Mesh, num_points: int = 250_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(mesh: Mesh, num_points: int = 250_000, seed: int = 0, with_normals: bool = False):
     """Area-weighted surface samples -> (positions (N, 3) float32, colors (N, 3) uint8); seeded, deterministic.
 
     With ``mesh.solids``, samples inside another primitive (hidden surfaces) are dropped, so the cloud is
-    the visible outer shell only.
+    the visible outer shell only. ``with_normals`` adds (N, 3) float32 unit normals: the sampled face's
+    normal turned away from its primitive's centre (every primitive is convex).
     """
     rng = np.random.default_rng(seed)
     tri = mesh.vertices[mesh.faces].astype(np.float64)  # (F, 3, 3)
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     prob = area / area.sum()
-    pos_all, col_all, have = [], [], 0
+    pos_all, col_all, nrm_all, have = [], [], [], 0
     while have < num_points:
         n = 2 * (num_points - have) + 1000
         face = rng.choice(len(area), size=n, p=prob)
@@ -324,16 +325,27 @@ def sample_surface(mesh: Mesh, num_points: int = 250_000, seed: int = 0) -> tupl
         w = np.stack([1 - s, s * (1 - r2), s * r2], axis=1)  # barycentric weights
         pos = (tri[face] * w[:, :, None]).sum(axis=1)
         cols = (mesh.colors[mesh.faces[face]].astype(np.float64) * w[:, :, None]).sum(axis=1)
+        nrm = np.cross(tri[face, 1] - tri[face, 0], tri[face, 2] - tri[face, 0])
+        if mesh.part is not None:  # outwards from the primitive's vertex centroid
+            centre = np.stack([mesh.vertices[mesh.faces[mesh.part == k]].reshape(-1, 3).mean(0)
+                               for k in range(int(mesh.part.max()) + 1)])  # fmt: skip
+            flip = np.einsum("ij,ij->i", nrm, pos - centre[mesh.part[face]]) < 0
+            nrm[flip] *= -1
         keep = np.ones(n, bool)
         if mesh.solids and mesh.part is not None:
             for k, inside in enumerate(mesh.solids):
                 keep &= ~(inside(pos) & (mesh.part[face] != k))
         pos_all.append(pos[keep])
         col_all.append(cols[keep])
+        nrm_all.append(nrm[keep])
         have += int(keep.sum())
     pos = np.concatenate(pos_all)[:num_points]
     cols = np.concatenate(col_all)[:num_points]
-    return pos.astype(np.float32), np.clip(np.round(cols), 0, 255).astype(np.uint8)
+    out = pos.astype(np.float32), np.clip(np.round(cols), 0, 255).astype(np.uint8)
+    if not with_normals:
+        return out
+    nrm = np.concatenate(nrm_all)[:num_points]
+    return (*out, (nrm / np.linalg.norm(nrm, axis=1, keepdims=True)).astype(np.float32))
 
 
 def write_assets(
@@ -342,7 +354,7 @@ def write_assets(
     """Write the demo assets into ``out_dir``; returns {name: path}.
 
     room.png (H, W, 3), room_depth.npy float32 (H, W) metres, room_K.json {"K", "width", "height"},
-    sneaker.ply (coloured points, metres, y up), sneaker_mesh.ply (the mesh with faces).
+    sneaker.ply (coloured points with outward normals, metres, y up), sneaker_mesh.ply (the mesh with faces).
     """
     from PIL import Image
 
@@ -360,7 +372,7 @@ def write_assets(
     np.save(paths["depth"], depth)
     paths["intrinsics"].write_text(json.dumps({"K": K.tolist(), "width": width, "height": height}, indent=1))
     mesh = sneaker_mesh()
-    pos, cols = sample_surface(mesh, num_points)
-    paths["object"].write_bytes(ply_bytes(pos, cols))
+    pos, cols, nrm = sample_surface(mesh, num_points, with_normals=True)
+    paths["object"].write_bytes(ply_bytes(pos, cols, normals=nrm))
     paths["mesh"].write_bytes(ply_bytes(mesh.vertices, mesh.colors, mesh.faces))
     return {k: str(v) for k, v in paths.items()}

@@ -89,7 +89,7 @@ class ObjectInfo(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., name: _Optional[str] = ..., num_points: _Optional[int] = ..., transform: _Optional[_Union[_types_pb2.Matrix4, _Mapping]] = ...) -> None: ...
 
 class SceneInfo(_message.Message):
-    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera")
+    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera", "depth_clamped_fraction", "depth_warning")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_POINTS_FIELD_NUMBER: _ClassVar[int]
     NUM_BUFFER_SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,8 @@ class SceneInfo(_message.Message):
     DEVICE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SEED_CAMERA_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_CLAMPED_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_WARNING_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     num_points: int
     num_buffer_slots: int
@@ -104,7 +106,9 @@ class SceneInfo(_message.Message):
     device_bytes: int
     device: str
     seed_camera: _types_pb2.Camera
-    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ...) -> None: ...
+    depth_clamped_fraction: float
+    depth_warning: str
+    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., depth_clamped_fraction: _Optional[float] = ..., depth_warning: _Optional[str] = ...) -> None: ...
 
 class CreateSceneResponse(_message.Message):
     __slots__ = ("scene",)
@@ -143,18 +147,20 @@ class AddObjectResponse(_message.Message):
     def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
 
 class PlaceObjectRequest(_message.Message):
-    __slots__ = ("scene_id", "object_id", "anchor_u", "anchor_v", "height")
+    __slots__ = ("scene_id", "object_id", "anchor_u", "anchor_v", "height", "scale")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_U_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_V_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     object_id: int
     anchor_u: float
     anchor_v: float
     height: float
-    def __init__(self, scene_id: _Optional[str] = ..., object_id: _Optional[int] = ..., anchor_u: _Optional[float] = ..., anchor_v: _Optional[float] = ..., height: _Optional[float] = ...) -> None: ...
+    scale: float
+    def __init__(self, scene_id: _Optional[str] = ..., object_id: _Optional[int] = ..., anchor_u: _Optional[float] = ..., anchor_v: _Optional[float] = ..., height: _Optional[float] = ..., scale: _Optional[float] = ...) -> None: ...
 
 class PlaceObjectResponse(_message.Message):
     __slots__ = ("object",)
@@ -191,20 +197,22 @@ class RemoveObjectResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RenderOptions(_message.Message):
-    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px")
+    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px", "foreground_masking")
     MODE_FIELD_NUMBER: _ClassVar[int]
     SPLAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     FOOTPRINT_FIELD_NUMBER: _ClassVar[int]
     OBJECT_RADIUS_PX_FIELD_NUMBER: _ClassVar[int]
+    FOREGROUND_MASKING_FIELD_NUMBER: _ClassVar[int]
     mode: RenderMode
     splat: SplatKind
     outputs: _containers.RepeatedScalarFieldContainer[RenderOutput]
     encoding: ImageEncoding
     footprint: int
     object_radius_px: float
-    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ...) -> None: ...
+    foreground_masking: bool
+    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ..., foreground_masking: _Optional[bool] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("index", "num_slots", "rgb", "mask", "depth", "object_mask")

@@ -20,20 +20,22 @@ GENERATE_STAGE_DECODE: GenerateStage
 GENERATE_STAGE_DONE: GenerateStage
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps")
+    __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps", "chunk_index")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     NUM_STEPS_FIELD_NUMBER: _ClassVar[int]
     GUIDANCE_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     seed: int
     num_steps: int
     guidance: float
     fps: float
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ...) -> None: ...
+    chunk_index: int
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ..., chunk_index: _Optional[int] = ...) -> None: ...
 
 class GenerateProgress(_message.Message):
     __slots__ = ("step", "total", "stage", "message", "model", "preview", "status")

@@ -204,12 +204,12 @@ class Gen3cModel(VideoModel):
         if compile_blocks:
             transformer.compile_blocks(net.transformer)
         vae = Gen3cVae(load_vae(weights_dir / VAE_DIR), config.chunk_frames, config.sigma_data)
-        prompt_encoder = load_prompt_encoder(
+        prompt_encoder = load_prompt_encoder(  # float32 as upstream; embeddings are cast to `dtype` on use
             weights_dir,
             config.has_text_encoder and load_text_encoder,
             config.text_max_length,
             config.text_embed_dim,
-            dtype,
+            torch.float32,
         )
         model = cls(
             net, vae, prompt_encoder, config, device=device, dtype=dtype, offload=offload, cfg_batch=cfg_batch
@@ -379,7 +379,7 @@ class Gen3cModel(VideoModel):
         with memory.on_device(self.net, dev, self.offload.transformer):
             return sampler.sample(
                 denoise,
-                noise=sampler.initial_noise(shape, options.seed).to(dev),
+                noise=sampler.initial_noise(shape, options.seed, options.chunk_index).to(dev),
                 gt_latent=cond_latent.to(dev),
                 indicator=indicator,
                 schedule=self.schedule,

@@ -67,9 +67,21 @@ class EdmSchedule:
         return 0.25 * math.log(sigma)
 
 
-def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """Standard normal (shape) float32 from a CPU generator seeded with ``seed`` (device independent)."""
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+def chunk_seed(seed: int, chunk_index: int) -> int:
+    """Generator seed of chunk ``chunk_index`` of a video sampled with ``seed``: ``seed`` itself for chunk 0
+    (the single-chunk noise is unchanged), else a 63-bit hash of (seed, chunk_index) through numpy's
+    SeedSequence. Upstream seeds its global generator once and draws fresh noise for every chunk; the
+    draw order of its whole process cannot be reproduced across services, so objvid derives the seed."""
+    if chunk_index == 0:
+        return int(seed)
+    words = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(seed) >> 32, int(chunk_index)])
+    return int(words.generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def initial_noise(shape: tuple[int, ...], seed: int, chunk_index: int = 0) -> torch.Tensor:
+    """Standard normal (shape) float32 from a CPU generator seeded with ``chunk_seed(seed, chunk_index)``
+    (device independent): the same seed gives the same video, every chunk gets its own noise."""
+    gen = torch.Generator(device="cpu").manual_seed(chunk_seed(seed, chunk_index))
     return torch.randn(shape, generator=gen, dtype=torch.float32)
 
 

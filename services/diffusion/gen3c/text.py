@@ -1,7 +1,9 @@
 """Prompt encoders for GEN3C's cross-attention.
 
 - :class:`T5PromptEncoder`: upstream ``CosmosT5TextEncoder`` (google-t5/t5-11b encoder): tokens padded /
-  truncated to 512, ``last_hidden_state`` with every position past the prompt's tokens set to zero.
+  truncated to 512, ``last_hidden_state`` with every position past the prompt's tokens set to zero. Upstream
+  runs T5 in float32 and rounds only its output to the DiT's bf16; ``Gen3cModel`` loads it in float32 and
+  casts the returned float32 embeddings to its dtype.
 - :class:`ZeroPromptEncoder`: upstream ``--disable_prompt_encoder`` (``DummyT5TextEncoder``): all-zero
   embeddings of shape (B, 512, 1024) whatever the prompt (its mask is unused because the DiT's cross-attention
   has no mask). Used when the weights directory has no text encoder.

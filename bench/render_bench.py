@@ -42,7 +42,12 @@ def _ensure_objvid() -> None:
         return
     except ImportError:
         pass
-    mapping = {"objvid": ROOT / "protos" / "objvid", "objvid.cache": ROOT / "services" / "cache"}
+    import tomllib
+
+    # Every package-dir mapping of pyproject.toml (objvid.runtime, objvid.cache, ...), as an install would.
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        dirs = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    mapping = {name: ROOT / rel for name, rel in dirs.items()}
 
     class _Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):

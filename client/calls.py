@@ -3,9 +3,10 @@
 Retries are gRPC's (a service config in the channel options, ``objvid.runtime.channels``), given only
 to the **idempotent** methods in :data:`IDEMPOTENT`: Lift, GetScene, DeleteScene, ExportScene,
 PlaceObject, UpdateObject (absolute transforms), RenderTrajectory / Render (read-only; gRPC retries a
-stream only before its first response), the health check and Triton's readiness calls. CreateScene,
-AddObject and UpdateScene change the scene each time they run and Triton's ModelStreamInfer runs a whole
-chunk: they are sent once. For them (and for every call) the only wait is *before* sending: the call
+stream only before its first response), the health check and Triton's readiness calls, and CreateScene,
+AddObject and UpdateScene, which the SDK always sends with an ``idempotency_key`` (the cache answers a
+resent request with the first answer instead of doing the work twice). Triton's ModelStreamInfer runs a
+whole chunk: it is sent once. For them (and for every call) the only wait is *before* sending: the call
 waits up to :attr:`RetryPolicy.connect_timeout` for the server to accept calls (a health check with
 gRPC's ``wait_for_ready``: a server still starting), which never sends the request itself twice. A
 broken render stream is resumed at the next frame by the SDK (gRPC cannot resume a stream that already
@@ -33,6 +34,10 @@ IDEMPOTENT: dict[str, tuple[str, ...]] = {
         "UpdateObject",
         "Render",
         "RenderTrajectory",
+        # Sent with an idempotency key by the SDK: a resend gets the first answer (docs/security.md).
+        "CreateScene",
+        "AddObject",
+        "UpdateScene",
     ),  # fmt: skip
     "grpc.health.v1.Health": ("Check",),
     "inference.GRPCInferenceService": ("ServerLive", "ServerReady", "ModelReady", "ModelMetadata"),

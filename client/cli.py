@@ -9,6 +9,7 @@ an environment variable ``OBJVID_CLIENT_<FLAG>`` (shown in ``--help``). Errors p
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Annotated
@@ -38,11 +39,17 @@ def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, servi
     reporter = out.make_reporter()
     need_depth = pipeline.needs_depth_service(cfg) if command == "generate" else cfg.depth is None
     t0 = time.perf_counter()
-    with connect(reporter, services, need_depth=need_depth, need_cache=True,
-                 backend=cfg.backend if command == "generate" else None,
-                 log_dir=cfg.resolved_workdir / "logs") as (client, record):  # fmt: skip
-        fn = pipeline.generate if command == "generate" else pipeline.render
-        result = fn(cfg, client, reporter, record)
+    result = None
+    try:
+        with connect(reporter, services, need_depth=need_depth, need_cache=True,
+                     backend=cfg.backend if command == "generate" else None,
+                     log_dir=cfg.resolved_workdir / "logs") as (client, record):  # fmt: skip
+            fn = pipeline.generate if command == "generate" else pipeline.render
+            result = fn(cfg, client, reporter, record)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM while the local stack stops: the run itself is complete
+        if result is None:
+            raise
+        logging.getLogger("objvid.client").warning("event=interrupted_during_teardown (the run had finished)")
     timings = {"stack": record.get("stack_seconds", 0.0), **result["timings"]}
     timings.pop("total", None)
     order = ["stack", *pipeline.STAGES_ORDER]
@@ -103,6 +110,9 @@ def generate(
     triton_addr: o.TritonAddr = None,
     token: o.Token = None,
     tls_ca: o.TlsCa = None,
+    tls_cert: o.TlsCert = None,
+    tls_key: o.TlsKey = None,
+    allow_insecure_token: o.AllowInsecureToken = False,
     depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
     gen3c_weights: o.Weights = None,
     device: o.Device = "auto",
@@ -122,7 +132,17 @@ def generate(
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
     )  # fmt: skip
     services = Services(
-        depth_addr, cache_addr, triton_addr, token, tls_ca, depth_model, gen3c_weights, device
+        depth_addr,
+        cache_addr,
+        triton_addr,
+        token,
+        tls_ca,
+        depth_model,
+        gen3c_weights,
+        device,
+        tls_cert,
+        tls_key,
+        allow_insecure_token,
     )
     _generate_and_report(cfg, Output(quiet, as_json), services)
 
@@ -163,6 +183,9 @@ def render(
     cache_addr: o.CacheAddr = None,
     token: o.Token = None,
     tls_ca: o.TlsCa = None,
+    tls_cert: o.TlsCert = None,
+    tls_key: o.TlsKey = None,
+    allow_insecure_token: o.AllowInsecureToken = False,
     depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
     device: o.Device = "auto",
     quiet: o.Quiet = False,
@@ -183,7 +206,8 @@ def render(
         intrinsics=intrinsics, workdir=workdir, png_dir=png_dir, no_video=not video, backend="preview",
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
     )  # fmt: skip
-    services = Services(depth_addr, cache_addr, None, token, tls_ca, depth_model, None, device)
+    services = Services(depth_addr, cache_addr, None, token, tls_ca, depth_model, None, device,
+                        tls_cert, tls_key, allow_insecure_token)  # fmt: skip
     result = run_cli_body(output, lambda: _run_pipeline("render", cfg, output, services))
     rows = []
     if result["video"]:
@@ -217,6 +241,9 @@ def lift(
     depth_addr: o.DepthAddr = None,
     token: o.Token = None,
     tls_ca: o.TlsCa = None,
+    tls_cert: o.TlsCert = None,
+    tls_key: o.TlsKey = None,
+    allow_insecure_token: o.AllowInsecureToken = False,
     depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
     device: o.Device = "auto",
     quiet: o.Quiet = False,
@@ -226,7 +253,8 @@ def lift(
     """Lift an image to a coloured scene point cloud (PLY) plus its intrinsics (JSON) and depth (.npy)."""
     setup_logging(verbose)
     output = Output(quiet, as_json)
-    services = Services(depth_addr, None, None, token, tls_ca, depth_model, None, device)
+    services = Services(depth_addr, None, None, token, tls_ca, depth_model, None, device,
+                        tls_cert, tls_key, allow_insecure_token)  # fmt: skip
 
     def body():
         reporter = output.make_reporter()

@@ -67,6 +67,9 @@ CacheAddr = Annotated[str | None, opt("--cache-addr", help="cache service host:p
 TritonAddr = Annotated[str | None, opt("--triton-addr", help="Triton gRPC host:port (default: start one locally)", metavar="HOST:PORT")]  # fmt: skip
 Token = Annotated[str | None, opt("--token", help="bearer token", metavar="TOKEN")]
 TlsCa = Annotated[Path | None, opt("--tls-ca", help="PEM CA bundle (enables TLS)", metavar="PATH")]
+TlsCert = Annotated[Path | None, opt("--tls-cert", help="PEM client certificate for mTLS (with --tls-key, --tls-ca)", metavar="PATH")]  # fmt: skip
+TlsKey = Annotated[Path | None, opt("--tls-key", help="PEM private key of --tls-cert", metavar="PATH")]
+AllowInsecureToken = Annotated[bool, flag("allow-insecure-token", "send --token over plaintext to non-local servers (trusted networks only)")]  # fmt: skip
 DepthModel = Annotated[
     str, opt("--depth-model", help="MoGe checkpoint path or hub id (local stack)", metavar="MODEL")
 ]

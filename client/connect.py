@@ -38,6 +38,9 @@ class Services:
     depth_model: str = DEFAULT_DEPTH_MODEL
     gen3c_weights: Path | None = None
     device: str = "auto"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_insecure_token: bool = False
 
     def stack_config(self, need_depth: bool, need_cache: bool, backend: str | None) -> StackConfig:
         """The local stack that starts exactly the needed services without an address."""
@@ -83,7 +86,8 @@ def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_ca
                 record["depth_model"] = cfg.depth_model
         try:
             client = ObjvidClient(addrs["depth"], addrs["cache"], addrs["triton"], token=services.token,
-                                  tls_ca=services.tls_ca)  # fmt: skip
+                                  tls_ca=services.tls_ca, tls_cert=services.tls_cert, tls_key=services.tls_key,
+                                  allow_insecure_token=services.allow_insecure_token)  # fmt: skip
         except ValueError as exc:
             raise ObjvidError("inputs", str(exc)) from None
         try:

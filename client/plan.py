@@ -17,6 +17,8 @@ from objvid.client import camera_path as campath
 from objvid.client import inputs as io
 from objvid.client import manifest as mf
 from objvid.client import object_size
+from objvid.client.bundle import object_payload
+from objvid.client.limits import ClientLimits, check_camera_path_file, check_frames, check_video_size
 from objvid.client.options import (
     BACKENDS,
     DEFAULT_FRAMES,
@@ -100,6 +102,9 @@ def check_options(cfg: GenerateConfig) -> None:
 
 def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campath.CameraPath | None]:
     """-> (width, height, frames, camera path or None): the options, else the camera path's, else defaults."""
+    limits = ClientLimits.from_env()
+    if cfg.camera_path:
+        check_camera_path_file(cfg.camera_path, limits)
     path = campath.load_camera_path(cfg.camera_path) if cfg.camera_path else None
     width = cfg.width or (path.width if path else DEFAULT_WIDTH)
     height = cfg.height or (path.height if path else DEFAULT_HEIGHT)
@@ -108,7 +113,12 @@ def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campa
                          f"{path.width}x{path.height}")  # fmt: skip
     if width % 16 or height % 16 or width < 16 or height < 16:
         raise ValueError(f"--width and --height must be positive multiples of 16, got {width}x{height}")
-    frames = cfg.frames or (path.num_frames if path else DEFAULT_FRAMES)
+    check_video_size(width, height, limits, "--width/--height" if path is None else "--camera-path size")
+    chunked = command == "generate"  # generate renders one chunk per request, render all frames at once
+    if cfg.frames is not None:  # 0 is an error, not "the default"
+        check_frames(cfg.frames, limits, chunked=chunked)
+    frames = cfg.frames if cfg.frames is not None else (path.num_frames if path else DEFAULT_FRAMES)
+    check_frames(frames, limits, "--frames" if path is None else "--camera-path frames", chunked=chunked)
     if path and frames != path.num_frames:
         raise ValueError(f"--frames {frames} differs from the camera path's {path.num_frames} frames")
     if command == "generate":
@@ -135,13 +145,15 @@ def read_objects(cfg: GenerateConfig, width: int, height: int, required: bool) -
     if required and not cfg.objects:
         raise ValueError("--object is required (a .ply/.obj/.glb/.gltf/.stl file)")
     objects, names = [], set()
+    limits = ClientLimits.from_env()
     for p in cfg.objects:
         io.check_object_path(p)
         name = Path(p).stem
         while name in names:
             name += "_"
         names.add(name)
-        objects.append(ObjectInput(io.read_file(p, "--object"), Path(p).name, name))
+        data, filename = object_payload(p, limits)  # .obj + .mtl + textures, .gltf + buffers -> one GLB
+        objects.append(ObjectInput(data, filename, name))
     _place(cfg, objects, width, height)
     return objects
 

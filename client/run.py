@@ -4,10 +4,16 @@
 ``ObjvidError(stage, reason)`` (``errors.stage_error``). :meth:`Run.execute` runs a command body and, on
 any failure (including Ctrl-C / SIGTERM), aborts the open video writers (no partial mp4) and records
 ``status: error`` in ``<workdir>/manifest.json``; there is no other place that does this.
+
+Teardown (:meth:`Run.teardown`: deleting the run's cache scene) runs after the body however it ended.
+Its outcome never changes the run's: once the body has returned, the video and the ``ok`` manifest are
+final, so an interrupt or a failure during teardown is logged and the run still succeeds (exit 0, the
+manifest stays ``ok``); after a failure the original error is what is reported.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -17,6 +23,8 @@ from pathlib import Path
 from objvid.client import manifest as mf
 from objvid.client.errors import failure_reason, stage_error
 from objvid.client.options import GenerateConfig
+
+log = logging.getLogger("objvid.client")
 
 
 class Reporter:
@@ -49,6 +57,8 @@ class Run:
         self.out = Path(config.out)
         self.workdir = config.resolved_workdir
         self.writers: list = []  # objects with abort(): closed without publishing on failure
+        self.teardowns: list[Callable[[], None]] = []  # run after the body, last registered first
+        self.result: dict | None = None  # set by finish(): the run has succeeded
         self.manifest: dict = {
             "command": command,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -88,15 +98,53 @@ class Run:
         mf.write_json(path, self.manifest)
         return path
 
+    def finish(self, result: dict) -> dict:
+        """The body's last step: write the ``ok`` manifest and fix the result (with the manifest's path and
+        the timings). From here on the run has succeeded, whatever interrupts it."""
+        path = self.write_manifest("ok")
+        result = {**result, "timings": self.timings.as_dict()}
+        if path is not None:
+            result["manifest"] = str(path.resolve())
+        self.result = result
+        return result
+
+    def teardown(self, fn: Callable[[], None]) -> None:
+        """Register cleanup that runs once the body has ended (see module docstring)."""
+        self.teardowns.append(fn)
+
+    def _teardown(self) -> None:
+        while self.teardowns:
+            fn = self.teardowns.pop()
+            try:
+                fn()
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - never changes the run's outcome
+                log.warning("event=teardown_failed error=%s: %s", type(exc).__name__, exc)
+
     def execute(self, body: Callable[[Run], dict]) -> dict:
-        """``body(self)`` -> its result; on any failure abort the writers, record the error, re-raise."""
+        """``body(self)`` -> its result; on any failure abort the writers, record the error, re-raise.
+        Teardown runs after either."""
         try:
-            return body(self)
+            result = body(self)
         except BaseException as exc:
+            if self.result is not None:  # interrupted after finish(): the outputs and manifest are final
+                log.warning("event=interrupted_after_finish error=%s", type(exc).__name__)
+                return self._after(self.result)
             for w in self.writers:
                 w.abort()
             try:
                 self.write_manifest("error", failure_reason(exc))
             except OSError:
                 pass
+            try:
+                self._teardown()
+            except KeyboardInterrupt:
+                pass
             raise
+        return self._after(result)
+
+    def _after(self, result: dict) -> dict:
+        try:
+            self._teardown()
+        except KeyboardInterrupt:  # a second interrupt between two teardown steps: the run stays a success
+            log.warning("event=teardown_interrupted")
+        return result

@@ -16,6 +16,7 @@ message. Streamed render frames are decoded without protobuf objects (:mod:`objv
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from objvid.client.calls import Deadlines, RetryPolicy, service_error, wait_conn
 from objvid.client.errors import ServiceError
 from objvid.client.frames import LiftedView, RenderedFrame, frame_from_bytes
 from objvid.client.session import SceneSession
+from objvid.client.transport import Transport, check_token_transport
 from objvid.client.triton import DiffusionClient, triton_headers
 from objvid.runtime import channels, wire
 from objvid.v1 import cache_pb2, cache_pb2_grpc, depth_pb2, depth_pb2_grpc, diffusion_pb2, types_pb2
@@ -40,19 +42,17 @@ DEPTH_SERVICE, CACHE_SERVICE = "objvid.v1.DepthService", "objvid.v1.CacheService
 HEALTH_SERVICE = "grpc.health.v1.Health"
 
 
-def _read_ca(tls_ca: str | Path | bytes | None) -> bytes | None:
-    if tls_ca is None or isinstance(tls_ca, bytes):
-        return tls_ca
-    try:
-        return Path(tls_ca).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"--tls-ca {tls_ca}: cannot read ({exc.strerror or exc})") from None
+def new_key() -> str:
+    """A fresh idempotency key (one per logical call; gRPC's retries of that call resend it)."""
+    return uuid.uuid4().hex
 
 
 class ObjvidClient:
     """Connections to the depth, cache and Triton servers (any may be None when a command does not need it).
 
-    token: bearer token sent on every call; tls_ca: PEM path or bytes (TLS to every server when set).
+    token: bearer token sent on every call; tls_ca: PEM path or bytes (TLS to every server when set);
+    tls_cert / tls_key: a client certificate and its key (mTLS; PEM paths or bytes). A token is refused
+    over plaintext to a non-loopback address unless ``allow_insecure_token`` (``objvid.client.transport``).
     """
 
     def __init__(
@@ -63,6 +63,9 @@ class ObjvidClient:
         *,
         token: str | None = None,
         tls_ca: str | Path | bytes | None = None,
+        tls_cert: str | Path | bytes | None = None,
+        tls_key: str | Path | bytes | None = None,
+        allow_insecure_token: bool = False,
         deadlines: Deadlines | None = None,
         retry: RetryPolicy | None = None,
     ):
@@ -70,7 +73,11 @@ class ObjvidClient:
         self.token = token
         self.deadlines = deadlines or Deadlines()
         self.retry = retry or RetryPolicy()
-        self._ca = _read_ca(tls_ca)
+        self.transport = Transport.load(tls_ca, tls_cert, tls_key)
+        check_token_transport(
+            token, self.transport, (depth_addr, cache_addr, triton_addr), allow_insecure_token
+        )
+        self._ca = self.transport.ca
         self._metadata = wire.bearer_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
         self._depth = self._cache = self._render_stream = None
@@ -89,6 +96,7 @@ class ObjvidClient:
         if triton_addr:
             ca_path = str(tls_ca) if isinstance(tls_ca, str | Path) else None
             self._diffusion = DiffusionClient(triton_addr, ca=self._ca, ca_path=ca_path,
+                                              cert=self.transport.cert, key=self.transport.key,
                                               headers=triton_headers(token), deadlines=self.deadlines,
                                               retry=self.retry)  # fmt: skip
 
@@ -97,7 +105,10 @@ class ObjvidClient:
     def _channel(self, address: str) -> grpc.Channel:
         if address not in self._channels:
             config = self.retry.service_config((DEPTH_SERVICE, CACHE_SERVICE, HEALTH_SERVICE))
-            self._channels[address] = channels.make_channel(address, tls_ca=self._ca, service_config=config)
+            t = self.transport
+            self._channels[address] = channels.make_channel(
+                address, tls_ca=t.ca, tls_cert=t.cert, tls_key=t.key, service_config=config
+            )
         return self._channels[address]
 
     def close(self) -> None:
@@ -184,16 +195,20 @@ class ObjvidClient:
         return view
 
     def create_scene(self, view: cache_pb2.RgbdView, filter_points_threshold: float = 0.0,
-                     scene_id: str = "") -> cache_pb2.SceneInfo:  # fmt: skip
+                     scene_id: str = "", idempotency_key: str | None = None) -> cache_pb2.SceneInfo:  # fmt: skip
+        """CreateScene with an idempotency key (a fresh one unless given): gRPC may resend it safely."""
         req = cache_pb2.CreateSceneRequest(rgbd=view, filter_points_threshold=filter_points_threshold,
-                                           scene_id=scene_id)  # fmt: skip
+                                           scene_id=scene_id, idempotency_key=idempotency_key or new_key())  # fmt: skip
         return self._call("cache", "CreateScene", req, self.deadlines.create_scene).scene
 
     def add_object(self, scene_id: str, data: bytes, filename: str, *, name: str = "",
-                   transform: types_pb2.Transform | None = None, sample_points: int = 0) -> cache_pb2.ObjectInfo:  # fmt: skip
-        """Object file bytes (.ply/.obj/.glb/.gltf/.stl, format from ``filename``) -> ObjectInfo."""
+                   transform: types_pb2.Transform | None = None, sample_points: int = 0,
+                   idempotency_key: str | None = None) -> cache_pb2.ObjectInfo:  # fmt: skip
+        """Object file bytes (.ply/.obj/.glb/.gltf/.stl, format from ``filename``) -> ObjectInfo. Sent with
+        an idempotency key (a fresh one unless given): a resend never adds the object twice."""
         file = cache_pb2.ObjectFile(data=data, filename=filename, sample_points=sample_points)
-        req = cache_pb2.AddObjectRequest(scene_id=scene_id, file=file, name=name)
+        req = cache_pb2.AddObjectRequest(scene_id=scene_id, file=file, name=name,
+                                         idempotency_key=idempotency_key or new_key())  # fmt: skip
         if transform is not None:
             req.transform.CopyFrom(transform)
         return self._call("cache", "AddObject", req, self.deadlines.unary).object
@@ -215,19 +230,19 @@ class ObjvidClient:
         req = cache_pb2.UpdateObjectRequest(scene_id=scene_id, object_id=object_id, transform=transform)
         return self._call("cache", "UpdateObject", req, self.deadlines.unary).object
 
-    def update_scene(self, scene_id: str, view: cache_pb2.RgbdView,
-                     skip_alignment: bool = False) -> cache_pb2.UpdateSceneResponse:  # fmt: skip
-        req = cache_pb2.UpdateSceneRequest(scene_id=scene_id, view=view, skip_alignment=skip_alignment)
+    def update_scene(self, scene_id: str, view: cache_pb2.RgbdView, skip_alignment: bool = False,
+                     idempotency_key: str | None = None) -> cache_pb2.UpdateSceneResponse:  # fmt: skip
+        req = cache_pb2.UpdateSceneRequest(scene_id=scene_id, view=view, skip_alignment=skip_alignment,
+                                           idempotency_key=idempotency_key or new_key())  # fmt: skip
         return self._call("cache", "UpdateScene", req, self.deadlines.update_scene)
 
     def get_scene(self, scene_id: str) -> cache_pb2.SceneInfo:
         req = cache_pb2.GetSceneRequest(scene_id=scene_id)
         return self._call("cache", "GetScene", req, self.deadlines.unary).scene
 
-    def delete_scene(self, scene_id: str) -> None:
-        self._call(
-            "cache", "DeleteScene", cache_pb2.DeleteSceneRequest(scene_id=scene_id), self.deadlines.unary
-        )
+    def delete_scene(self, scene_id: str, timeout: float | None = None) -> None:
+        req = cache_pb2.DeleteSceneRequest(scene_id=scene_id)
+        self._call("cache", "DeleteScene", req, self.deadlines.unary if timeout is None else timeout)
 
     def export_scene(self, scene_id: str, exclude_objects: bool = False) -> bytes:
         req = cache_pb2.ExportSceneRequest(scene_id=scene_id, exclude_objects=exclude_objects)

@@ -6,6 +6,7 @@ objects at their latest transforms, the buffer updates) and rebuilds the scene w
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -14,6 +15,11 @@ from objvid.client.frames import RenderedFrame
 from objvid.v1 import cache_pb2, types_pb2
 
 log = logging.getLogger("objvid.client")
+
+
+def new_scene_id() -> str:
+    """A client-chosen scene id: ``run-`` + 16 random hex digits (the cache's id rules)."""
+    return "run-" + secrets.token_hex(8)
 
 
 @dataclass
@@ -43,6 +49,10 @@ class SceneSession:
     rebuilds: int = 0
 
     def create(self) -> cache_pb2.SceneInfo:
+        """CreateScene under a client-chosen id (``scene_id``, generated when empty), so the scene can be
+        deleted even when the answer never arrived (an interrupt, a lost connection)."""
+        if not self.scene_id:
+            self.scene_id = new_scene_id()
         self.info = self.client.create_scene(self.view, self.filter_points_threshold, self.scene_id)
         self.scene_id = self.info.scene_id
         return self.info
@@ -123,9 +133,12 @@ class SceneSession:
                 rebuilt = True
                 self._rebuild()
 
-    def delete(self) -> None:
+    def delete(self, timeout: float | None = None) -> None:
+        """DeleteScene (NOT_FOUND counts as deleted); ``timeout``: seconds (None = the SDK's deadline)."""
+        if not self.scene_id:
+            return
         try:
-            self.client.delete_scene(self.scene_id)
+            self.client.delete_scene(self.scene_id, timeout=timeout)
         except ServiceError as err:
             if err.code != "NOT_FOUND":
                 raise

@@ -19,6 +19,8 @@ from objvid.client.sources import SourceView
 
 log = logging.getLogger("objvid.client.stages")
 
+#: Seconds the teardown waits for DeleteScene (it may run after Ctrl-C: short).
+DELETE_TIMEOUT_S = 10.0
 #: Depth given to invalid pixels: far away (the cache clamps it), as GEN3C does (1000, as upstream's
 #: update_cache sees it); the scene's first view uses +inf (the same after the clamp to 100) so that the
 #: cache's clamp warning (objvid.cache.units) counts only finite, i.e. valid, depth.
@@ -69,6 +71,9 @@ def scene(run: Run, plan: Plan) -> SceneSession:
     with run.stage("scene", 1 + len(plan.objects), "creating the scene"):
         view = rgbd(run.client, plan.view, far=np.inf)
         session = SceneSession(run.client, view, run.config.filter_points_threshold)
+        # Deleted when the run ends, however it ends (success, failure, Ctrl-C, SIGTERM): registered before
+        # CreateScene is sent, under an id chosen here, so even a scene whose answer was lost goes.
+        run.teardown(lambda: delete_scene(session, timeout=DELETE_TIMEOUT_S))
         info = session.create()
         if info.depth_warning:  # more than 1 % of the valid depth over the cache's clamp: wrong unit?
             run.reporter.note(f"warning: {info.depth_warning}")
@@ -155,9 +160,9 @@ def _check_frame(frame: RenderedFrame, slots: int, plan: Plan) -> None:
         raise ValueError(f"frame {frame.index}: expected rgb {(*want, 3)} and mask {want}, got {got}")
 
 
-def delete_scene(session: SceneSession) -> None:
+def delete_scene(session: SceneSession, timeout: float | None = None) -> None:
     """Best effort: the cache evicts forgotten scenes anyway."""
     try:
-        session.delete()
+        session.delete(timeout=timeout)
     except ServiceError as err:
-        log.info("event=scene_delete_failed reason=%r", str(err))
+        log.info("event=scene_delete_failed scene=%s reason=%r", session.scene_id, str(err))

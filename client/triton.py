@@ -13,6 +13,7 @@ import queue
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -37,10 +38,13 @@ class DiffusionClient:
     """A Triton server at ``address``. ca: PEM bytes (TLS); ca_path: the same as a file, when known."""
 
     def __init__(self, address: str, *, ca: bytes | None = None, ca_path: str | None = None,
+                 cert: bytes | None = None, key: bytes | None = None,
                  headers: dict[str, str] | None = None, deadlines: Deadlines | None = None,
                  retry: RetryPolicy | None = None):  # fmt: skip
         self.address = address
         self._ca, self._ca_path = ca, ca_path
+        self._cert, self._key = cert, key  # mTLS: PEM bytes, written to files for tritonclient
+        self._temp_files: list[str] = []
         self._headers = headers or None
         self.deadlines = deadlines or Deadlines()
         self.retry = retry or RetryPolicy()
@@ -61,7 +65,10 @@ class DiffusionClient:
             if config is not None:
                 options += [("grpc.service_config", json.dumps(config)), ("grpc.enable_retries", 1)]
             self._client = tgrpc.InferenceServerClient(self.address, ssl=self._ca is not None,
-                                                       root_certificates=self._ca_file(), channel_args=options)  # fmt: skip
+                                                       root_certificates=self._ca_file(),
+                                                       private_key=self._pem_file(self._key, "key"),
+                                                       certificate_chain=self._pem_file(self._cert, "cert"),
+                                                       channel_args=options)  # fmt: skip
         return self._client
 
     def _ca_file(self) -> str | None:
@@ -73,7 +80,19 @@ class DiffusionClient:
             self._ca_path = f.name
         return self._ca_path
 
+    def _pem_file(self, data: bytes | None, what: str) -> str | None:
+        """tritonclient reads PEM files: a private temporary file (mode 0600), removed by ``close``."""
+        if data is None:
+            return None
+        with tempfile.NamedTemporaryFile(prefix=f"objvid-{what}-", suffix=".pem", delete=False) as f:
+            f.write(data)
+        self._temp_files.append(f.name)
+        return f.name
+
     def close(self) -> None:
+        for path in self._temp_files:
+            Path(path).unlink(missing_ok=True)
+        self._temp_files.clear()
         if self._client is not None:
             try:
                 self._client.close()

@@ -184,10 +184,7 @@ def _generate(run: Run) -> dict:
         paths = outputs.finish()
     run.manifest["object_pixels"] = {"per_frame": object_pixels, "object_ids": session.object_ids}
     run.manifest["scene"]["rebuilds"] = session.rebuilds
-    stages.delete_scene(session)
     run.manifest["outputs"] = paths
-    manifest_path = run.write_manifest("ok")
-    return {"video": paths["video"], "buffer_video": paths["buffer_video"], "frames": plan.frames,
-            "width": plan.width, "height": plan.height, "fps": cfg.fps, "backend": cfg.backend,
-            "preview": preview, "chunks": len(chunks), "workdir": str(run.workdir.resolve()),
-            "manifest": str(manifest_path.resolve()), "timings": run.timings.as_dict()}  # fmt: skip
+    return run.finish({"video": paths["video"], "buffer_video": paths["buffer_video"], "frames": plan.frames,
+                       "width": plan.width, "height": plan.height, "fps": cfg.fps, "backend": cfg.backend,
+                       "preview": preview, "chunks": len(chunks), "workdir": str(run.workdir.resolve())})  # fmt: skip

@@ -56,10 +56,7 @@ def _render(run: Run) -> dict:
     if writer is not None:
         with run.stage("encoding"):
             writer.finish()
-    stages.delete_scene(session)
     outputs = {"video": None if writer is None else str(cfg.out.resolve()),
                "png_dir": str(png_dir.resolve()) if png_dir else None}  # fmt: skip
     run.manifest["outputs"] = outputs
-    manifest_path = run.write_manifest("ok")
-    return {**outputs, "frames": plan.frames, "width": plan.width, "height": plan.height,
-            "manifest": str(manifest_path.resolve()), "timings": run.timings.as_dict()}  # fmt: skip
+    return run.finish({**outputs, "frames": plan.frames, "width": plan.width, "height": plan.height})

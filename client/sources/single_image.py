@@ -11,6 +11,7 @@ import numpy as np
 
 from objvid.client import inputs as io
 from objvid.client import manifest as mf
+from objvid.client.limits import ClientLimits, check_input_image
 from objvid.client.options import GenerateConfig
 from objvid.client.sources.base import InputSource, LiftFn, SourceView
 
@@ -30,6 +31,7 @@ class SingleImageSource(InputSource):
 
     def __init__(self, config: GenerateConfig, width: int, height: int):
         self.config, self.width, self.height = config, width, height
+        check_input_image(config.image, ClientLimits.from_env())  # from its header, before decoding
         self.image = io.load_image(config.image)  # (h, w, 3) as read
         self.rgbd: SourceView | None = None
         if config.depth is None:

@@ -91,6 +91,42 @@ FLAGS: list[Flag] = [
     Flag("max-points", 20_000_000, "largest point cloud (scene or object) in points", kind=click.IntRange(1)),
     Flag("max-objects", 256, "most objects per scene", kind=click.IntRange(1)),
     Flag("max-cameras", 4096, "most cameras per RenderTrajectory", kind=click.IntRange(1)),
+    # Hostile-input bounds (docs/security.md).
+    Flag("max-object-bytes", "256M", "largest object file (AddObject.file)", metavar="SIZE"),
+    Flag("max-sample-points", 2_000_000, "most points sampled from a mesh file", kind=click.IntRange(1)),
+    Flag(
+        "max-mesh-elements",
+        20_000_000,
+        "most vertices + indices of a file's meshes, counted after glTF node instancing",
+        kind=click.IntRange(1),
+    ),
+    Flag(
+        "max-texture-pixels",
+        32 << 20,
+        "most decoded pixels of all textures of a file",
+        kind=click.IntRange(1),
+    ),
+    Flag("parse-workers", 2, "object files parsed at once, each in its own process", kind=click.IntRange(1)),
+    Flag(
+        "parse-timeout",
+        60.0,
+        "seconds one object file may take to parse (its process is killed beyond)",
+        kind=click.FloatRange(min=0.001),
+    ),  # fmt: skip
+    Flag("parse-memory", "4G", "address space a parser process may add", metavar="SIZE"),
+    Flag(
+        "host-memory-budget",
+        "auto",
+        "host memory the process may use; requests beyond it get RESOURCE_EXHAUSTED before allocating "
+        "(bytes, 16G, auto = 80% of the cgroup limit or RAM, off)",
+        metavar="SIZE",
+    ),
+    Flag(
+        "snapshot-disk-budget",
+        "0",
+        "bytes the snapshot directory may hold (LRU scenes deleted beyond; 0 = none)",
+        metavar="SIZE",
+    ),  # fmt: skip
 ]
 
 cli = cfg.group("objvid-cache", "objvid cache renderer gRPC service.")
@@ -98,6 +134,9 @@ cli = cfg.group("objvid-cache", "objvid cache renderer gRPC service.")
 
 def config_from_options(options: dict):
     """The ServerConfig of parsed ``serve`` options; ValueError naming a bad setting."""
+    from objvid.runtime import memguard
+
+    from .io_limits import LoadLimits
     from .requests import Limits
     from .server import ServerConfig
 
@@ -109,9 +148,19 @@ def config_from_options(options: dict):
     limits = Limits(
         options["max_image_pixels"], options["max_points"], options["max_objects"], options["max_cameras"]
     )
+    load_limits = LoadLimits(
+        max_object_bytes=memguard.parse_bytes(options["max_object_bytes"], "--max-object-bytes"),
+        max_sample_points=options["max_sample_points"],
+        max_points=options["max_points"],
+        max_mesh_elements=options["max_mesh_elements"],
+        max_texture_pixels=options["max_texture_pixels"],
+    )
     config = cfg.build(
         ServerConfig, options, device=device, memory_budget=budget, snapshot_dir=options["snapshot_dir"] or None,
-        limits=limits,
+        limits=limits, load_limits=load_limits,
+        parse_memory=memguard.parse_bytes(options["parse_memory"], "--parse-memory"),
+        host_memory_budget=memguard.parse_budget(options["host_memory_budget"], "--host-memory-budget"),
+        snapshot_disk_budget=memguard.parse_bytes(options["snapshot_disk_budget"], "--snapshot-disk-budget"),
     )  # fmt: skip
     config.check_serving()
     return config
@@ -128,6 +177,7 @@ def serve(**options) -> int:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     server = CacheServer(config, start=False)
+    server.servicer.parse_pool.warm()  # parser processes start in the background, before the first file
     # Startup objects (torch, numpy, protobuf, grpc modules) never become garbage: keep them out of the
     # collector's full passes, which otherwise walk them all (tens of ms) in the middle of some request.
     gc.freeze()

@@ -156,7 +156,10 @@ def encode_trajectory_response(
 
 
 def add_cache_service(servicer, server: grpc.Server) -> None:
-    """Like the generated ``add_CacheServiceServicer_to_server``, but responses may be pre-encoded bytes."""
+    """Like the generated ``add_CacheServiceServicer_to_server``, but responses may be pre-encoded bytes and
+    requests that do not parse reach the handler as ``BadRequest`` (INVALID_ARGUMENT)."""
+    from objvid.runtime.requests import lenient
+
     service = cache_pb2.DESCRIPTOR.services_by_name["CacheService"]
     handlers = {}
     for method in service.methods:
@@ -168,7 +171,7 @@ def add_cache_service(servicer, server: grpc.Server) -> None:
         )
         handlers[method.name] = make(
             getattr(servicer, method.name),
-            request_deserializer=request_cls.FromString,
+            request_deserializer=lenient(request_cls),
             response_serializer=protowire.passthrough,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -1,16 +1,23 @@
 """Object loaders: what users really have -> (points (N,3) float32, colours (N,3) uint8).
 
-- PLY (own parser): ascii, binary_little_endian, binary_big_endian; any scalar types; colour properties
-  red/green/blue, r/g/b or diffuse_red/diffuse_green/diffuse_blue (integer types 0..255, ushort scaled
-  by 1/257, float types in [0,1], or [0,255] when any value exceeds 1); extra properties and elements
-  ignored. With a face element the mesh is sampled (below), else the vertices are the points.
-- OBJ, GLB / GLTF, STL through trimesh: meshes are sampled, point clouds returned as they are.
+Every format is parsed by trimesh, behind checks that bound it before it allocates (``io_limits``):
+
+- PLY (``io_ply``): ascii, binary_little_endian, binary_big_endian; any scalar types; colour properties
+  red/green/blue, r/g/b or diffuse_red/diffuse_green/diffuse_blue (integer types 0..255, ushort scaled by
+  1/257, float types in [0,1], or [0,255] when any value exceeds 1); extra properties and elements ignored.
+  With a face element the mesh is sampled (below), else the vertices are the points.
+- GLB / GLTF (``io_gltf`` checks the container, accessors, instancing and texture sizes first), OBJ and
+  STL (declared counts checked): meshes are sampled, point clouds returned as they are. A ``.gltf`` must
+  be self-contained (embedded buffers); the client turns a ``.gltf`` or an ``.obj`` with its ``.mtl`` and
+  textures into one GLB (``objvid.client.bundle``).
 - Meshes are sampled uniformly by area (``sample_points`` points, seeded): colour from the texture at
   the interpolated UV (times the material colour factor), else interpolated vertex colours, else face
   colours, else the material colour, else ``DEFAULT_COLOR``.
 - Clouds without colours get ``DEFAULT_COLOR`` (200, 200, 200).
-Errors are ``ValueError("<file>: <reason>")``: unreadable, unsupported format, zero points, non-finite
-coordinates.
+Errors: ``ObjectFileError("<file>: <reason>")`` (a ValueError) (unreadable, unsupported format, zero points, non-finite
+coordinates) or ``LoadLimitExceeded("<file>: <part>: <value> is over the limit of <n> (--flag)")``.
+The parsers hold the GIL and cannot be interrupted: the cache service runs ``load_object`` in a worker
+process (``parse_pool``) that it kills on deadline, cancellation or timeout.
 """
 
 from __future__ import annotations
@@ -18,22 +25,19 @@ from __future__ import annotations
 import io as _io
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .io_limits import LoadLimitExceeded, LoadLimits, ObjectFileError
+
 DEFAULT_COLOR = (200, 200, 200)
 DEFAULT_SAMPLE_POINTS = 100_000
 FORMATS = ("ply", "obj", "glb", "gltf", "stl")
-
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
-_COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+#: Largest coordinate magnitude accepted (beyond it no placement scale or render is meaningful).
+MAX_ABS_COORD = 1e12
 
 
 def load_object(
@@ -41,46 +45,21 @@ def load_object(
     filename: str | None = None,
     sample_points: int = DEFAULT_SAMPLE_POINTS,
     seed: int = 0,
+    limits: LoadLimits | None = None,
     with_normals: bool = False,
 ):
     """Load a point cloud or mesh file. ``filename`` names bytes input (its extension picks the format;
     without it the format is sniffed). Returns (points (N,3) float32, colors (N,3) uint8), plus normals
     (N,3) float32 with ``with_normals``: the sampled face's normal for meshes (its winding: outward for
     consistently wound meshes), a PLY cloud's nx/ny/nz, else None (see ``objvid.cache.normals``)."""
-    if isinstance(path_or_bytes, bytes | bytearray | memoryview):
-        data = bytes(path_or_bytes)
-        name = filename or "<bytes>"
-        path = None
-    else:
-        path = Path(path_or_bytes)
-        name = filename or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{name}: unreadable ({exc.strerror or exc})") from exc
+    limits = limits or LoadLimits()
     if isinstance(sample_points, bool) or not isinstance(sample_points, int) or sample_points <= 0:
-        raise ValueError(f"sample_points: expected a positive int, got {sample_points!r}")
-    if not data:
-        raise ValueError(f"{name}: unreadable (empty file)")
+        raise ObjectFileError(f"sample_points: expected a positive int, got {sample_points!r}")
+    limits.check("sample_points", sample_points, "max_sample_points")
+    data, name, path = _read_input(path_or_bytes, filename, limits)
     fmt = _format(name, data)
-    rng = np.random.default_rng(seed)
-    try:
-        if fmt == "ply":
-            pts, col, nrm = _load_ply(data, sample_points, rng)
-        else:
-            pts, col, nrm = _load_trimesh(data, fmt, path, sample_points, rng)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from exc
-    except Exception as exc:  # parser errors of any kind: report, never a bare traceback
-        raise ValueError(f"{name}: unreadable {fmt.upper()} ({type(exc).__name__}: {exc})") from exc
-    if len(pts) == 0:
-        raise ValueError(f"{name}: zero points")
-    if not np.isfinite(pts).all():
-        raise ValueError(f"{name}: non-finite coordinates (NaN or inf)")
-    pts32 = pts.astype(np.float32)
-    if not np.isfinite(pts32).all():
-        raise ValueError(f"{name}: coordinates overflow float32")
-    out = np.ascontiguousarray(pts32), np.ascontiguousarray(col.astype(np.uint8))
+    pts, col, nrm = _parse(data, fmt, name, path, sample_points, np.random.default_rng(seed), limits)
+    out = _checked_points(pts, name), np.ascontiguousarray(col.astype(np.uint8))
     if not with_normals:
         return out
     if nrm is not None:
@@ -90,12 +69,89 @@ def load_object(
     return (*out, nrm)
 
 
+def _read_input(path_or_bytes, filename: str | None, limits: LoadLimits) -> tuple[bytes, str, Path | None]:
+    """(bytes, the name errors use, the path or None), the size checked before a file is read."""
+    if isinstance(path_or_bytes, bytes | bytearray | memoryview):
+        data, name, path = bytes(path_or_bytes), filename or "<bytes>", None
+    else:
+        path = Path(path_or_bytes)
+        name = filename or str(path)
+        try:
+            limits.check(f"{name}: file size", path.stat().st_size, "max_object_bytes", " bytes")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ObjectFileError(f"{name}: unreadable ({exc.strerror or exc})") from exc
+    if not data:
+        raise ObjectFileError(f"{name}: unreadable (empty file)")
+    limits.check(f"{name}: file size", len(data), "max_object_bytes", " bytes")
+    return data, name, path
+
+
+def _parse(data: bytes, fmt: str, name: str, path: Path | None, count: int, rng, limits: LoadLimits):
+    """The format's loader; every error becomes one line starting with the file's name."""
+    try:
+        with _pillow_limit(limits.max_texture_pixels):
+            if fmt == "ply":
+                return _load_ply(data, count, rng, limits)
+            return _load_trimesh(data, fmt, path, count, rng, limits)
+    except LoadLimitExceeded as exc:
+        raise LoadLimitExceeded(f"{name}: {exc}") from None
+    except ObjectFileError as exc:
+        raise ObjectFileError(f"{name}: {_first_line(exc)}") from None
+    except MemoryError:
+        raise LoadLimitExceeded(f"{name}: ran out of memory while parsing (--parse-memory)") from None
+    except RecursionError:
+        raise ObjectFileError(f"{name}: unreadable {fmt.upper()} (nested too deeply)") from None
+    except Exception as exc:  # parser errors of any kind: report, never a bare traceback
+        raise ObjectFileError(
+            f"{name}: unreadable {fmt.upper()} ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+
+
+def _checked_points(pts: np.ndarray, name: str) -> np.ndarray:
+    """(N, 3) float32, C-ordered: at least one point, finite, within +-MAX_ABS_COORD."""
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise ObjectFileError(f"{name}: zero points (no vertex with x, y and z)")
+    if not np.isfinite(pts).all():
+        raise ObjectFileError(f"{name}: non-finite coordinates (NaN or inf)")
+    big = float(np.abs(pts).max())
+    if big > MAX_ABS_COORD:
+        raise ObjectFileError(
+            f"{name}: coordinates up to {big:.3g} are beyond +-{MAX_ABS_COORD:g} (rescale the object)"
+        )
+    return np.ascontiguousarray(pts.astype(np.float32))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def estimate_load_bytes(nbytes: int, sample_points: int) -> int:
+    """Host bytes ``load_object`` may hold at its peak for a file of ``nbytes`` (a generous rule of thumb
+    measured on the test files: parsed tables ~10x the file, sampling ~200 bytes per point)."""
+    return 16 * nbytes + 200 * sample_points + (32 << 20)
+
+
+@contextmanager
+def _pillow_limit(pixels: int):
+    """Pillow's decompression-bomb guard at the texture limit while parsing (errors above it, not 2x)."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(1, pixels // 2)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
 def _format(name: str, data: bytes) -> str:
     ext = Path(name).suffix.lower().lstrip(".")
     if ext in FORMATS:
         return ext
     if ext:
-        raise ValueError(f"{name}: unsupported format '.{ext}' (supported: {', '.join(FORMATS)})")
+        raise ObjectFileError(f"{name}: unsupported format '.{ext}' (supported: {', '.join(FORMATS)})")
     head = data[:256]
     if head.startswith(b"ply"):
         return "ply"
@@ -109,184 +165,7 @@ def _format(name: str, data: bytes) -> str:
         return "stl"
     if re.search(rb"^v\s", head, re.M):
         return "obj"
-    raise ValueError(f"{name}: unsupported format (could not recognise the content; name the file)")
-
-
-# ------------------------------------------------------------------------------------------------ PLY
-def _parse_header(data: bytes):
-    m = re.search(rb"end_header[ \t]*\r?\n", data[: 1 << 20])
-    if not data.startswith(b"ply") or m is None:
-        raise ValueError("unreadable PLY (no 'ply' magic or no end_header)")
-    lines = data[: m.start()].decode("ascii", "replace").splitlines()
-    fmt, elements = None, []
-    for line in lines[1:]:
-        tok = line.split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        if tok[0] == "format":
-            fmt = tok[1]
-        elif tok[0] == "element":
-            count = int(tok[2])
-            if count < 0:
-                raise ValueError(f"unreadable PLY (negative {tok[1]} count {count})")
-            elements.append({"name": tok[1], "count": count, "props": []})
-        elif tok[0] == "property":
-            if not elements:
-                raise ValueError("unreadable PLY (property before element)")
-            if tok[1] == "list":
-                elements[-1]["props"].append((tok[4], "list", _ply_type(tok[2]), _ply_type(tok[3])))
-            else:
-                elements[-1]["props"].append((tok[2], _ply_type(tok[1]), None, None))
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise ValueError(f"unsupported PLY format {fmt!r}")
-    return fmt, elements, m.end()
-
-
-def _ply_type(t: str) -> str:
-    if t not in _PLY_TYPES:
-        raise ValueError(f"unreadable PLY (unknown property type {t!r})")
-    return _PLY_TYPES[t]
-
-
-def _load_ply(data: bytes, sample_points: int, rng):
-    fmt, elements, offset = _parse_header(data)
-    read = _read_ascii if fmt == "ascii" else _read_binary
-    tables = read(data, offset, elements, "<" if fmt == "binary_little_endian" else ">")
-    if "vertex" not in tables:
-        raise ValueError("zero points (no vertex element)")
-    vert = tables["vertex"]
-    names = vert.dtype.names or ()
-    if not all(a in names for a in "xyz"):
-        raise ValueError("no x/y/z vertex properties")
-    pts = np.stack([vert["x"], vert["y"], vert["z"]], 1).astype(np.float64)
-    col = _ply_colors(vert)
-    faces = tables.get("face")
-    if faces is not None and len(faces):
-        if not np.isfinite(pts).all():
-            raise ValueError("non-finite coordinates (NaN or inf)")
-        if faces.max() >= len(pts) or faces.min() < 0:
-            raise ValueError("face index out of range")
-        return _sample_mesh([_Geom(pts, faces, vertex_colors=col)], sample_points, rng)
-    if col is None:
-        col = np.tile(np.array(DEFAULT_COLOR, np.uint8), (len(pts), 1))
-    nrm = np.stack([vert["nx"], vert["ny"], vert["nz"]], 1) if all(f"n{a}" in names for a in "xyz") else None
-    return pts, col, nrm
-
-
-def _ply_colors(vert: np.ndarray) -> np.ndarray | None:
-    names = vert.dtype.names or ()
-    for trio in _COLOR_NAMES:
-        if all(n in names for n in trio):
-            c = np.stack([vert[n] for n in trio], 1)
-            kind = vert.dtype[trio[0]]
-            if kind.kind == "f":
-                c = c.astype(np.float64)
-                c = np.nan_to_num(c, nan=0.0)
-                scale = 255.0 if c.size and c.max() <= 1.0 else 1.0
-                return np.clip(np.rint(c * scale), 0, 255).astype(np.uint8)
-            if kind.itemsize == 2:
-                return (c.astype(np.uint32) // 257).clip(0, 255).astype(np.uint8)
-            return np.clip(c.astype(np.int64), 0, 255).astype(np.uint8)
-    return None
-
-
-def _needed(elements) -> set[str]:
-    """Elements to parse: vertex, plus face when present (parsing stops once both are read)."""
-    return {"vertex"} | ({"face"} if any(e["name"] == "face" for e in elements) else set())
-
-
-def _read_binary(data: bytes, offset: int, elements, endian: str) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    needed = _needed(elements)
-    for el in elements:
-        if needed <= out.keys():
-            break
-        if all(p[1] != "list" for p in el["props"]):
-            dt = np.dtype([(p[0], endian + p[1]) for p in el["props"]])
-            nbytes = dt.itemsize * el["count"]
-            if offset + nbytes > len(data):
-                raise ValueError(f"unreadable PLY (truncated {el['name']} data)")
-            out[el["name"]] = np.frombuffer(data, dt, el["count"], offset)
-            offset += nbytes
-        else:
-            faces, offset = _binary_lists(data, offset, el, endian)
-            if el["name"] == "face":
-                out["face"] = faces
-    return out
-
-
-def _binary_lists(data: bytes, offset: int, el, endian: str):
-    """Element with list properties -> triangles (F,3) int64 of its vertex_indices (fan-triangulated)."""
-    props = el["props"]
-    key = next((p[0] for p in props if p[1] == "list" and p[0] in ("vertex_indices", "vertex_index")), None)
-    n = el["count"]
-    # fast path: one list property of triangles only
-    if len(props) == 1 and props[0][1] == "list" and n:
-        cdt, idt = np.dtype(endian + props[0][2]), np.dtype(endian + props[0][3])
-        dt = np.dtype([("n", cdt), ("i", idt, (3,))])
-        if offset + dt.itemsize * n <= len(data):
-            rec = np.frombuffer(data, dt, n, offset)
-            if (rec["n"] == 3).all():
-                return rec["i"].astype(np.int64), offset + dt.itemsize * n
-    tris = []
-    for _ in range(n):
-        for name, kind, ctype, itype in props:
-            if kind != "list":
-                offset += np.dtype(kind).itemsize
-                continue
-            cdt, idt = np.dtype(endian + ctype), np.dtype(endian + itype)
-            if offset + cdt.itemsize > len(data):
-                raise ValueError(f"unreadable PLY (truncated {el['name']} data)")
-            cnt = int(np.frombuffer(data, cdt, 1, offset)[0])
-            offset += cdt.itemsize
-            if offset + cnt * idt.itemsize > len(data):
-                raise ValueError(f"unreadable PLY (truncated {el['name']} data)")
-            idx = np.frombuffer(data, idt, cnt, offset).astype(np.int64)
-            offset += cnt * idt.itemsize
-            if name == key:
-                tris.extend((idx[0], idx[j], idx[j + 1]) for j in range(1, cnt - 1))
-    return np.array(tris, np.int64).reshape(-1, 3), offset
-
-
-def _read_ascii(data: bytes, offset: int, elements, endian: str) -> dict[str, np.ndarray]:
-    tokens = data[offset:].split()
-    pos = 0
-    out: dict[str, np.ndarray] = {}
-    needed = _needed(elements)
-    for el in elements:
-        if needed <= out.keys():
-            break
-        props, n = el["props"], el["count"]
-        if all(p[1] != "list" for p in props):
-            k = len(props)
-            if pos + n * k > len(tokens):
-                raise ValueError(f"unreadable PLY (truncated {el['name']} data)")
-            block = np.array(tokens[pos : pos + n * k], dtype=np.float64).reshape(n, k)
-            pos += n * k
-            rec = np.empty(n, dtype=[(p[0], p[1]) for p in props])
-            for j, p in enumerate(props):
-                rec[p[0]] = block[:, j]
-            out[el["name"]] = rec
-            continue
-        key = next(
-            (p[0] for p in props if p[1] == "list" and p[0] in ("vertex_indices", "vertex_index")), None
-        )
-        tris = []
-        for _ in range(n):
-            for name, kind, _c, _i in props:
-                if kind != "list":
-                    pos += 1
-                    continue
-                cnt = int(tokens[pos])
-                idx = [int(t) for t in tokens[pos + 1 : pos + 1 + cnt]]
-                if len(idx) != cnt:
-                    raise ValueError(f"unreadable PLY (truncated {el['name']} data)")
-                pos += 1 + cnt
-                if name == key:
-                    tris.extend((idx[0], idx[j], idx[j + 1]) for j in range(1, cnt - 1))
-        if el["name"] == "face":
-            out["face"] = np.array(tris, np.int64).reshape(-1, 3)
-    return out
+    raise ObjectFileError(f"{name}: unsupported format (could not recognise the content; name the file)")
 
 
 # ------------------------------------------------------------------------------------------------ meshes
@@ -331,9 +210,9 @@ def _sample_mesh(geoms: list[_Geom], count: int, rng):
             areas.append(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1))
         totals = np.array([a.sum() for a in areas])
         if not np.isfinite(totals).all():
-            raise ValueError("non-finite coordinates (NaN or inf)")
+            raise ObjectFileError("non-finite coordinates (NaN or inf)")
         if totals.sum() <= 0:
-            raise ValueError("zero points (mesh has zero surface area)")
+            raise ObjectFileError("zero points (mesh has zero surface area)")
         per_mesh = rng.multinomial(count, totals / totals.sum())
         for g, a, k in zip(meshes, areas, per_mesh, strict=True):
             if k == 0:
@@ -372,10 +251,53 @@ def _sample_colors(g: _Geom, fi, corners, bary) -> np.ndarray:
     return _default(len(fi), g.base_color)
 
 
-def _load_trimesh(data: bytes, fmt: str, path: Path | None, count: int, rng):
+def _load_ply(data: bytes, count: int, rng, limits: LoadLimits) -> tuple[np.ndarray, np.ndarray]:
+    from .io_ply import check_ply, load_ply
+
+    header = check_ply(data, limits)
+    pts, faces, col, nrm = load_ply(data, header)
+    if faces is not None:
+        if not np.isfinite(pts).all():
+            raise ObjectFileError("non-finite coordinates (NaN or inf)")
+        if faces.max() >= len(pts) or faces.min() < 0:
+            raise ObjectFileError("face index out of range")
+        return _sample_mesh([_Geom(pts, faces, vertex_colors=col)], count, rng)
+    if col is None:
+        col = _default(len(pts))
+    return pts, col, nrm
+
+
+def _check_counts(data: bytes, fmt: str, limits: LoadLimits) -> None:
+    """OBJ / STL: declared or counted elements against the limits, before trimesh parses."""
+    if fmt == "obj":
+        lines = {
+            k: len(re.findall(rb"(?m)^[ \t]*" + k + rb"[ \t]", data)) for k in (rb"v", rb"f", rb"vt", rb"vn")
+        }
+        limits.check("vertices + faces", lines[rb"v"] + lines[rb"f"], "max_mesh_elements")
+        limits.check("texture coordinates + normals", lines[rb"vt"] + lines[rb"vn"], "max_mesh_elements")
+    elif fmt == "stl" and not data[:5].lower().startswith(b"solid"):
+        if len(data) < 84:
+            raise ObjectFileError(f"unreadable STL (binary header needs 84 bytes, {len(data)} present)")
+        n = int.from_bytes(data[80:84], "little")
+        if 84 + 50 * n > len(data):
+            raise ObjectFileError(
+                f"truncated STL (declares {n} triangles = {84 + 50 * n} bytes, {len(data)} present)"
+            )
+        limits.check("triangles x 4 (3 corners + 1 face)", 4 * n, "max_mesh_elements")
+    elif fmt == "stl":
+        limits.check("facets x 4 (3 corners + 1 face)", 4 * data.count(b"facet normal"), "max_mesh_elements")
+
+
+def _load_trimesh(data: bytes, fmt: str, path: Path | None, count: int, rng, limits: LoadLimits):
     import trimesh
 
-    if path is not None:
+    if fmt in ("glb", "gltf") and path is None:
+        from .io_gltf import check_gltf
+
+        check_gltf(data, fmt, limits)
+    else:
+        _check_counts(data, fmt, limits)
+    if path is not None:  # a local file: trimesh resolves its .mtl / .bin / textures beside it
         loaded = trimesh.load(str(path), file_type=fmt, process=False)
     else:
         loaded = trimesh.load(_io.BytesIO(data), file_type=fmt, process=False)
@@ -386,7 +308,9 @@ def _load_trimesh(data: bytes, fmt: str, path: Path | None, count: int, rng):
     parts = [_from_trimesh(g, trimesh) for g in geoms]
     parts = [p for p in parts if p is not None and len(p.vertices)]
     if not parts:
-        raise ValueError("zero points (no geometry in the file)")
+        raise ObjectFileError("zero points (no geometry in the file)")
+    cloud_points = sum(len(p.vertices) for p in parts if p.faces is None or len(p.faces) == 0)
+    limits.check("point cloud points", cloud_points, "max_points")
     return _sample_mesh(parts, count, rng)
 
 

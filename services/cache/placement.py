@@ -184,6 +184,11 @@ def _stand(scene: Scene, oid: int, up_w, to_cam, A, size: tuple[str, float], up_
         s = value
     else:
         s = value / max(extent, np.ptp(pr), np.ptp(pf))
+    if not 1e-9 <= s <= 1e9:  # beyond this the transform check reads the rotation block as degenerate
+        raise ValueError(
+            f"object_id: object {oid} is {extent:.3g} units tall; placing it at {kind} {value:.3g} needs a scale of "
+            f"{s:.3g}, outside [1e-9, 1e9] (rescale the object, e.g. export it in metres)"
+        )
     c_l = (
         0.5 * (pr.max() + pr.min()) * right_l + along_up.min() * up_l + 0.5 * (pf.max() + pf.min()) * front_l
     )

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from objvid.runtime import limits as runtime_limits
 from objvid.runtime import trajectory, wire
 from objvid.runtime.geometry import check_intrinsics, check_transform, pose_matrix
+from objvid.runtime.limits import over, pixels_over
 from objvid.v1 import cache_pb2, types_pb2
 
-from .io import DEFAULT_COLOR
+from .io import DEFAULT_COLOR, MAX_ABS_COORD
 from .store import LimitExceeded, Precondition
 
 
@@ -24,10 +26,10 @@ from .store import LimitExceeded, Precondition
 class Limits:
     """Per-request limits (flags ``--max-*``). Exceeding one is RESOURCE_EXHAUSTED."""
 
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = runtime_limits.MAX_IMAGE_PIXELS
     max_points: int = 20_000_000
     max_objects: int = 256
-    max_cameras: int = 4096
+    max_cameras: int = runtime_limits.MAX_CAMERAS
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -40,10 +42,7 @@ def decode_camera(
     """Camera -> (K (3, 3), w2c (4, 4), width, height), fully checked."""
     K, w2c, width, height = wire.decode_camera(msg, name)
     if width * height > limits.max_image_pixels:
-        raise LimitExceeded(
-            f"{name}: {width}x{height} = {width * height} pixels is over the limit of {limits.max_image_pixels} "
-            "(--max-image-pixels)"
-        )
+        raise LimitExceeded(pixels_over(name, width, height, limits.max_image_pixels))
     check_intrinsics(K, f"{name}.intrinsics")
     check_transform(w2c, f"{name}.world_to_camera")
     return K, w2c, width, height
@@ -84,6 +83,9 @@ def decode_cloud(msg: types_pb2.PointCloud, name: str, limits: Limits) -> tuple[
     pts = pts.astype(np.float32, copy=False)
     if not np.isfinite(pts).all():
         raise ValueError(f"{name}.positions: values must be finite")
+    big = float(np.abs(pts).max())
+    if big > MAX_ABS_COORD:
+        raise ValueError(f"{name}.positions: values up to {big:.3g} are beyond +-{MAX_ABS_COORD:g} (rescale)")
     if msg.HasField("colors"):
         col = wire.decode_tensor(msg.colors, f"{name}.colors", dtype=np.uint8, shape=[pts.shape[0], 3])
     else:
@@ -93,10 +95,7 @@ def decode_cloud(msg: types_pb2.PointCloud, name: str, limits: Limits) -> tuple[
 
 def _check_size(name: str, width: int, height: int, limits: Limits) -> None:
     if width * height > limits.max_image_pixels:
-        raise LimitExceeded(
-            f"{name}: {width}x{height} = {width * height} pixels is over the limit of {limits.max_image_pixels} "
-            "(--max-image-pixels)"
-        )
+        raise LimitExceeded(pixels_over(name, width, height, limits.max_image_pixels))
 
 
 def _encoded_size(data: bytes, name: str) -> tuple[int, int]:
@@ -108,8 +107,27 @@ def _encoded_size(data: bytes, name: str) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise LimitExceeded(f"{name}: refused as a decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ValueError(f"{name}: not a decodable image ({exc.__class__.__name__})") from None
+
+
+def view_pixels(msg: cache_pb2.RgbdView, name: str, limits: Limits) -> int:
+    """Pixels of a view from its camera (checked against ``max_image_pixels``), before anything is decoded."""
+    w, h = max(0, msg.camera.width), max(0, msg.camera.height)
+    _check_size(f"{name}.camera", w, h, limits)
+    return w * h
+
+
+def fingerprint(request) -> str:
+    """Identity of a request for idempotency keys: a hash of its bytes without the key."""
+    import hashlib
+
+    clone = type(request)()
+    clone.CopyFrom(request)
+    clone.idempotency_key = ""
+    return hashlib.blake2b(clone.SerializeToString(deterministic=True), digest_size=16).hexdigest()
 
 
 def decode_view(msg: cache_pb2.RgbdView, name: str, limits: Limits):
@@ -216,9 +234,7 @@ def trajectory_cameras(
     if request.cameras:
         n = len(request.cameras)
         if n > limits.max_cameras:
-            raise LimitExceeded(
-                f"cameras: {n} cameras is over the limit of {limits.max_cameras} (--max-cameras)"
-            )
+            raise LimitExceeded(over("cameras", n, limits.max_cameras, "--max-cameras", " cameras"))
         Ks, w2cs = np.empty((n, 3, 3)), np.empty((n, 4, 4))
         size = None
         for i, cam in enumerate(request.cameras):
@@ -233,9 +249,7 @@ def trajectory_cameras(
     spec = request.trajectory
     frames = spec.frame_count or trajectory.DEFAULT_NUM_FRAMES
     if frames > limits.max_cameras:
-        raise LimitExceeded(
-            f"trajectory.frame_count: {frames} is over the limit of {limits.max_cameras} (--max-cameras)"
-        )
+        raise LimitExceeded(over("trajectory.frame_count", frames, limits.max_cameras, "--max-cameras"))
     for fname in ("movement_distance", "center_depth"):
         if not math.isfinite(getattr(spec, fname)):
             raise ValueError(f"trajectory.{fname}: must be finite, got {getattr(spec, fname)}")

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from objvid.runtime.memguard import HostMemoryGuard
 from objvid.serving.config import ServingConfig
 from objvid.serving.metrics import GcPauses
 from objvid.serving.server import Binding, GrpcServer
 
 from .frames import add_cache_service
+from .io_limits import LoadLimits
 from .metrics import CacheMetrics
+from .parse_pool import ParsePool
 from .requests import Limits
 from .service import SERVICE_NAME, TRAJECTORY_BATCH, CacheServicer
 from .store import SceneStore
@@ -35,7 +38,10 @@ class ServerConfig(ServingConfig):
     """Everything ``CacheServer`` needs; the CLI fills it from flags and ``OBJVID_CACHE_*`` variables.
 
     memory_budget: device bytes all resident scenes may hold. snapshot_dir: write scenes there and serve
-    them again after a restart (None = off).
+    them again after a restart (None = off). The rest bound hostile input (docs/security.md): load_limits
+    (object files), parse_workers / parse_timeout / parse_memory (the parser processes),
+    host_memory_budget (bytes; 0 = 80 % of the usable memory, None = off), snapshot_disk_budget (bytes, 0 =
+    none).
     """
 
     port: int = 50052
@@ -46,6 +52,12 @@ class ServerConfig(ServingConfig):
     snapshot_dir: str | None = None
     limits: Limits = field(default_factory=Limits)
     trajectory_batch: int = TRAJECTORY_BATCH
+    load_limits: LoadLimits = field(default_factory=LoadLimits)
+    parse_workers: int = 2
+    parse_timeout: float = 60.0
+    parse_memory: int = 4 << 30
+    host_memory_budget: int | None = 0
+    snapshot_disk_budget: int = 0
 
 
 class CacheServer:
@@ -65,6 +77,15 @@ class CacheServer:
             limits=config.limits,
             metrics=self.metrics,
             trajectory_batch=config.trajectory_batch,
+            load_limits=config.load_limits,
+            parse_pool=ParsePool(
+                config.parse_workers,
+                timeout_s=config.parse_timeout,
+                memory_bytes=config.parse_memory,
+                limits=config.load_limits,
+            ),
+            host_guard=HostMemoryGuard(config.host_memory_budget),
+            snapshot_disk_budget=config.snapshot_disk_budget,
         )
         self.gc_pauses = GcPauses(self.metrics.registry, "objvid_cache")
         try:
@@ -75,6 +96,8 @@ class CacheServer:
                 self.metrics,
                 trim_threshold=TRIM_THRESHOLD,
             )
+            # Parses in flight end at once when the drain starts (UNAVAILABLE): a stop never waits on one.
+            self.grpc.on_drain = self.servicer.parse_pool.close
             if start:
                 self.grpc.bind()
                 self.grpc.set_serving(True)
@@ -103,7 +126,8 @@ class CacheServer:
         return self.grpc.address
 
     def close(self) -> None:
-        """Release what is not gRPC: queued snapshots reach the disk, the GC hook goes."""
+        """Release what is not gRPC: parser workers end, queued snapshots reach the disk, the GC hook goes."""
+        self.servicer.parse_pool.close()
         self.store.close()
         self.gc_pauses.close()
 

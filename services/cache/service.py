@@ -23,21 +23,26 @@ from collections.abc import Iterator
 import numpy as np
 
 from objvid.runtime import wire
+from objvid.runtime.memguard import HostMemoryGuard
 from objvid.serving.status import guard_stream, guard_unary
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
 from .frames import encode_render_response, encode_trajectory_response, outputs_to_host
 from .info import describe_scene, object_info, scene_info
-from .io import DEFAULT_SAMPLE_POINTS
+from .io import DEFAULT_SAMPLE_POINTS, estimate_load_bytes
+from .io_limits import LoadLimits
 from .metrics import CacheMetrics, RenderStages
+from .parse_pool import ParsePool
 from .requests import (
     Limits,
     decode_camera,
     decode_cloud,
     decode_transform,
     decode_view,
+    fingerprint,
     parse_options,
     trajectory_cameras,
+    view_pixels,
 )
 from .store import Cancelled, LimitExceeded, Precondition, SceneEntry, SceneNotFound, SceneStore
 
@@ -49,6 +54,9 @@ BYTES_PER_POINT = 16
 #: Cameras rendered per device turn in RenderTrajectory (scaled down for large images).
 TRAJECTORY_BATCH = 8
 _BATCH_PIXELS = 8 * 704 * 1280
+#: Host bytes per output pixel and frame a render holds at its peak (see CacheServicer._render_memory).
+RENDER_HOST_BYTES_CPU = 200
+RENDER_HOST_BYTES_CUDA = 16
 
 
 class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
@@ -63,6 +71,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         limits: Limits | None = None,
         metrics: CacheMetrics | None = None,
         trajectory_batch: int = TRAJECTORY_BATCH,
+        load_limits: LoadLimits | None = None,
+        parse_pool: ParsePool | None = None,
+        host_guard: HostMemoryGuard | None = None,
+        snapshot_disk_budget: int = 0,
     ) -> None:
         from .scene import Scene
 
@@ -73,6 +85,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self.frames_rendered = 0  # also in metrics; read by tests
         self.stages = RenderStages(self.metrics.registry)
         self._frames_lock = threading.Lock()
+        self.load_limits = load_limits or LoadLimits(max_points=self.limits.max_points)
+        self.parse_pool = parse_pool or ParsePool(limits=self.load_limits)
+        self.host_guard = host_guard or HostMemoryGuard(0)
         self.store = SceneStore(
             device,
             memory_budget,
@@ -80,6 +95,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             describe=describe_scene,
             scene_factory=Scene.from_state_dict,
             metrics=self.metrics,
+            disk_budget=snapshot_disk_budget,
         )
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -95,6 +111,13 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         with self._frames_lock:
             self.frames_rendered += n
         self.metrics.frames.inc(n)
+
+    def _render_memory(self, frames: int, width: int, height: int, what: str):
+        """Host memory a render of ``frames`` cameras holds at its peak, reserved before it starts: on a CPU
+        device the renderer's buffers live in host memory (~200 bytes per output pixel, measured: a 4096^2
+        scene rendered twice peaked at 6.8 GB), on CUDA only the staged outputs (~16 bytes per pixel)."""
+        per_pixel = RENDER_HOST_BYTES_CUDA if str(self.device).startswith("cuda") else RENDER_HOST_BYTES_CPU
+        return self.host_guard.reserve(per_pixel * frames * width * height, what)
 
     def _object_of(self, entry: SceneEntry, oid: int) -> cache_pb2.ObjectInfo:
         for obj in entry.info.get("objects", []):
@@ -123,8 +146,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         if not math.isfinite(threshold) or threshold < 0:
             raise ValueError(f"filter_points_threshold: must be finite and >= 0 (0 = off), got {threshold}")
         source = request.WhichOneof("source")
+        if request.scene_id:
+            self.store.check_id(request.scene_id)
         if source == "rgbd":
-            image, depth, mask, K, w2c = decode_view(request.rgbd, "rgbd", self.limits)
+            image, depth, mask, K, w2c = self._decode_view(request.rgbd, "rgbd")
             npoints = depth.size
 
             def build():
@@ -151,13 +176,21 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             raise LimitExceeded(
                 f"{source}: {npoints} points is over the limit of {self.limits.max_points} (--max-points)"
             )
+        key = request.idempotency_key
         entry = self.store.create(
             build,
             estimate_bytes=npoints * BYTES_PER_POINT,
             scene_id=request.scene_id or None,
             context=context,
+            idempotency_key=key,
+            fingerprint=fingerprint(request) if key else "",
         )
         return cache_pb2.CreateSceneResponse(scene=scene_info(entry, self.device))
+
+    def _decode_view(self, msg, name: str):
+        """decode_view inside a host-memory reservation (~16 bytes per pixel: image, depth, mask, copies)."""
+        with self.host_guard.reserve(16 * view_pixels(msg, name, self.limits), name):
+            return decode_view(msg, name, self.limits)
 
     @guard_unary
     def GetScene(self, request, context):
@@ -191,16 +224,26 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             decode_transform(request.transform, "transform") if request.HasField("transform") else None
         )
         source = request.WhichOneof("source")
+        if len(request.name) > 256:
+            raise ValueError("name: at most 256 characters")
+        key = request.idempotency_key
+        fp = fingerprint(request) if key else ""
+        if key:  # a retry of an AddObject that already succeeded: its answer, without parsing again
+            with self.store.use(sid, context) as entry, entry.lock:
+                done = self.store.recall(entry, key, fp)
+                if done is not None:
+                    return cache_pb2.AddObjectResponse(object=self._object_of(entry, int(done["oid"])))
         normals = None  # no normals: no culling (raw clouds, PLY clouds without nx/ny/nz)
         if source == "cloud":
             pts, col = decode_cloud(request.cloud, "cloud", self.limits)
         elif source == "file":  # meshes / PLY with normals: back-face culling (objvid.cache.normals)
-            pts, col, normals = self._load_file(request.file)
+            pts, col, normals = self._load_file(request.file, context)
         else:
             raise ValueError("source: missing (set `cloud` or `file`)")
-        if len(request.name) > 256:
-            raise ValueError("name: at most 256 characters")
         with self.store.use(sid, context) as entry, entry.lock:
+            done = self.store.recall(entry, key, fp)
+            if done is not None:  # the same key finished while this one parsed
+                return cache_pb2.AddObjectResponse(object=self._object_of(entry, int(done["oid"])))
             scene = entry.scene
             if scene.num_objects >= self.limits.max_objects:
                 raise LimitExceeded(
@@ -209,30 +252,40 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             self.store.make_room(len(pts) * BYTES_PER_POINT + 64, keep=entry, what="object")
             with self.store.device(context):
                 oid = scene.add_object(pts, col, transform, normals=normals)
-            entry.objects[oid] = {"name": request.name, "num_points": len(pts)}
-            self.store.changed(entry)
+            meta = {"name": request.name, "num_points": len(pts)}
+            entry.objects[oid] = meta
+            op = {
+                "kind": "add_object",
+                "points": np.asarray(pts, np.float32),
+                "colors": np.asarray(col, np.uint8),
+            }
+            op.update(transform=transform, oid=oid, meta=meta, key=key, fingerprint=fp, result={"oid": oid})
+            op["normals"] = None if normals is None else np.asarray(normals, np.float32)
+            self.store.changed(entry, op)
             return cache_pb2.AddObjectResponse(object=self._object_of(entry, oid))
 
-    def _load_file(self, f: cache_pb2.ObjectFile) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        from .io import load_object
-
-        if not f.data:
-            raise ValueError("file.data: empty")
+    def _load_file(
+        self, f: cache_pb2.ObjectFile, context=None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """An object file parsed in a parser worker (``parse_pool``: time and memory bound, cancellable)."""
         if not f.filename:
             raise ValueError(
                 "file.filename: missing (its extension picks the format: .ply .obj .glb .gltf .stl)"
             )
-        samples = f.sample_points or min(DEFAULT_SAMPLE_POINTS, self.limits.max_points)
-        if samples > self.limits.max_points:
+        data = f.data  # read once: every access copies with the upb backend
+        if not data:
+            raise ValueError(f"file.data: empty (file {f.filename[:120]!r} has no bytes)")
+        limit = self.load_limits.max_sample_points
+        samples = f.sample_points or min(DEFAULT_SAMPLE_POINTS, limit)
+        if samples > limit:
             raise LimitExceeded(
-                f"file.sample_points: {samples} is over the limit of {self.limits.max_points} (--max-points)"
+                f"file.sample_points: {samples} is over the limit of {limit} (--max-sample-points)"
             )
-        pts, col, normals = load_object(f.data, filename=f.filename, sample_points=samples, with_normals=True)
-        if len(pts) > self.limits.max_points:
-            raise LimitExceeded(
-                f"file: {len(pts)} points is over the limit of {self.limits.max_points} (--max-points)"
-            )
-        return pts, col, normals
+        remaining = None if context is None else context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        abort = None if context is None else (lambda: not context.is_active())
+        with self.host_guard.reserve(estimate_load_bytes(len(data), samples), f"file {f.filename[:120]!r}"):
+            return self.parse_pool.load(data, f.filename, samples, deadline=deadline, should_abort=abort)
 
     @staticmethod
     def _object_id(request) -> int:
@@ -263,7 +316,8 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 )
             with self.store.device(context):
                 entry.scene.place_object(oid, anchor_px=anchor, height=height, scale=scale)
-            self.store.changed(entry)
+                placed = np.asarray(entry.scene.get_transform(oid), np.float64)
+            self.store.changed(entry, {"kind": "set_transform", "oid": oid, "transform": placed})
             return cache_pb2.PlaceObjectResponse(object=self._object_of(entry, oid))
 
     @guard_unary
@@ -276,7 +330,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             self._require_object(entry, oid)
             with self.store.device(context):
                 entry.scene.set_transform(oid, transform)
-            self.store.changed(entry)
+            self.store.changed(entry, {"kind": "set_transform", "oid": oid, "transform": transform})
             return cache_pb2.UpdateObjectResponse(object=self._object_of(entry, oid))
 
     @guard_unary
@@ -287,7 +341,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             with self.store.device(context):
                 entry.scene.remove_object(oid)
             entry.objects.pop(oid, None)
-            self.store.changed(entry)
+            self.store.changed(entry, {"kind": "remove_object", "oid": oid})
         return cache_pb2.RemoveObjectResponse()
 
     # -- rendering ------------------------------------------------------------------------------------
@@ -300,7 +354,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             raise ValueError("camera: missing")
         K, w2c, width, height = decode_camera(request.camera, "camera", self.limits)
         spec = parse_options(request.options)
-        with self.store.use(sid, context) as entry:
+        with self.store.use(sid, context) as entry, self._render_memory(1, width, height, "camera"):
             scene = entry.scene
             t1 = time.perf_counter()
             with self.store.device(context):
@@ -333,7 +387,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 if not context.is_active():
                     raise Cancelled("client went away")
                 stop = min(start + batch, total)
-                with self.store.device(context):
+                with (
+                    self._render_memory(stop - start, width, height, "trajectory"),
+                    self.store.device(context),
+                ):
                     out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **spec.kwargs())
                     host = outputs_to_host(out, spec.outputs)
                     del out
@@ -351,20 +408,29 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @guard_unary
     def UpdateScene(self, request, context):
+        from .update import add_prepared_view, prepare_view
+
         sid = self._scene_id(request)
         if not request.HasField("view"):
             raise ValueError("view: missing")
-        image, depth, mask, K, w2c = decode_view(request.view, "view", self.limits)
+        image, depth, mask, K, w2c = self._decode_view(request.view, "view")
         height, width = depth.shape
+        key = request.idempotency_key
+        fp = fingerprint(request) if key else ""
         with self.store.use(sid, context) as entry, entry.lock:
+            done = self.store.recall(entry, key, fp)
+            if done is not None:  # a retry of an UpdateScene that already succeeded
+                return cache_pb2.UpdateSceneResponse(
+                    scene=scene_info(entry, self.device), alignment=cache_pb2.AlignmentReport(**done)
+                )
             scene = entry.scene
             if scene.num_slots < 2:
                 self.store.make_room(height * width * BYTES_PER_POINT, keep=entry, what="view")
             with self.store.device(context):
-                rep = scene.update_from_view(
-                    image, depth, K, w2c, mask=mask, align=not request.skip_alignment
+                depth, mask, rep = prepare_view(
+                    scene, depth, K, w2c, mask=mask, align=not request.skip_alignment
                 )
-            self.store.changed(entry)
+                add_prepared_view(scene, image, depth, K, w2c, mask=mask, aligned=not request.skip_alignment)
             report = cache_pb2.AlignmentReport()
             if rep is not None:
                 report = cache_pb2.AlignmentReport(
@@ -374,6 +440,14 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     error_after=rep.error_after,
                     pixels_used=rep.pixels_used,
                 )
+            result = {
+                f: getattr(report, f)
+                for f in ("scale", "shift", "error_before", "error_after", "pixels_used")
+            }
+            op = {"kind": "add_view", "image": np.asarray(image), "depth": np.asarray(depth, np.float32)}
+            op.update(K=K, w2c=w2c, mask=None if mask is None else np.asarray(mask, bool))
+            op.update(key=key, fingerprint=fp, result=result)
+            self.store.changed(entry, op)
             log.info(
                 "event=scene_updated scene=%s slots=%d scale=%.6g shift=%.6g err_before=%.4g err_after=%.4g",
                 sid, scene.num_slots, report.scale, report.shift, report.error_before, report.error_after,

@@ -1,17 +1,33 @@
 """Scene store of the cache service: ids, device-memory budget with LRU eviction, snapshots, device queue.
 
-- **Ids**: caller-chosen (``[A-Za-z0-9_-]{1,64}``) or generated (``s-`` + 16 hex digits).
+Split in three modules: this one (the table, budget, creation, changes, idempotency), ``snapshots.py``
+(the disk side, a mixin of ``SceneStore``) and ``store_entries.py`` (id rules, typed errors, entries).
+
+- **Ids**: caller-chosen (the whole id must match ``[A-Za-z0-9_-]{1,64}``: no trailing newline, no path
+  characters) or generated (``s-`` + 16 hex digits).
+- **Idempotency**: ``create(idempotency_key=...)`` and ``recall`` / ``changed(op={"key": ...})`` remember
+  the keys a scene's creation and changes answered (with a fingerprint of the request), so a retried
+  request gets the first answer instead of doing the work twice; a key reused for a different request is
+  INVALID_ARGUMENT. Keys live with the scene (snapshot and journal), at most ``KEYS_PER_SCENE`` per scene.
 - **Budget**: the scenes resident on the device hold at most ``budget_bytes`` (``Scene.device_bytes()``).
   Making room evicts the least recently used scenes that no request is using at that moment. A scene
   larger than the whole budget is refused (``BudgetExceeded``).
 - **Eviction**: without a snapshot directory an evicted scene is gone (``SceneNotFound`` tells the caller to
   create it again). With one, eviction only drops device residency: the next request loads the snapshot
   back (making room in turn).
-- **Snapshots**: after every change the scene's ``state_dict()`` is captured (host copy) and a background
-  writer puts it in ``<dir>/<id>.pt`` with its description in ``<dir>/<id>.json``, atomically (temporary
-  files, fsync, ``os.replace``, directory fsync). Bursts of changes coalesce: only the newest state of a
-  scene waits in the queue. ``flush()`` / ``close()`` wait for the queue (the server calls it on stop). A
-  new store on the same directory lists those scenes at once and loads each on first use.
+- **Durability** (with a snapshot directory): a new scene's snapshot is on disk before ``create``
+  returns; every later change is appended to the scene's journal (``journal.py``, fsynced) before
+  ``changed`` returns, so an acknowledged change survives kill -9. Snapshots (``<dir>/<id>.pt`` + its
+  description ``<dir>/<id>.json``, written atomically: temporaries, fsync, ``os.replace``, directory fsync)
+  are taken in the background once a scene's journal passes ``snapshot_every_bytes``; the journal then
+  drops the records the snapshot holds. A change without a journal record (``op=None``) waits for its
+  snapshot instead. ``flush()`` / ``close()`` wait for the queue (the server calls it on stop). A new
+  store on the same directory lists those scenes at once and loads each on first use (snapshot + journal).
+- **Corrupt snapshots**: a snapshot or journal that cannot be loaded is moved to ``<dir>/quarantine/``,
+  the scene is forgotten and every request for it gets NOT_FOUND naming the reason (it can be created
+  again under the same id).
+- **Disk budget** (``disk_budget`` bytes, 0 = none): when the snapshot files pass it, the least recently
+  used scenes not in use are deleted (files and scene; NOT_FOUND says why).
 - **Device queue**: all library calls run under one FIFO lock (``device()``), so concurrent requests are
   served in arrival order, long trajectories yield the device between batches, and a waiting request
   gives up when its deadline passes or its client goes away.
@@ -22,103 +38,49 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import secrets
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from objvid.runtime import errors
-
-from .device_lock import FairLock
+from .device_lock import _WAIT_SLICE_S, FairLock
+from .snapshots import SnapshotStore
+from .store_entries import (  # noqa: F401 - re-exported: the service and tests import them from here
+    KEYS_PER_SCENE,
+    MAX_KEY_LENGTH,
+    SCENE_ID_RE,
+    SNAPSHOT_FORMAT,
+    BudgetExceeded,
+    Cancelled,
+    DeadlineExceeded,
+    LimitExceeded,
+    Precondition,
+    SceneEntry,
+    SceneExists,
+    SceneNotFound,
+    ServiceError,
+    _fsync_dir,
+    _remaining_deadline,
+)
 
 log = logging.getLogger("objvid.cache.store")
 
-SCENE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SNAPSHOT_FORMAT = "objvid.cache.snapshot/1"
 
-
-# ---------------------------------------------------------------------------------------------------
-# Errors with their gRPC status
-
-
-# Typed errors (objvid.runtime.errors); the framework maps each to its status (objvid.serving.status).
-ServiceError = errors.ServiceError
-
-
-class SceneNotFound(errors.NotFound):
-    pass
-
-
-class SceneExists(errors.AlreadyExists):
-    pass
-
-
-class BudgetExceeded(errors.ResourceExhausted):
-    pass
-
-
-class LimitExceeded(errors.ResourceExhausted):
-    pass
-
-
-class Precondition(errors.FailedPrecondition):
-    pass
-
-
-DeadlineExceeded = errors.DeadlineExceeded
-Cancelled = errors.Cancelled
-
-
-# ---------------------------------------------------------------------------------------------------
-# Entries
-
-
-@dataclass
-class SceneEntry:
-    """One scene known to the store. ``scene`` is None while it lives only in its snapshot."""
-
-    scene_id: str
-    scene: Any = None
-    nbytes: int = 0
-    #: object id -> {"name": str, "num_points": int}; the library does not keep names.
-    objects: dict[int, dict] = field(default_factory=dict)
-    #: JSON-able description (see CacheStore's ``describe``), kept current after every change.
-    info: dict = field(default_factory=dict)
-    pins: int = 0
-    deleted: bool = False
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    load_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def resident(self) -> bool:
-        return self.scene is not None
-
-
-def _remaining_deadline(context) -> tuple[float | None, Callable[[], bool] | None]:
-    if context is None:
-        return None, None
-    remaining = context.time_remaining()
-    deadline = None if remaining is None else time.monotonic() + remaining
-    return deadline, (lambda: not context.is_active())
-
-
-class SceneStore:
+class SceneStore(SnapshotStore):
     """Scenes by id within a device-memory budget (see module docstring).
 
     device: torch device string for new and restored scenes. budget_bytes: device bytes all resident
     scenes may hold. snapshot_dir: optional directory for snapshots. describe: ``(scene, entry) -> dict``,
     the JSON-able description stored with each snapshot. scene_factory: ``(state, device) -> Scene``
-    (``Scene.from_state_dict``). metrics: optional CacheMetrics.
+    (``Scene.from_state_dict``). metrics: optional CacheMetrics. replay: ``(scene, op) -> None`` applying a
+    journal record (``journal.apply``). disk_budget: bytes the snapshot directory may hold (0 = no limit).
+    snapshot_every_bytes: journal size after which a scene's snapshot is rewritten.
     """
 
     def __init__(
@@ -130,7 +92,12 @@ class SceneStore:
         describe: Callable[[Any, SceneEntry], dict] | None = None,
         scene_factory: Callable[[dict, str], Any] | None = None,
         metrics=None,
+        replay: Callable[[Any, dict], None] | None = None,
+        disk_budget: int = 0,
+        snapshot_every_bytes: int = 8 << 20,
     ) -> None:
+        from . import journal
+
         if budget_bytes <= 0:
             raise ValueError(f"memory_budget: must be > 0 bytes, got {budget_bytes}")
         self.device_name = device
@@ -139,6 +106,14 @@ class SceneStore:
         self._describe = describe or (lambda scene, entry: {})
         self._factory = scene_factory
         self.metrics = metrics
+        self._replay = replay or journal.apply
+        self.disk_budget = max(0, int(disk_budget))
+        self.snapshot_every_bytes = max(1, int(snapshot_every_bytes))
+        #: scene id -> why it is gone (quarantined snapshot, disk budget): NOT_FOUND names the reason
+        self._gone: OrderedDict[str, str] = OrderedDict()
+        #: creation idempotency key -> scene id (and keys being created right now -> their event)
+        self._create_keys: dict[str, str] = {}
+        self._creating_keys: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, SceneEntry] = OrderedDict()  # LRU order: oldest first
         self._evicted: OrderedDict[str, None] = OrderedDict()  # ids evicted without a snapshot
@@ -223,6 +198,8 @@ class SceneStore:
             self.metrics.evictions.inc()
         if self.snapshot_dir is None:
             del self._entries[entry.scene_id]
+            if entry.create_key and self._create_keys.get(entry.create_key) == entry.scene_id:
+                del self._create_keys[entry.create_key]
             self._evicted[entry.scene_id] = None
             while len(self._evicted) > 100_000:
                 self._evicted.popitem(last=False)
@@ -241,8 +218,17 @@ class SceneStore:
 
     # -- lookup ---------------------------------------------------------------------------------------
 
+    def _forget(self, scene_id: str, reason: str) -> None:
+        """Remember why a scene is gone (bounded). Caller holds _lock."""
+        self._gone[scene_id] = reason
+        self._gone.move_to_end(scene_id)
+        while len(self._gone) > 100_000:
+            self._gone.popitem(last=False)
+
     def _not_found(self, scene_id: str) -> SceneNotFound:
-        if scene_id in self._evicted:
+        if scene_id in self._gone:
+            why = self._gone[scene_id]
+        elif scene_id in self._evicted:
             why = "was evicted from device memory to make room for other scenes"
         else:
             why = "is unknown or was deleted (or the server restarted without --snapshot-dir)"
@@ -286,6 +272,52 @@ class SceneStore:
                 if sid not in self._entries and sid not in self._creating:
                     return sid
 
+    @staticmethod
+    def check_id(scene_id: str) -> None:
+        """ValueError naming ``scene_id`` unless the whole string is a valid id."""
+        if not SCENE_ID_RE.fullmatch(scene_id):
+            raise ValueError(
+                f"scene_id: {scene_id[:80]!r} is not valid (letters, digits, '-' and '_', 1 to 64 characters)"
+            )
+
+    @staticmethod
+    def check_key(key: str, name: str = "idempotency_key") -> None:
+        if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise ValueError(f"{name}: at most {MAX_KEY_LENGTH} printable characters, got {key[:40]!r}")
+
+    def _await_create_key(self, key: str, fingerprint: str, context) -> SceneEntry | None:
+        """The scene a creation key already made (waiting for one in progress), or None. Claims the key
+        for the caller when it is new (caller must release it with ``_release_create_key``)."""
+        deadline, abort = _remaining_deadline(context)
+        while True:
+            with self._lock:
+                sid = self._create_keys.get(key)
+                e = None if sid is None else self._entries.get(sid)
+                if sid is not None and e is None:  # that scene is gone (evicted, deleted): create it anew
+                    del self._create_keys[key]
+                if e is not None:
+                    if e.create_fingerprint and fingerprint and e.create_fingerprint != fingerprint:
+                        raise ValueError("idempotency_key: already used for a different CreateScene request")
+                    return e
+                event = self._creating_keys.get(key)
+                if event is None:
+                    self._creating_keys[key] = threading.Event()
+                    return None
+            wait = _WAIT_SLICE_S
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise DeadlineExceeded("deadline exceeded while the same request was being handled")
+            if abort is not None and abort():
+                raise Cancelled("client went away")
+            event.wait(wait)
+
+    def _release_create_key(self, key: str) -> None:
+        with self._lock:
+            event = self._creating_keys.pop(key, None)
+        if event is not None:
+            event.set()
+
     def create(
         self,
         build: Callable[[], Any],
@@ -293,25 +325,37 @@ class SceneStore:
         estimate_bytes: int,
         scene_id: str | None = None,
         context=None,
+        idempotency_key: str = "",
+        fingerprint: str = "",
     ) -> SceneEntry:
         """Build a scene with ``build()`` (run on the device queue) and register it under a new id.
 
-        Room for ``estimate_bytes`` is made before building; the measured size is checked afterwards.
+        Room for ``estimate_bytes`` is made before building; the measured size is checked afterwards. With
+        ``idempotency_key``, a second call with the same key returns the first call's scene. With a snapshot
+        directory the scene's snapshot is on disk when this returns.
         """
         if scene_id:
-            if not SCENE_ID_RE.match(scene_id):
-                raise ValueError(
-                    f"scene_id: {scene_id[:80]!r} is not valid (letters, digits, '-' and '_', 1 to 64 characters)"
-                )
-        else:
-            scene_id = self.new_id()
+            self.check_id(scene_id)
+        if idempotency_key:
+            self.check_key(idempotency_key)
+            done = self._await_create_key(idempotency_key, fingerprint, context)
+            if done is not None:
+                return done
+        try:
+            return self._create(build, estimate_bytes, scene_id, context, idempotency_key, fingerprint)
+        finally:
+            if idempotency_key:
+                self._release_create_key(idempotency_key)
+
+    def _create(self, build, estimate_bytes, scene_id, context, key, fingerprint) -> SceneEntry:
+        scene_id = scene_id or self.new_id()
         with self._lock:
             if scene_id in self._entries or scene_id in self._creating:
                 raise SceneExists(f"scene_id: scene {scene_id!r} already exists (DeleteScene it first)")
             self._make_room(estimate_bytes, None, "scene")
             self._creating.add(scene_id)
             self._reserved += estimate_bytes
-        entry = SceneEntry(scene_id)
+        entry = SceneEntry(scene_id, create_key=key, create_fingerprint=fingerprint)
         try:
             with self.device(context):
                 scene = build()
@@ -325,24 +369,45 @@ class SceneStore:
                 entry.pins = 1
                 self._entries[scene_id] = entry
                 self._evicted.pop(scene_id, None)
+                self._gone.pop(scene_id, None)
+                if key:
+                    self._create_keys[key] = scene_id
         finally:
             with self._lock:
                 self._reserved -= estimate_bytes
                 self._creating.discard(scene_id)
         try:
             with entry.lock:
-                self._refresh(entry)
+                self._refresh(entry, capture=False)
+                if self.snapshot_dir is not None:
+                    self._snapshot_now(entry)  # durable before it is acknowledged
         finally:
             with self._lock:
                 entry.pins -= 1
         log.info("event=scene_created scene=%s bytes=%d", scene_id, entry.nbytes)
         return entry
 
-    def changed(self, entry: SceneEntry) -> None:
+    def recall(self, entry: SceneEntry, key: str, fingerprint: str = "") -> dict | None:
+        """The result a change with idempotency ``key`` already returned on this scene, or None (caller
+        holds ``entry.lock``). ValueError when the key answered a different request."""
+        if not key:
+            return None
+        self.check_key(key)
+        done = entry.keys.get(key)
+        if done is None:
+            return None
+        if done.get("fingerprint") and fingerprint and done["fingerprint"] != fingerprint:
+            raise ValueError("idempotency_key: already used for a different request on this scene")
+        return dict(done.get("result") or {})
+
+    def changed(self, entry: SceneEntry, op: dict | None = None) -> None:
         """After a change to ``entry.scene`` (caller holds ``entry.lock`` and a pin): re-measure, keep the
-        budget (evicting other scenes; a scene that outgrew the whole budget stays but is logged) and
-        write the snapshot. The change is already made, so this bookkeeping never gives up on the
-        caller's deadline (it would leave the byte count, description and snapshot stale)."""
+        budget (evicting other scenes; a scene that outgrew the whole budget stays but is logged), remember
+        the op's idempotency key and make the change durable: the journal record ``op`` (see journal.py)
+        is fsynced before this returns; without ``op`` the scene's snapshot is written and waited for.
+        The change is already made, so this bookkeeping never gives up on the caller's deadline."""
+        from . import journal
+
         nbytes = int(entry.scene.device_bytes())  # tensor sizes only: no device work
         with self._lock:
             grew = nbytes - entry.nbytes
@@ -352,28 +417,43 @@ class SceneStore:
                     self._make_room(0, entry, "scene")
                 except BudgetExceeded as exc:
                     log.warning("event=over_budget scene=%s detail=%s", entry.scene_id, exc)
-        self._refresh(entry)
+        if op is not None and op.get("key"):
+            entry.keys[op["key"]] = {
+                "fingerprint": op.get("fingerprint", ""),
+                "result": op.get("result") or {},
+            }
+            while len(entry.keys) > KEYS_PER_SCENE:
+                entry.keys.popitem(last=False)
+        if self.snapshot_dir is None or entry.deleted:
+            self._refresh(entry, capture=False)
+            return
+        entry.seq += 1
+        if op is None:
+            self._refresh(entry, capture=False)
+            self._snapshot_now(entry)
+            return
+        written = journal.append(self._path(entry.scene_id, ".wal"), entry.seq, op)
+        entry.journal_bytes += written
+        entry.disk_bytes += written
+        self._refresh(entry, capture=entry.journal_bytes >= self.snapshot_every_bytes)
+        self._enforce_disk_budget(keep=entry)
 
-    def _refresh(self, entry: SceneEntry) -> None:
-        """Recompute the description; with snapshots, capture the state and queue its write (caller holds
-        entry.lock). The capture is synchronous (a copy to host memory), the file write is not."""
+    def _refresh(self, entry: SceneEntry, capture: bool = True) -> None:
+        """Recompute the description; with ``capture`` and snapshots, capture the state and queue its
+        write (caller holds entry.lock). The capture is synchronous (a copy to host memory), the file
+        write is not."""
         with self.device():
             entry.info = self._describe(entry.scene, entry)
-            state = self._state(entry) if self.snapshot_dir is not None else None
+            state = self._state(entry) if capture and self.snapshot_dir is not None else None
         if state is not None and not entry.deleted:
-            meta = {
-                "format": SNAPSHOT_FORMAT,
-                "scene_id": entry.scene_id,
-                "nbytes": entry.nbytes,
-                "objects": {str(k): dict(v) for k, v in entry.objects.items()},
-                "info": entry.info,
-            }
+            meta = self._snapshot_meta(entry)
             with self._wcond:
                 self._pending[entry.scene_id] = (entry, state, meta)  # a newer state replaces a queued one
                 self._wcond.notify_all()
         self._update_gauges()
 
-    def delete(self, scene_id: str) -> None:
+    def delete(self, scene_id: str, reason: str | None = None) -> None:
+        """Delete a scene and its files. ``reason``: remembered for later NOT_FOUND answers."""
         with self._lock:
             e = self._entries.get(scene_id)
             if e is None:
@@ -385,168 +465,13 @@ class SceneStore:
             if self.snapshot_dir is not None:
                 with self._wcond:
                     self._pending.pop(scene_id, None)
-                for path in (self._path(scene_id, ".pt"), self._path(scene_id, ".json")):
-                    path.unlink(missing_ok=True)
+                for suffix in (".pt", ".json", ".wal"):
+                    self._path(scene_id, suffix).unlink(missing_ok=True)
             with self._lock:
                 self._entries.pop(scene_id, None)  # requests in flight keep their reference until done
+                if e.create_key and self._create_keys.get(e.create_key) == scene_id:
+                    del self._create_keys[e.create_key]
+                if reason:
+                    self._forget(scene_id, reason)
         self._update_gauges()
-        log.info("event=scene_deleted scene=%s", scene_id)
-
-    # -- snapshots ------------------------------------------------------------------------------------
-
-    def _path(self, scene_id: str, suffix: str) -> Path:
-        assert self.snapshot_dir is not None
-        return self.snapshot_dir / f"{scene_id}{suffix}"
-
-    def _state(self, entry: SceneEntry) -> dict:
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "scene_id": entry.scene_id,
-            "objects": {int(k): dict(v) for k, v in entry.objects.items()},
-            "state": entry.scene.state_dict(),
-        }
-
-    @staticmethod
-    def _write_tmp(path: Path, write: Callable[[Any], None]) -> Path:
-        """Write through ``write(file)`` into a temporary file beside ``path``, fsynced; returns its path."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return Path(tmp)
-
-    def _write_snapshot(self, entry: SceneEntry, state: dict, meta: dict) -> None:
-        """Atomic: both files are written and fsynced as temporaries, then renamed under entry.lock (a
-        deleted scene's temporaries are dropped instead), then the directory is fsynced."""
-        import torch
-
-        t0 = time.perf_counter()
-        tmps = {}
-        try:
-            tmps[".pt"] = self._write_tmp(self._path(entry.scene_id, ".pt"), lambda f: torch.save(state, f))
-            tmps[".json"] = self._write_tmp(
-                self._path(entry.scene_id, ".json"), lambda f: f.write(json.dumps(meta).encode())
-            )
-            with entry.lock:
-                if not entry.deleted:
-                    for suffix, tmp in tmps.items():
-                        os.replace(tmp, self._path(entry.scene_id, suffix))
-        finally:
-            for tmp in tmps.values():
-                tmp.unlink(missing_ok=True)
-        dir_fd = os.open(self.snapshot_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        log.debug("event=snapshot_written scene=%s seconds=%.3f", entry.scene_id, time.perf_counter() - t0)
-
-    def _writer_loop(self) -> None:
-        """Background snapshot writer: one write at a time, the newest state of each scene, in queue order."""
-        while True:
-            with self._wcond:
-                while not self._pending and not self._closing:
-                    self._wcond.wait()
-                if not self._pending:
-                    return
-                sid = next(iter(self._pending))
-                entry, state, meta = self._pending.pop(sid)
-                self._writing = sid
-            try:
-                self._write_snapshot(entry, state, meta)
-            except Exception:  # noqa: BLE001 - the scene stays served from memory
-                log.exception("event=snapshot_failed scene=%s", sid)
-            finally:
-                with self._wcond:
-                    self._writing = None
-                    self._wcond.notify_all()
-
-    def _wait_written(self, scene_id: str) -> None:
-        with self._wcond:
-            while scene_id in self._pending or self._writing == scene_id:
-                self._wcond.wait()
-
-    def flush(self) -> None:
-        """Block until every queued snapshot is on disk."""
-        with self._wcond:
-            while self._pending or self._writing is not None:
-                self._wcond.wait()
-
-    def close(self) -> None:
-        """Flush snapshots and stop the writer thread (the store keeps serving from memory)."""
-        if self._writer is None:
-            return
-        with self._wcond:
-            self._closing = True
-            self._wcond.notify_all()
-        self._writer.join()
-        self._writer = None
-
-    def _scan_snapshots(self) -> None:
-        assert self.snapshot_dir is not None
-        for stale in self.snapshot_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        for path in sorted(self.snapshot_dir.glob("*.pt"), key=lambda p: p.stat().st_mtime):
-            sid = path.stem
-            if not SCENE_ID_RE.match(sid):
-                continue
-            entry = SceneEntry(sid)
-            try:
-                meta = json.loads(self._path(sid, ".json").read_text())
-                entry.nbytes = int(meta.get("nbytes", 0))
-                entry.objects = {int(k): v for k, v in meta.get("objects", {}).items()}
-                entry.info = meta.get("info", {})
-            except (OSError, ValueError) as exc:
-                log.warning("event=snapshot_meta_unreadable scene=%s error=%s", sid, exc)
-            self._entries[sid] = entry
-        if self._entries:
-            log.info("event=snapshots_found count=%d dir=%s", len(self._entries), self.snapshot_dir)
-
-    def _load(self, entry: SceneEntry, context) -> None:
-        """Bring a snapshot-only scene back onto the device (caller holds a pin)."""
-        import torch
-
-        with entry.load_lock:
-            if entry.resident:
-                return
-            if self._factory is None or self.snapshot_dir is None:
-                raise self._not_found(entry.scene_id)
-            self._wait_written(entry.scene_id)  # its newest state may still be on its way to disk
-            path = self._path(entry.scene_id, ".pt")
-            try:
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-            except FileNotFoundError:
-                raise self._not_found(entry.scene_id) from None
-            if not isinstance(payload, dict) or payload.get("format") != SNAPSHOT_FORMAT:
-                raise Precondition(f"scene_id: snapshot of {entry.scene_id!r} has an unknown format")
-            estimate = max(entry.nbytes, 0)
-            with self._lock:
-                self._make_room(estimate, entry, "scene")
-                self._reserved += estimate
-            try:
-                with self.device(context):
-                    scene = self._factory(payload["state"], self.device_name)
-                    nbytes = int(scene.device_bytes())
-            finally:
-                with self._lock:
-                    self._reserved -= estimate
-            objects = {int(k): dict(v) for k, v in payload.get("objects", {}).items()}
-            entry.objects = objects
-            # From the loaded state, not the .json beside it (missing or older after a crash between
-            # the two renames of a snapshot write).
-            info = self._describe(scene, entry)
-            with self._lock:
-                entry.info = info
-                entry.nbytes = nbytes
-                entry.scene = scene
-                try:
-                    self._make_room(0, entry, "scene")
-                except BudgetExceeded as exc:
-                    log.warning("event=over_budget scene=%s detail=%s", entry.scene_id, exc)
-            log.info("event=snapshot_loaded scene=%s bytes=%d", entry.scene_id, nbytes)
-        self._update_gauges()
+        log.info("event=scene_deleted scene=%s reason=%s", scene_id, reason or "request")

@@ -31,6 +31,31 @@ def update_from_view(
     False). image (H, W, 3) uint8, depth (H, W) float (scene units), K (3, 3), w2c (4, 4) float64, mask
     (H, W) bool (pixels to keep). Raises ``align.AlignmentError`` (a ValueError) when the cache covers too
     few of the view's pixels."""
+    depth, mask, report = prepare_view(scene, depth, K, w2c, mask=mask, align=align)
+    add_prepared_view(scene, image, depth, K, w2c, mask=mask, aligned=align)
+    return report
+
+
+def add_prepared_view(scene, image, depth, K, w2c, *, mask=None, aligned: bool = True) -> None:
+    """The second half: ``scene.add_view``; an aligned depth is in the cache's units by construction, so
+    the scene's depth-clamp diagnostic (meant for user depth) is left as it was."""
+    clamped = scene.depth_clamped_fraction
+    scene.add_view(image, depth, K, w2c, mask=mask)
+    if aligned:
+        scene.depth_clamped_fraction = clamped
+
+
+def prepare_view(
+    scene,
+    depth: np.ndarray,
+    K: np.ndarray,
+    w2c: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    align: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, AlignmentReport | None]:
+    """The first half of ``update_from_view``: (depth (H, W) float32 cleaned and aligned, mask (H, W) bool or
+    None, report) exactly as ``scene.add_view`` then gets them (the cache service journals these)."""
     height, width = depth.shape
     depth = np.clip(
         np.nan_to_num(depth, nan=MAX_VIEW_DEPTH, posinf=MAX_VIEW_DEPTH, neginf=0.0), 0.0, MAX_VIEW_DEPTH
@@ -54,8 +79,4 @@ def update_from_view(
         depth = aligned.cpu().numpy()
         valid = valid.cpu().numpy()
         mask = valid if mask is None else (mask & valid)
-    clamped = scene.depth_clamped_fraction
-    scene.add_view(image, depth, K, w2c, mask=mask)
-    if align:  # aligned depth is in the cache's units by construction: the clamp check is for user depth
-        scene.depth_clamped_fraction = clamped
-    return report
+    return depth, mask, report

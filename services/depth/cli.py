@@ -63,6 +63,18 @@ FLAGS: list[Flag] = [
         "largest input image and working size, in pixels (RESOURCE_EXHAUSTED above)",
     ),
     Flag("max-images", _D.max_images, "most images per request (RESOURCE_EXHAUSTED above)"),
+    Flag(
+        "max-request-pixels",
+        _D.max_request_pixels,
+        "most pixels of all images of one request together, read from their headers before decoding",
+    ),
+    Flag(
+        "host-memory-budget",
+        "auto",
+        "host memory the process may use; requests beyond it get RESOURCE_EXHAUSTED before decoding "
+        "(bytes, 16G, auto = 80% of the cgroup limit or RAM, off)",
+        metavar="SIZE",
+    ),
     Flag("micro-batch", _D.micro_batch, "images per model call"),
     Flag("decode-threads", _D.decode_threads, "threads decoding the images of a batch"),
     Flag("torch-threads", _D.torch_threads, "torch CPU threads; 0 = auto (CUDA: 4, CPU: torch's default)"),
@@ -84,7 +96,10 @@ cli = cfg.group("objvid-depth", "MoGe depth lifting service (GEN3C conventions).
 
 def config_from_options(options: dict) -> ServerConfig:
     """The ServerConfig of parsed ``serve`` options; ValueError naming a bad setting."""
-    config = cfg.build(ServerConfig, options)
+    from objvid.runtime.memguard import parse_budget
+
+    budget = parse_budget(options["host_memory_budget"], "--host-memory-budget")
+    config = cfg.build(ServerConfig, options, host_memory_budget=budget)
     config.validate()
     return config
 

@@ -56,6 +56,8 @@ class ServerConfig(ServingConfig):
     infer_height: int = lift.GEN3C_INFER_HW[0]
     max_pixels: int = 40_000_000
     max_images: int = 32
+    max_request_pixels: int = 72_000_000
+    host_memory_budget: int | None = 0  # 0 = automatic (80 % of the usable memory), None = off
     micro_batch: int = 4
     decode_threads: int = 4
     warmup: bool = True
@@ -71,6 +73,7 @@ class ServerConfig(ServingConfig):
             "infer_height",
             "max_pixels",
             "max_images",
+            "max_request_pixels",
             "micro_batch",
         ):
             if getattr(self, name) < 1:
@@ -87,6 +90,7 @@ class ServerConfig(ServingConfig):
             infer_hw=(self.infer_height, self.infer_width),
             max_pixels=self.max_pixels,
             max_images=self.max_images,
+            max_request_pixels=self.max_request_pixels,
             micro_batch=self.micro_batch,
         )
 
@@ -98,7 +102,11 @@ class DepthServer:
         config.validate()
         self.config = config
         self.metrics = DepthMetrics()
-        self.servicer = DepthServicer(config.settings(), self.metrics, config.decode_threads)
+        from objvid.runtime.memguard import HostMemoryGuard
+
+        self.servicer = DepthServicer(
+            config.settings(), self.metrics, config.decode_threads, HostMemoryGuard(config.host_memory_budget)
+        )
         self.grpc = GrpcServer(
             "depth", config, [Binding(add_to_server, self.servicer, SERVICE_NAME)], self.metrics
         )

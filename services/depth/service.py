@@ -7,7 +7,10 @@ requests decode, download and encode.
 
 Errors (the server keeps serving after each): empty batch, a missing/corrupt/non-image entry, bad sizes
 -> INVALID_ARGUMENT naming the field (``images[i]``, ``width``...); an image or working size above
-``max_pixels`` or a batch above ``max_images`` -> RESOURCE_EXHAUSTED; model still loading -> UNAVAILABLE;
+``max_pixels``, a batch above ``max_images`` or ``max_request_pixels`` (all images together, read from
+their headers before any is decoded: a 116 KB PNG can hold 36 M pixels), or a request that would take
+the process over its host-memory budget (``objvid.runtime.memguard``) -> RESOURCE_EXHAUSTED; a request
+that is not a LiftRequest -> INVALID_ARGUMENT; model still loading -> UNAVAILABLE;
 device out of memory -> RESOURCE_EXHAUSTED; anything unexpected -> INTERNAL (``objvid.serving.status``:
 one log line, the traceback at debug level).
 """
@@ -30,6 +33,8 @@ from objvid.depth.inference import InferenceThread
 from objvid.depth.metrics import DepthMetrics
 from objvid.runtime import protowire, wire
 from objvid.runtime.errors import Cancelled, InvalidArgument, ResourceExhausted, Unavailable
+from objvid.runtime.requests import BadRequest, lenient
+from objvid.runtime.requests import check as check_request
 from objvid.serving import status
 from objvid.v1 import depth_pb2, depth_pb2_grpc, types_pb2
 
@@ -43,14 +48,20 @@ class LiftSettings:
     """Server-side lifting defaults and limits.
 
     working_hw / infer_hw: (H, W) defaults (GEN3C: 704x1280 / 720x1280). max_pixels: limit on input images
-    and on the working size (H * W). max_images: images per request. micro_batch: images per model call.
+    and on the working size (H * W). max_images: images per request. max_request_pixels: decoded pixels of
+    all images of one request together. micro_batch: images per model call.
     """
 
     working_hw: tuple[int, int] = lift.GEN3C_WORKING_HW
     infer_hw: tuple[int, int] = lift.GEN3C_INFER_HW
     max_pixels: int = 40_000_000
     max_images: int = 32
+    max_request_pixels: int = 72_000_000
     micro_batch: int = 4
+
+
+#: Host bytes a request holds per input pixel while decoding and resizing (RGB, Pillow's copy, the resize).
+HOST_BYTES_PER_PIXEL = 12
 
 
 @dataclass
@@ -86,8 +97,12 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         settings: LiftSettings | None = None,
         metrics: DepthMetrics | None = None,
         decode_threads: int = 4,
+        host_guard=None,
     ):
+        from objvid.runtime.memguard import HostMemoryGuard
+
         self.settings = settings or LiftSettings()
+        self.host_guard = host_guard or HostMemoryGuard(0)
         self.metrics = metrics or DepthMetrics()
         self._model = None
         self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads), thread_name_prefix="depth-decode")
@@ -130,6 +145,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         start = time.perf_counter()
         code, message, response = grpc.StatusCode.OK, "", None
         try:
+            check_request(request)
             status.check_deadline(context)
             response = self.lift(request, context.is_active, encode)
         except Exception as exc:  # never let one request take the server down: one status, one message
@@ -137,8 +153,9 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                 torch.cuda.empty_cache()
             code, message = status.failure("Lift", exc, log)
         seconds = time.perf_counter() - start
-        self.metrics.observe(code.name, seconds, len(request.images) if code == grpc.StatusCode.OK else 0)
-        log.debug("event=lift images=%d code=%s ms=%.1f", len(request.images), code.name, seconds * 1e3)
+        n = 0 if isinstance(request, BadRequest) else len(request.images)
+        self.metrics.observe(code.name, seconds, n if code == grpc.StatusCode.OK else 0)
+        log.debug("event=lift images=%d code=%s ms=%.1f", n, code.name, seconds * 1e3)
         if code != grpc.StatusCode.OK:
             context.abort(code, message)
         return response
@@ -174,15 +191,22 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                 f"width/height: working size {width}x{height} exceeds the pixel limit {s.max_pixels}",
             )
 
+        total = sum(h * w for h, w in (self._size(i, im) for i, im in enumerate(request.images)))
+        if total > s.max_request_pixels:
+            raise ResourceExhausted(
+                f"images: {total} pixels in all {n} images together exceed the limit of "
+                f"{s.max_request_pixels} per request (--max-request-pixels); send fewer or smaller images",
+            )
         t0 = time.perf_counter()
-        if n == 1:
-            decoded = [self._decode(0, request.images[0], width, height, keep)]
-        else:
-            futures = [
-                self._pool.submit(self._decode, i, im, width, height, keep)
-                for i, im in enumerate(request.images)
-            ]
-            decoded = [f.result() for f in futures]  # in index order: the first bad image is reported
+        with self.host_guard.reserve(HOST_BYTES_PER_PIXEL * total, "images"):
+            if n == 1:
+                decoded = [self._decode(0, request.images[0], width, height, keep)]
+            else:
+                futures = [
+                    self._pool.submit(self._decode, i, im, width, height, keep)
+                    for i, im in enumerate(request.images)
+                ]
+                decoded = [f.result() for f in futures]  # in index order: the first bad image is reported
         self.metrics.stage("decode", time.perf_counter() - t0)
 
         views: list[lift.LiftedView | None] = [None] * n
@@ -225,10 +249,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         self.metrics.stage("lift", time.perf_counter() - start)
         return pending
 
-    def _decode(
-        self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool
-    ) -> _Decoded:
-        """images[index] -> pixels at the inference size, with the limits checked before decoding."""
+    def _size(self, index: int, image: types_pb2.Image) -> tuple[int, int]:
+        """(H, W) of images[index] from its header or tensor shape, checked against ``max_pixels``."""
         s = self.settings
         name = f"images[{index}]"
         kind = image.WhichOneof("content")
@@ -247,6 +269,15 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
             raise ResourceExhausted(
                 f"{name}: {w}x{h} = {h * w} pixels exceeds the limit {s.max_pixels}",
             )
+        return h, w
+
+    def _decode(
+        self, index: int, image: types_pb2.Image, width: int, height: int, keep_aspect: bool
+    ) -> _Decoded:
+        """images[index] -> pixels at the inference size, with the limits checked before decoding."""
+        s = self.settings
+        name = f"images[{index}]"
+        self._size(index, image)
         try:
             rgb = wire.decode_image(image, name)
         except ValueError as exc:
@@ -266,7 +297,7 @@ def add_to_server(servicer: DepthServicer, server: grpc.Server) -> None:
     generated registration, one copy less per response)."""
     handler = grpc.unary_unary_rpc_method_handler(
         servicer.LiftEncoded,
-        request_deserializer=depth_pb2.LiftRequest.FromString,
+        request_deserializer=lenient(depth_pb2.LiftRequest),
         response_serializer=protowire.passthrough,
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"Lift": handler}),))

@@ -146,6 +146,8 @@ def decode_image_bytes(data: bytes, name: str = "image", *, grayscale: bool = Fa
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{name}: not a decodable image ({exc.__class__.__name__}: {exc})") from None
+    except PILImage.DecompressionBombError as exc:  # pixels far beyond what the bytes suggest
+        raise ValueError(f"{name}: refused as a decompression bomb ({exc})") from None
 
 
 def encode_image(pixels: np.ndarray, *, png: bool = False) -> types_pb2.Image:

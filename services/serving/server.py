@@ -89,6 +89,9 @@ class GrpcServer:
         self.health: health.HealthServicer | None = None
         self.port = 0
         self.metrics_port: int | None = None
+        #: Called once when the drain starts (after NOT_SERVING, before in-flight calls get their grace):
+        #: a service ends work there that would otherwise hold the drain (the cache's parser processes).
+        self.on_drain: Callable[[], None] | None = None
 
     @property
     def address(self) -> str:
@@ -186,6 +189,8 @@ class GrpcServer:
         grace = self.config.grace if grace is None else grace
         if self.health is not None:
             self.health.enter_graceful_shutdown()
+        if self.on_drain is not None:
+            _call(self.on_drain)
         if self.server is not None:
             self.server.stop(grace).wait(grace + EXIT_MARGIN_S)
             self.server = None

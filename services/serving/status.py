@@ -6,7 +6,8 @@
 - anything else -> INTERNAL with a one-line message carrying a reference, and ONE log line (error level;
   the traceback only at debug level). The server never dies on a request.
 
-``guard_unary`` / ``guard_stream`` wrap a servicer method: deadline checked before the work, the status
+``guard_unary`` / ``guard_stream`` wrap a servicer method: a request that did not parse (registered with
+``objvid.runtime.requests.lenient``) refused as INVALID_ARGUMENT, deadline checked before the work, the status
 mapped, the outcome reported to ``self.observe_rpc(method, code_name, seconds)`` when the servicer has it.
 """
 
@@ -21,6 +22,7 @@ import uuid
 import grpc
 
 from objvid.runtime.errors import DeadlineExceeded, ServiceError
+from objvid.runtime.requests import check as check_request
 
 log = logging.getLogger("objvid.serving.status")
 
@@ -71,6 +73,14 @@ def check_deadline(context) -> None:
         raise DeadlineExceeded("deadline exceeded before the request started")
 
 
+def ended(context) -> grpc.StatusCode:
+    """Why a call ended early: its deadline passed (DEADLINE_EXCEEDED) or its client went away (CANCELLED)."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 def _observe(servicer, method: str, code: grpc.StatusCode, t0: float) -> None:
     observe = getattr(servicer, "observe_rpc", None)
     if observe is not None:
@@ -86,6 +96,7 @@ def guard_unary(fn):
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            check_request(request)
             check_deadline(context)
             return fn(self, request, context)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
@@ -106,16 +117,18 @@ def guard_stream(fn):
         t0 = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            check_request(request)
             check_deadline(context)
             yield from fn(self, request, context)
             if not context.is_active():
-                code = grpc.StatusCode.CANCELLED
+                code = ended(context)
         except GeneratorExit:
-            code = grpc.StatusCode.CANCELLED
+            code = ended(context)
             raise
         except Exception as exc:  # noqa: BLE001
             code, message = failure(name, exc, getattr(self, "log", log))
             if code == grpc.StatusCode.CANCELLED:
+                code = ended(context)  # a passed deadline counts as DEADLINE_EXCEEDED in the metrics
                 return
             context.abort(code, message)
         finally:

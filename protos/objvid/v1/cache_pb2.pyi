@@ -65,16 +65,18 @@ class RgbdView(_message.Message):
     def __init__(self, image: _Optional[_Union[_types_pb2.Image, _Mapping]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ...) -> None: ...
 
 class CreateSceneRequest(_message.Message):
-    __slots__ = ("rgbd", "points", "filter_points_threshold", "scene_id")
+    __slots__ = ("rgbd", "points", "filter_points_threshold", "scene_id", "idempotency_key")
     RGBD_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     FILTER_POINTS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     rgbd: RgbdView
     points: _types_pb2.PointCloud
     filter_points_threshold: float
     scene_id: str
-    def __init__(self, rgbd: _Optional[_Union[RgbdView, _Mapping]] = ..., points: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., filter_points_threshold: _Optional[float] = ..., scene_id: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, rgbd: _Optional[_Union[RgbdView, _Mapping]] = ..., points: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., filter_points_threshold: _Optional[float] = ..., scene_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ObjectInfo(_message.Message):
     __slots__ = ("object_id", "name", "num_points", "transform")
@@ -127,18 +129,20 @@ class ObjectFile(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., filename: _Optional[str] = ..., sample_points: _Optional[int] = ...) -> None: ...
 
 class AddObjectRequest(_message.Message):
-    __slots__ = ("scene_id", "cloud", "file", "transform", "name")
+    __slots__ = ("scene_id", "cloud", "file", "transform", "name", "idempotency_key")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     CLOUD_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     cloud: _types_pb2.PointCloud
     file: ObjectFile
     transform: _types_pb2.Transform
     name: str
-    def __init__(self, scene_id: _Optional[str] = ..., cloud: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., file: _Optional[_Union[ObjectFile, _Mapping]] = ..., transform: _Optional[_Union[_types_pb2.Transform, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, scene_id: _Optional[str] = ..., cloud: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., file: _Optional[_Union[ObjectFile, _Mapping]] = ..., transform: _Optional[_Union[_types_pb2.Transform, _Mapping]] = ..., name: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class AddObjectResponse(_message.Message):
     __slots__ = ("object",)
@@ -267,14 +271,16 @@ class RenderTrajectoryResponse(_message.Message):
     def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ..., total_frames: _Optional[int] = ...) -> None: ...
 
 class UpdateSceneRequest(_message.Message):
-    __slots__ = ("scene_id", "view", "skip_alignment")
+    __slots__ = ("scene_id", "view", "skip_alignment", "idempotency_key")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     SKIP_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     view: RgbdView
     skip_alignment: bool
-    def __init__(self, scene_id: _Optional[str] = ..., view: _Optional[_Union[RgbdView, _Mapping]] = ..., skip_alignment: _Optional[bool] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, scene_id: _Optional[str] = ..., view: _Optional[_Union[RgbdView, _Mapping]] = ..., skip_alignment: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class AlignmentReport(_message.Message):
     __slots__ = ("scale", "shift", "error_before", "error_after", "pixels_used")

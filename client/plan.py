@@ -16,6 +16,7 @@ import numpy as np
 from objvid.client import camera_path as campath
 from objvid.client import inputs as io
 from objvid.client import manifest as mf
+from objvid.client.object_lock import check_alpha, check_feather
 from objvid.client.options import (
     BACKENDS,
     DEFAULT_FRAMES,
@@ -95,6 +96,8 @@ def check_options(cfg: GenerateConfig) -> None:
     if cfg.steps is not None and not 1 <= cfg.steps <= 1000:
         raise ValueError(f"--steps must be in [1, 1000], got {cfg.steps}")
     _in_range("--guidance", cfg.guidance, 0, 50)
+    check_alpha(cfg.object_lock)
+    check_feather(cfg.object_lock_feather)
 
 
 def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campath.CameraPath | None]:

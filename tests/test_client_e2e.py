@@ -159,8 +159,14 @@ def test_object_fidelity_is_in_the_manifest_the_summary_and_the_overlay(generate
     assert result["fidelity_video"] == str(out.with_name("video_fidelity.mp4").resolve())
     overlay = video.read_video(result["fidelity_video"])
     assert overlay.shape == (121, H, W, 3)
-    green = (overlay[..., 1] > 180) & (overlay[..., 0] < 90) & (overlay[..., 2] < 90)
-    assert green[np.array(area) > 500].any(axis=(1, 2)).all()  # the object's outline on every frame
+    final = video.read_video(out)
+
+    def greenish(v: np.ndarray) -> np.ndarray:  # H.264's 4:2:0 chroma dulls a 1 px line: a loose test
+        v = v.astype(np.int16)
+        return (v[..., 1] > v[..., 0] + 40) & (v[..., 1] > v[..., 2] + 40)
+
+    outline = greenish(overlay) & ~greenish(final)  # the room has green of its own (the painting)
+    assert outline[np.array(area) > 500].any(axis=(1, 2)).all()  # the object's outline on every frame
 
 
 @pytest.mark.slow

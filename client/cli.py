@@ -20,6 +20,7 @@ from objvid.client import cli_options as o
 from objvid.client import pipeline
 from objvid.client.cli_output import Output
 from objvid.client.connect import Services, connect, run_cli_body, setup_logging
+from objvid.client.fidelity_stage import summary_lines
 from objvid.client.stack import DEFAULT_DEPTH_MODEL, LocalStack
 from objvid.runtime import trajectory as traj
 
@@ -66,6 +67,9 @@ def _generate_and_report(cfg: pipeline.GenerateConfig, output: Output, services:
                       f"{result['fps']:g} fps)")]  # fmt: skip
     if result.get("buffer_video"):
         rows.append(("buffer video", result["buffer_video"]))
+    if result.get("fidelity_video"):
+        rows.append(("fidelity video", result["fidelity_video"]))
+    rows += summary_lines(result.get("object_fidelity", []))
     rows.append(("work dir", result["workdir"]))
     rows.append(("backend", "preview (hole filling, NOT GEN3C)" if result["preview"] else result["backend"]))
     output.summary("objvid generate", result, rows)
@@ -103,6 +107,8 @@ def generate(
     guidance: o.Guidance = None,
     backend: o.Backend = "gen3c",
     save_buffer: o.SaveBuffer = False,
+    object_lock: o.ObjectLock = 0.0,
+    object_lock_feather: o.ObjectLockFeather = o.LOCK_FEATHER_DEFAULT,
     workdir: o.Workdir = None,
     out: o.Out = Path("out.mp4"),
     depth_addr: o.DepthAddr = None,
@@ -130,6 +136,7 @@ def generate(
         intrinsics=intrinsics, prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
         guidance=guidance, backend=backend, save_buffer=save_buffer, workdir=workdir,
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
+        object_lock=object_lock, object_lock_feather=object_lock_feather,
     )  # fmt: skip
     services = Services(
         depth_addr,

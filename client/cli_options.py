@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+from objvid.client.object_lock import DEFAULT_FEATHER_PX
 from objvid.client.options import DEFAULT_OBJECT_RADIUS_PX
 from objvid.runtime import trajectory as traj
 from objvid.runtime.config import typer_option
@@ -57,7 +58,9 @@ Guidance = Annotated[
     float | None, opt("--guidance", help="classifier-free guidance (default 1.0)", metavar="G")
 ]
 Backend = Annotated[str, opt("--backend", help="gen3c, or preview (CPU hole filling, NOT GEN3C)", metavar="gen3c|preview")]  # fmt: skip
-SaveBuffer = Annotated[bool, flag("save-buffer", "also write <out>_buffer.mp4: renders left of the video")]
+SaveBuffer = Annotated[bool, flag("save-buffer", "also write <out>_buffer.mp4 (renders left of the video) and <out>_fidelity.mp4 (object outlines, flagged frames in red)")]  # fmt: skip
+ObjectLock = Annotated[float, opt("--object-lock", help="blend the object's colour-matched render over the output, 0..1 (0 = off)", metavar="ALPHA")]  # fmt: skip
+ObjectLockFeather = Annotated[float, opt("--object-lock-feather", help="pixels over which the lock fades in at the object's edge", metavar="PX")]  # fmt: skip
 # Outputs
 Workdir = Annotated[Path | None, opt("--workdir", help="keeps renders, masks, manifest (default <out>_work)", metavar="DIR")]  # fmt: skip
 Out = Annotated[Path, opt("--out", help="output mp4", metavar="PATH")]
@@ -83,3 +86,4 @@ Json = Annotated[bool, flag("json", "print a JSON summary on stdout, no progress
 Verbose = Annotated[bool, flag("verbose", "log events to stderr", "-v")]
 
 RADIUS_DEFAULT = DEFAULT_OBJECT_RADIUS_PX
+LOCK_FEATHER_DEFAULT = DEFAULT_FEATHER_PX

@@ -16,6 +16,7 @@ STAGE_LABELS = {
     "placement": "placement",
     "render": "render",
     "diffusion": "diffusion",
+    "fidelity": "object fidelity",
     "update": "scene update",
     "encoding": "encoding",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from objvid.client.object_lock import DEFAULT_FEATHER_PX
 from objvid.runtime import trajectory as traj
 
 CHUNK = 121
@@ -17,7 +18,17 @@ STRIDE = 120
 BACKENDS = ("gen3c", "preview")
 METHODS = ("fused", "full")
 #: The stages of a run, in the order the CLI's timing table lists them.
-STAGES_ORDER = ("inputs", "depth", "scene", "placement", "render", "diffusion", "update", "encoding")
+STAGES_ORDER = (
+    "inputs",
+    "depth",
+    "scene",
+    "placement",
+    "render",
+    "diffusion",
+    "fidelity",
+    "update",
+    "encoding",
+)
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FRAMES = 1280, 704, 121
 DEFAULT_FILTER_THRESHOLD = 0.05  # GEN3C's --filter_points_threshold
 # Object point disc radius in pixels. Measured on the demo sneaker (250k points, 1280x704): pixels inside
@@ -56,6 +67,8 @@ class GenerateConfig:
     guidance: float | None = None
     backend: str = "gen3c"
     save_buffer: bool = False
+    object_lock: float = 0.0  # 0 = off; objvid.client.object_lock
+    object_lock_feather: float = DEFAULT_FEATHER_PX
     workdir: Path | None = None
     filter_points_threshold: float = DEFAULT_FILTER_THRESHOLD
     foreground_masking: bool = False  # GEN3C's --foreground_masking of the cache renders

@@ -19,6 +19,7 @@ from objvid.client import manifest as mf
 from objvid.client import object_size
 from objvid.client.bundle import object_payload
 from objvid.client.limits import ClientLimits, check_camera_path_file, check_frames, check_video_size
+from objvid.client.object_lock import check_alpha, check_feather
 from objvid.client.options import (
     BACKENDS,
     DEFAULT_FRAMES,
@@ -98,6 +99,8 @@ def check_options(cfg: GenerateConfig) -> None:
     if cfg.steps is not None and not 1 <= cfg.steps <= 1000:
         raise ValueError(f"--steps must be in [1, 1000], got {cfg.steps}")
     _in_range("--guidance", cfg.guidance, 0, 50)
+    check_alpha(cfg.object_lock)
+    check_feather(cfg.object_lock_feather)
 
 
 def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campath.CameraPath | None]:

@@ -87,7 +87,7 @@ def _inputs(room, depth=True, width=W, height=H) -> list[str]:
 def generated(room, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "video.mp4"
     proc = _cli(["generate", *_inputs(room), "--backend", "preview", "--frames", "121", "--save-buffer",
-                 "--device", "cpu", "--out", str(out), "--json"])  # fmt: skip
+                 "--object-lock", "0.5", "--device", "cpu", "--out", str(out), "--json"])  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), out
 
@@ -138,6 +138,35 @@ def test_object_is_visible_in_the_saved_masks(generated):
     image = np.asarray(Image.open(m["inputs"]["image"]["path"]))
     changed = (first != image).any(axis=2)
     assert changed.sum() > 0 and not changed[masks["object"][0] < 0].any()
+
+
+@pytest.mark.slow
+def test_object_fidelity_is_in_the_manifest_the_summary_and_the_overlay(generated):
+    result, out = generated
+    m = json.loads(Path(result["manifest"]).read_text())
+    rep = m["object_fidelity"]
+    assert rep["object_lock"] == {"alpha": 0.5, "feather_px": 2.0} and rep["frames"] == 121
+    obj = rep["objects"][0]
+    assert obj["object_id"] == m["objects"][0]["object_id"] and obj["name"] == "sneaker"
+    assert obj["per_frame"]["frame"] == list(range(121))
+    area = [a[0] for a in m["object_pixels"]["per_frame"]]
+    assert obj["per_frame"]["visible_px"] == area  # the same visibility masks the run saved
+    # preview only fills holes: the object's pixels are the render's, so every judged frame is faithful
+    s = obj["summary"]
+    assert s["evaluated"] > 100 and s["flagged"] == 0 and rep["flagged_frames"] == []
+    assert s["color_error"]["worst"] < 1 and s["ssim"]["worst"] > 0.99 and s["silhouette"]["median"] == 1
+    assert obj["after_lock"]["flagged"] == 0 and result["object_fidelity"][0]["name"] == "sneaker"
+    assert result["fidelity_video"] == str(out.with_name("video_fidelity.mp4").resolve())
+    overlay = video.read_video(result["fidelity_video"])
+    assert overlay.shape == (121, H, W, 3)
+    final = video.read_video(out)
+
+    def greenish(v: np.ndarray) -> np.ndarray:  # H.264's 4:2:0 chroma dulls a 1 px line: a loose test
+        v = v.astype(np.int16)
+        return (v[..., 1] > v[..., 0] + 40) & (v[..., 1] > v[..., 2] + 40)
+
+    outline = greenish(overlay) & ~greenish(final)  # the room has green of its own (the painting)
+    assert outline[np.array(area) > 500].any(axis=(1, 2)).all()  # the object's outline on every frame
 
 
 @pytest.mark.slow
@@ -258,6 +287,8 @@ def test_long_video_updates_the_scene(room, tmp_path):
             "preview",
             "--frames",
             "241",
+            "--object-lock",
+            "1",
             "--depth-model",
             str(ckpt),
             "--device",
@@ -284,6 +315,10 @@ def test_long_video_updates_the_scene(room, tmp_path):
     np.testing.assert_array_equal(second["frames"], np.arange(121, 241))
     assert (second["object"] >= 0).any()  # the object is fused into the second chunk's renders too
     assert video.probe_video(Path(result["workdir"]) / "renders.mp4") == (241, 2 * w, h)
+    # the object fidelity report covers every frame of both chunks once (the overlap frame is not counted)
+    rep = m["object_fidelity"]
+    assert rep["object_lock"]["alpha"] == 1.0 and rep["objects"][0]["per_frame"]["frame"] == list(range(241))
+    assert rep["objects"][0]["after_lock"]["evaluated"] > 0
 
 
 @pytest.mark.slow

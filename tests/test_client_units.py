@@ -412,6 +412,18 @@ def test_object_radius_out_of_range_is_an_input_error(tmp_path, radius):
         pipeline.validate(cfg)
 
 
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("object_lock", 1.5, r"--object-lock must be a number in \[0, 1\]"),
+    ("object_lock", float("nan"), r"--object-lock must be a number in \[0, 1\]"),
+    ("object_lock_feather", -1.0, r"--object-lock-feather must be in \[0, 64\] pixels"),
+])  # fmt: skip
+def test_object_lock_out_of_range_is_an_input_error(tmp_path, field, value, match):
+    cfg = pipeline.GenerateConfig(image=tmp_path / "a.png", objects=[tmp_path / "x.ply"], backend="preview",
+                                  **{field: value})  # fmt: skip
+    with pytest.raises(ObjvidError, match="inputs: " + match):
+        pipeline.validate(cfg)
+
+
 def test_render_options_carry_the_object_radius():
     from objvid.client.sdk import ObjvidClient
 

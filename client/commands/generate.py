@@ -17,6 +17,7 @@ from PIL import Image
 
 from objvid.client import manifest as mf
 from objvid.client import stages
+from objvid.client.fidelity_stage import FidelityStage
 from objvid.client.options import MAX_SLOTS, GenerateConfig, chunk_ranges
 from objvid.client.plan import Plan
 from objvid.client.run import Reporter, Run
@@ -53,7 +54,8 @@ def generate_options(cfg: GenerateConfig, chunk_index: int = 0) -> diffusion_pb2
 class Outputs:
     """The videos of a generate run (written to temporary files, published by :meth:`finish`) and the
     per-chunk masks. video: the result; renders: ``<workdir>/renders.mp4`` (buffer slots side by side);
-    buffer: ``<out>_buffer.mp4`` (renders left of the video) with ``--save-buffer``."""
+    buffer: ``<out>_buffer.mp4`` (renders left of the video) and fidelity: ``<out>_fidelity.mp4`` (object
+    outlines, flagged frames marked) with ``--save-buffer``."""
 
     def __init__(self, run: Run, plan: Plan, n_max: int):
         cfg = run.config
@@ -62,10 +64,13 @@ class Outputs:
         self.video = run.writer(Mp4Writer(cfg.out, plan.width, plan.height, cfg.fps))
         self.renders = run.writer(Mp4Writer(run.workdir / "renders.mp4", plan.width * n_max, plan.height,
                                             cfg.fps, preset="ultrafast"))  # fmt: skip
-        self.buffer = None
+        self.buffer = self.fidelity = None
         if self.buffer_path is not None:
             self.buffer = run.writer(
                 Mp4Writer(self.buffer_path, plan.width * (1 + n_max), plan.height, cfg.fps)
+            )
+            self.fidelity = run.writer(
+                Mp4Writer(cfg.out.with_name(f"{cfg.out.stem}_fidelity.mp4"), plan.width, plan.height, cfg.fps)
             )
 
     def add_chunk(self, c: int, frames: np.ndarray, video: np.ndarray, r: stages.RenderBuffers) -> None:
@@ -82,7 +87,8 @@ class Outputs:
         for w in self.run.writers:
             w.finish()
         return {"video": str(self.video.path.resolve()), "renders": str(self.renders.path.resolve()),
-                "buffer_video": str(self.buffer_path.resolve()) if self.buffer_path else None}  # fmt: skip
+                "buffer_video": str(self.buffer_path.resolve()) if self.buffer_path else None,
+                "fidelity_video": str(self.fidelity.path.resolve()) if self.fidelity else None}  # fmt: skip
 
 
 def first_frame(view: SourceView, r: stages.RenderBuffers) -> np.ndarray:
@@ -158,6 +164,8 @@ def _generate(run: Run) -> dict:
     chunks = chunk_ranges(plan.frames)
     with run.stage("encoding"):
         outputs = Outputs(run, plan, min(MAX_SLOTS, len(chunks)))
+    names = {o["object_id"]: o["name"] for o in run.manifest.get("objects", [])}
+    fidelity = FidelityStage(names, cfg.object_lock, cfg.object_lock_feather, overlay=outputs.fidelity)
     first = None
     object_pixels: list[list[int]] = []
     for c, (start, end) in enumerate(chunks):
@@ -168,6 +176,9 @@ def _generate(run: Run) -> dict:
             first = first_frame(plan.view, r)
         video = diffuse(run, first, r, label, c)
         kept = np.arange(start, end)[0 if c == 0 else 1 :]  # later chunks drop the 1-frame overlap
+        with run.stage("fidelity", None, f"{label}: object fidelity"):
+            video = fidelity.process_chunk(video, r.rgb[:, 0], r.objects, r.mask[:, 0], np.arange(start, end),
+                                           skip=len(video) - len(kept))  # fmt: skip
         with run.stage("encoding"):
             outputs.add_chunk(c, kept, video, r)
             if c == 0:
@@ -183,8 +194,11 @@ def _generate(run: Run) -> dict:
     with run.stage("encoding"):
         paths = outputs.finish()
     run.manifest["object_pixels"] = {"per_frame": object_pixels, "object_ids": session.object_ids}
+    run.manifest["object_fidelity"] = fidelity.report()
     run.manifest["scene"]["rebuilds"] = session.rebuilds
     run.manifest["outputs"] = paths
-    return run.finish({"video": paths["video"], "buffer_video": paths["buffer_video"], "frames": plan.frames,
-                       "width": plan.width, "height": plan.height, "fps": cfg.fps, "backend": cfg.backend,
-                       "preview": preview, "chunks": len(chunks), "workdir": str(run.workdir.resolve())})  # fmt: skip
+    return run.finish({"video": paths["video"], "buffer_video": paths["buffer_video"],
+                       "fidelity_video": paths["fidelity_video"], "object_fidelity": fidelity.summary(),
+                       "frames": plan.frames, "width": plan.width, "height": plan.height, "fps": cfg.fps,
+                       "backend": cfg.backend, "preview": preview, "chunks": len(chunks),
+                       "workdir": str(run.workdir.resolve())})  # fmt: skip

@@ -54,17 +54,24 @@ def bootstrap_objvid() -> None:
         return
     except ImportError:
         pass
-    for name, folder in (
-        ("objvid", ROOT / "protos" / "objvid"),
-        ("objvid.diffusion", ROOT / "services" / "diffusion"),
-    ):
-        spec = importlib.util.spec_from_file_location(
-            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    sys.modules["objvid"].diffusion = sys.modules["objvid.diffusion"]
+    import importlib.abc
+    import tomllib
+
+    # Every package-dir mapping of pyproject.toml (objvid.runtime, objvid.diffusion, ...), as an install would.
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        dirs = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+    mapping = {name: ROOT / rel for name, rel in dirs.items()}
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name in mapping:
+                d = mapping[name]
+                return importlib.util.spec_from_file_location(
+                    name, d / "__init__.py", submodule_search_locations=[str(d)]
+                )
+            return None
+
+    sys.meta_path.insert(0, _Finder())
 
 
 bootstrap_objvid()

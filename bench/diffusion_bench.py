@@ -23,6 +23,7 @@ Usage: python bench/diffusion_bench.py [--small] [--phases ceiling,dit,cfg,vae,p
 from __future__ import annotations
 
 import argparse
+import importlib.abc
 import importlib.util
 import json
 import os
@@ -54,7 +55,6 @@ def bootstrap_objvid() -> None:
         return
     except ImportError:
         pass
-    import importlib.abc
     import tomllib
 
     # Every package-dir mapping of pyproject.toml (objvid.runtime, objvid.diffusion, ...), as an install would.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -340,7 +341,9 @@ class StudioApp:
             self._message(f"**export:** {err}")
             return
         out = self.session.workdir / "camera_path.json"
-        out.write_bytes(data)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, out)  # whole or not at all: readers never see a half-written file
         event.client.send_file_download("camera_path.json", data, save_immediately=True)
         self._message(f"camera path saved: `{out.resolve()}` (use it with `--camera-path`)")
 

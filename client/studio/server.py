@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -36,11 +35,8 @@ def start(config: StudioConfig, client: ObjvidClient, host: str = "127.0.0.1", p
     except (ValueError, OSError) as err:
         session.close()
         raise ObjvidError("inputs", str(err)) from None
-    if port == 0:  # a port that was free a moment ago
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
     try:
+        # port 0: the OS picks one; a busy port: viser tries the next ones. get_port() is the bound one.
         with contextlib.redirect_stdout(sys.stderr):  # viser prints a banner: stdout carries only our URL
             server = viser.ViserServer(host=host, port=port, label="objvid studio", verbose=False)
     except OSError as err:

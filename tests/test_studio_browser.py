@@ -250,7 +250,7 @@ def test_page_shows_the_point_cloud_and_the_object_where_its_pose_says(page, roo
 
 
 def test_moving_the_object_in_the_page_moves_the_preview_and_the_exported_pose(
-    page, room, studio, scene_only
+    page, room, studio, scene_only, tmp_path
 ):
     before_pose = _pose(page)
     before = _preview(page)
@@ -266,14 +266,17 @@ def test_moving_the_object_in_the_page_moves_the_preview_and_the_exported_pose(
     changed = np.abs(after - scene_only).max(axis=2) > 60
     assert _inside(changed, _object_box(room, moved)) > 0.9
     assert _inside(changed, _object_box(room, before_pose), pad=0) < 0.9  # it left the old place
-    # a second browser (and so a reloaded page) sees the same session
-    page.switch_to.new_window("tab")
+    # a second browser sees the same session, and so does this page after a reload
+    other = _chrome(tmp_path)
     try:
-        page.get(studio["url"])
-        _wait(lambda: abs(_pose(page)[0, 3] - new_x) < 1e-3, 120, "the second page to show the moved object")
+        other.get(studio["url"])
+        _wait(
+            lambda: abs(_pose(other)[0, 3] - new_x) < 1e-3, 120, "the second browser to show the moved object"
+        )
     finally:
-        page.close()
-        page.switch_to.window(page.window_handles[0])
+        other.quit()
+    page.refresh()
+    _wait(lambda: abs(_pose(page)[0, 3] - new_x) < 1e-3, 120, "the reloaded page to show the moved object")
 
 
 def test_keyframe_path_exports_the_json_that_the_cli_renders(page, room, studio, tmp_path):

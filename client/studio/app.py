@@ -155,6 +155,8 @@ class StudioApp:
             self.gui_add_key = gui.add_button("Add keyframe (current view)")
             self.gui_clear_keys = gui.add_button("Clear keyframes")
             self.gui_look = gui.add_button("View through the frame's camera")
+            # off by default: a new keyframe's gizmo sits at the eye and would catch every drag of the view
+            self.gui_key_gizmos = gui.add_checkbox("keyframe gizmos", False, hint="move keyframes in 3D")
             self.gui_keys = gui.add_markdown("0 keyframes")
             self.gui_export = gui.add_button("Export camera path (JSON)")
             self.gui_import = gui.add_upload_button("Import camera path (JSON)", mime_type="application/json")
@@ -163,6 +165,7 @@ class StudioApp:
         self.gui_add_key.on_click(self._on_add_keyframe)
         self.gui_clear_keys.on_click(lambda _: self._on_clear_keyframes())
         self.gui_look.on_click(self._on_look_through)
+        self.gui_key_gizmos.on_update(lambda _: self.refresh_path())
         self.gui_export.on_click(self._on_export)
         self.gui_import.on_upload(self._on_import)
         self.gui_generate = gui.add_folder("Generate")
@@ -305,10 +308,11 @@ class StudioApp:
     def _on_add_keyframe(self, event) -> None:
         cam = event.client.camera
         n = self.session.add_keyframe(Keyframe.from_wxyz_position(cam.wxyz, cam.position))
-        self._message(f"keyframe {n} added (drag its gizmo to adjust it)")
+        self._message(f"keyframe {n} added (turn on keyframe gizmos to move it in 3D)")
         k = self.session.keyframes[n - 1]
         ctl = self.server.scene.add_transform_controls(f"/keys/{n - 1}", scale=0.12 * self._depth,
-                                                       position=k.position, wxyz=k.wxyz)  # fmt: skip
+                                                       position=k.position, wxyz=k.wxyz,
+                                                       visible=self.gui_key_gizmos.value)  # fmt: skip
         ctl.on_update(lambda handle, j=n - 1: self._on_key_gizmo(j, handle))
         self.key_controls.append(ctl)
         self.refresh_path()
@@ -384,7 +388,7 @@ class StudioApp:
             self._frustum(f"/path/key{j}", k, 0.08, KEY_COLOR, 2.0)
         self._w2cs = w2cs
         for ctl in self.key_controls:
-            ctl.visible = s.mode == "keyframes"
+            ctl.visible = s.mode == "keyframes" and self.gui_key_gizmos.value
         self._draw_current()
         if preview:
             self.request_preview()

@@ -12,7 +12,7 @@ BUF := .tools/node_modules/.bin/buf
 TORCH_VERSION := 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint demo proto clean-env images k8s-validate
+.PHONY: setup test lint demo studio proto clean-env images k8s-validate
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "objvid needs Python >= 3.11"'
@@ -44,6 +44,18 @@ $(STAMPS)/libusb:
 	fi
 	@touch $@
 
+# The studio's browser tests drive Debian's chromium through chromium-driver (selenium).
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "The studio's browser tests need: sudo apt-get install -y chromium chromium-driver"; exit 1; \
+		fi; \
+	fi
+	@touch $@
+
 $(BUF):
 	npm install --prefix .tools --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION)
 
@@ -54,7 +66,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	cd protos && ../$(BUF) lint
 
-test: lint
+test: lint $(STAMPS)/chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The main job on bundled example inputs: a synthetic RGB-D room (exact depth, so no MoGe weights are
@@ -66,6 +78,10 @@ demo: $(STAMPS)/objvid $(STAMPS)/libusb  # no buf (Node.js) needed
 		--intrinsics examples/assets/room_K.json --object examples/assets/sneaker.ply --object-units m --backend preview \
 		--frames 121 --width 1280 --height 704 --out out/demo.mp4
 	@echo "demo video: $(CURDIR)/out/demo.mp4"
+
+# The web studio on the demo room and sneaker (preview backend): open the printed URL; Ctrl-C stops it.
+studio: $(STAMPS)/objvid $(STAMPS)/libusb
+	$(VENV)/bin/objvid-client studio --demo
 
 # Regenerate the committed schema code (tests/test_schema.py checks it is current).
 proto: setup

@@ -328,6 +328,17 @@ def _print_addresses(output: Output, addrs: dict, logs: Path, backend: str, as_j
         output.err.print("[yellow]backend: preview (hole filling, NOT GEN3C)[/yellow]")
 
 
+def _demo_inputs(assets: Path, output: Output) -> tuple[Path, list[Path], Path, Path]:
+    """The demo assets (written when missing): image, [object], depth, intrinsics."""
+    from objvid.testing.assets import write_assets  # demo inputs live in the testing subpackage
+
+    names = ("room.png", "room_depth.npy", "room_K.json", "sneaker.ply")
+    if not all((assets / n).is_file() for n in names):
+        output.info(f"writing the demo assets into {assets} ...")
+        write_assets(assets)
+    return assets / "room.png", [assets / "sneaker.ply"], assets / "room_depth.npy", assets / "room_K.json"
+
+
 @app.command()
 def demo(
     out: Annotated[Path, o.opt("--out", help="output mp4", metavar="PATH")] = Path("out/demo.mp4"),
@@ -360,6 +371,72 @@ def demo(
     result = _generate_and_report(cfg, output, Services(device=device))
     if not (quiet or as_json):
         print(f"demo video: {result['video']}")
+
+
+# The studio's own options (the rest are generate's, from cli_options).
+StudioImage = Annotated[Path | None, o.opt("--image", help="background photo (PNG/JPEG)", metavar="PATH")]
+StudioDemo = Annotated[bool, o.flag("demo", "the demo room and sneaker (written to examples/assets when missing; backend preview unless given)")]  # fmt: skip
+StudioFrames = Annotated[int, o.opt("--frames", help="frames of the camera path (gen3c: 120N+1)", metavar="N")]  # fmt: skip
+StudioWidth = Annotated[int, o.opt("--width", help="video width, multiple of 16", metavar="PX")]
+StudioHeight = Annotated[int, o.opt("--height", help="video height, multiple of 16", metavar="PX")]
+StudioBackend = Annotated[str | None, o.opt("--backend", help="gen3c (default), or preview (CPU hole filling, NOT GEN3C; the default with --demo)", metavar="gen3c|preview")]  # fmt: skip
+StudioPreviewWidth = Annotated[int, o.opt("--preview-width", help="preview render width", metavar="PX")]
+StudioWorkdir = Annotated[Path, o.opt("--workdir", help="scene files, exports and runs", metavar="DIR")]
+StudioHost = Annotated[str, o.opt("--host", help="address to serve the page on", metavar="HOST")]
+StudioPort = Annotated[int, o.opt("--port", help="port (0 = a free one)", metavar="PORT")]
+
+
+@app.command()
+def studio(
+    image: StudioImage = None,
+    demo: StudioDemo = False,
+    objects: o.Objects = None,
+    method: o.Method = "fused",
+    object_radius: o.Radius = o.RADIUS_DEFAULT,
+    frames: StudioFrames = 121,
+    fps: o.Fps = 24.0,
+    width: StudioWidth = pipeline.DEFAULT_WIDTH,
+    height: StudioHeight = pipeline.DEFAULT_HEIGHT,
+    anchor: o.Anchors = None,
+    object_height: o.ObjectHeights = None,
+    depth: o.Depth = None,
+    intrinsics: o.Intrinsics = None,
+    backend: StudioBackend = None,
+    preview_width: StudioPreviewWidth = 640,
+    workdir: StudioWorkdir = Path("studio_work"),
+    host: StudioHost = "127.0.0.1",
+    port: StudioPort = 8080,
+    depth_addr: o.DepthAddr = None,
+    cache_addr: o.CacheAddr = None,
+    triton_addr: o.TritonAddr = None,
+    token: o.Token = None,
+    tls_ca: o.TlsCa = None,
+    depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
+    gen3c_weights: o.Weights = None,
+    device: o.Device = "auto",
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+) -> None:
+    """Web studio: place objects and author the camera path by eye, preview, generate (prints the URL)."""
+    from objvid.client.studio.command import run_studio
+
+    setup_logging(verbose)
+    output = Output(quiet, False)
+    backend = backend or ("preview" if demo else "gen3c")
+    if demo:
+        image, objects, depth, intrinsics = _demo_inputs(Path("examples/assets"), output)
+    elif image is None:
+        output.error("inputs", "--image is required (or --demo for the demo room and sneaker)")
+        raise typer.Exit(1)
+    services = Services(
+        depth_addr, cache_addr, triton_addr, token, tls_ca, depth_model, gen3c_weights, device
+    )
+    opts = dict(image=image, objects=list(objects or []), method=method, object_radius=object_radius,
+                frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
+                object_heights=list(object_height or []), depth=depth, intrinsics=intrinsics, backend=backend,
+                preview_width=preview_width, workdir=workdir)  # fmt: skip
+    run_cli_body(output, lambda: run_studio(opts, host, port, output,
+                                            lambda rep, **kw: connect(rep, services, **kw)))  # fmt: skip
 
 
 def main() -> None:

@@ -133,6 +133,16 @@ class SceneSession:
                 rebuilt = True
                 self._rebuild()
 
+    def render(self, K, w2c, width, height, options) -> RenderedFrame:
+        """One camera (see ObjvidClient.render); rebuilds the scene on NOT_FOUND."""
+        return self._with_rebuild(lambda: self.client.render(self.scene_id, K, w2c, width, height, options))
+
+    def export_object(self, index: int) -> bytes:
+        """PLY of object ``index``'s points in its own frame (rebuilds the scene on NOT_FOUND)."""
+        return self._with_rebuild(
+            lambda: self.client.export_scene(self.scene_id, object_id=self.objects[index].object_id)
+        )
+
     def delete(self, timeout: float | None = None) -> None:
         """DeleteScene (NOT_FOUND counts as deleted); ``timeout``: seconds (None = the SDK's deadline)."""
         if not self.scene_id:

@@ -231,6 +231,18 @@ def test_export_list_get_delete(stub, scene_with_object):
     assert full.ply == ref.export_ply(include_objects=True)
     assert bare.ply == ref.export_ply(include_objects=False)
     assert full.num_points - bare.num_points == ref.num_object_points
+    # one object in its own frame (what a viewer draws under its own transform)
+    only = stub.ExportScene(cache_pb2.ExportSceneRequest(scene_id=sid, object_id=0))
+    pts, cols = cube_cloud()
+    assert only.num_points == len(pts) and only.ply == ref.export_object(0)[0]
+    body = np.frombuffer(
+        only.ply[only.ply.index(b"end_header\n") + 11 :], dtype=[("p", "<f4", 3), ("c", "u1", 3)]
+    )
+    np.testing.assert_allclose(body["p"], pts, atol=1e-6)
+    np.testing.assert_array_equal(body["c"], cols)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.ExportScene(cache_pb2.ExportSceneRequest(scene_id=sid, object_id=7))
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND and "object_id" in exc.value.details()
     info = stub.GetScene(cache_pb2.GetSceneRequest(scene_id=sid)).scene
     assert info.device_bytes == ref.device_bytes() and info.device == "cpu"
     assert info.seed_camera.width == W and np.allclose(info.seed_camera.intrinsics, rgbd()[2].ravel())

@@ -492,21 +492,30 @@ class Scene:
         parts = [self.slot_points(i) for i in range(self.num_slots)]
         if include_objects:
             parts += [self.object_points(oid) for oid in self.object_ids]
-        pts = np.concatenate([p for p, _ in parts]).astype("<f4")
-        col = np.concatenate([c for _, c in parts]).astype(np.uint8)
-        rec = np.empty(
-            len(pts),
-            dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")],
-        )
-        rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-        rec["red"], rec["green"], rec["blue"] = col[:, 0], col[:, 1], col[:, 2]
-        header = (
-            "ply\nformat binary_little_endian 1.0\ncomment objvid cache export\n"
-            f"element vertex {len(pts)}\n"
-            "property float x\nproperty float y\nproperty float z\n"
-            "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
-        )
-        return header.encode("ascii") + rec.tobytes(), len(pts)
+        return ply_bytes(np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts]))
+
+    def export_object(self, oid: int) -> tuple[bytes, int]:
+        """(PLY bytes as ``export``, point count) of one object's points in the object's own frame."""
+        return ply_bytes(*self.object_points(oid, world=False))
+
+
+def ply_bytes(pts: np.ndarray, col: np.ndarray) -> tuple[bytes, int]:
+    """(N, 3) points and (N, 3) uint8 colours -> (binary little-endian PLY (float32 xyz, uchar rgb), N)."""
+    pts = np.asarray(pts).astype("<f4")
+    col = np.asarray(col).astype(np.uint8)
+    rec = np.empty(
+        len(pts),
+        dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")],
+    )
+    rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+    rec["red"], rec["green"], rec["blue"] = col[:, 0], col[:, 1], col[:, 2]
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment objvid cache export\n"
+        f"element vertex {len(pts)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    return header.encode("ascii") + rec.tobytes(), len(pts)
 
 
 def _source_P(K: np.ndarray, w2c: np.ndarray) -> np.ndarray:

@@ -210,7 +210,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     def ExportScene(self, request, context):
         with self.store.use(self._scene_id(request), context) as entry:
             with self.store.device(context):
-                ply, count = entry.scene.export(include_objects=not request.exclude_objects)
+                if request.HasField("object_id"):
+                    self._require_object(entry, request.object_id)
+                    ply, count = entry.scene.export_object(request.object_id)
+                else:
+                    ply, count = entry.scene.export(include_objects=not request.exclude_objects)
         if len(ply) > wire.MAX_MESSAGE_BYTES - 1024:
             raise LimitExceeded(f"scene_id: the export is {len(ply)} bytes, over the message limit")
         return cache_pb2.ExportSceneResponse(ply=ply, num_points=count)

@@ -337,12 +337,14 @@ class DeleteSceneResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExportSceneRequest(_message.Message):
-    __slots__ = ("scene_id", "exclude_objects")
+    __slots__ = ("scene_id", "exclude_objects", "object_id")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     exclude_objects: bool
-    def __init__(self, scene_id: _Optional[str] = ..., exclude_objects: _Optional[bool] = ...) -> None: ...
+    object_id: int
+    def __init__(self, scene_id: _Optional[str] = ..., exclude_objects: _Optional[bool] = ..., object_id: _Optional[int] = ...) -> None: ...
 
 class ExportSceneResponse(_message.Message):
     __slots__ = ("ply", "num_points")

@@ -100,7 +100,7 @@ def studio(room, tmp_path_factory):
     marker = uuid.uuid4().hex
     env = dict(os.environ, OBJVID_TEST_MARK=marker)
     cmd = [sys.executable, "-m", "objvid.client", "studio", "--image", room["image"], "--depth", room["depth"],
-           "--intrinsics", room["intrinsics"], "--object", room["object"], "--width", str(W), "--height",
+           "--intrinsics", room["intrinsics"], "--object", room["object"], "--object-height", "0.8", "--width", str(W), "--height",
            str(H), "--frames", str(FRAMES), "--backend", "preview", "--device", "cpu", "--port", "0",
            "--workdir", str(work), "--quiet"]  # fmt: skip
     proc = subprocess.Popen(

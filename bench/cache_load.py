@@ -384,7 +384,9 @@ TRANSPORTS = {"grpc": ("grpc", False), "grpc-compact": ("grpc", True), "shm": ("
               "shm-compact": ("shm", True)}  # fmt: skip
 
 
-def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray, variant: str = "grpc") -> dict:
+def run_clients(
+    args, scene_id: str, clients: int, requests: int, K: np.ndarray, variant: str = "grpc"
+) -> dict:
     """``clients`` concurrent clients (threads, or processes with ``--procs``) x ``requests`` Render calls,
     over ``variant`` (a ``TRANSPORTS`` key)."""
     transport, compact = TRANSPORTS[variant]
@@ -544,7 +546,9 @@ def main(argv: list[str] | None = None) -> dict:
         variants = [(v, int(c)) for v in args.transports.split(",") for c in args.clients.split(",")]
         for variant, n in variants:
             if variant not in TRANSPORTS:
-                raise SystemExit(f"--transports: unknown variant {variant!r} (one of {', '.join(TRANSPORTS)})")
+                raise SystemExit(
+                    f"--transports: unknown variant {variant!r} (one of {', '.join(TRANSPORTS)})"
+                )
             run = run_clients(args, info.scene_id, n, args.requests, K, variant)
             info_now = stub.GetScene(
                 cache_pb2.GetSceneRequest(scene_id=info.scene_id), metadata=metadata

@@ -75,7 +75,9 @@ def via_client(channel, sid: str, cams, compact: bool) -> dict:
     t0 = time.perf_counter()
     received = 0
     renders = masks = objects = None
-    for data in stream(cache_pb2.RenderTrajectoryRequest(scene_id=sid, cameras=cams, options=options), timeout=600):
+    for data in stream(
+        cache_pb2.RenderTrajectoryRequest(scene_id=sid, cameras=cams, options=options), timeout=600
+    ):
         received += len(data)
         f = decode_frame_bytes(data)
         if renders is None:
@@ -129,7 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
                     best = r
             if reference is None:
                 reference = (best["renders"], best["masks"])
-            same = bool(np.array_equal(best["renders"], reference[0]) and np.array_equal(best["masks"], reference[1]))
+            same = bool(
+                np.array_equal(best["renders"], reference[0]) and np.array_equal(best["masks"], reference[1])
+            )
             through = best["cache_to_client_bytes"] + best["client_to_model_bytes"] + video_bytes
             rows.append({"variant": variant, "through_client_bytes": through,
                          "cache_to_client_bytes": best["cache_to_client_bytes"],

@@ -12,9 +12,9 @@ import pytest
 from cache_service_helpers import (
     H,
     W,
+    cloud_msg,
     create_rgbd_scene,
     cube_cloud,
-    cloud_msg,
     matrix_transform,
     rgbd,
     start,
@@ -70,7 +70,9 @@ def _assert_same(frame, ref: dict) -> None:
         np.testing.assert_array_equal(got, ref[name], err_msg=name)
 
 
-@pytest.mark.parametrize("pack, fp16", [(False, False), (True, False), (True, True)], ids=["plain", "bits", "bits-fp16"])
+@pytest.mark.parametrize(
+    "pack, fp16", [(False, False), (True, False), (True, True)], ids=["plain", "bits", "bits-fp16"]
+)
 def test_shm_render_equals_grpc_render_bit_for_bit(server, pack, fp16):
     w2c = w2c_shift(0.05, -0.02, 0.1, yaw_deg=3.0)
     ref = _plain(server, w2c)  # uncompressed gRPC frame
@@ -187,7 +189,9 @@ def test_too_small_region_and_png_are_refused_and_nothing_is_written(server):
         req.options.encoding = cache_pb2.IMAGE_ENCODING_PNG
         with pytest.raises(grpc.RpcError) as err:
             server.stub.Render(req, timeout=30)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.encoding" in err.value.details()
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "options.encoding" in err.value.details()
+        )
     # the server keeps serving
     assert server.stub.Render(_shm_req(), timeout=30).frame.num_slots == 1
 

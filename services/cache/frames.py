@@ -27,7 +27,13 @@ import numpy as np
 from objvid.runtime import protowire, wire
 from objvid.v1 import cache_pb2, types_pb2
 
-_TORCH_TO_NP = {"uint8": np.uint8, "bool": np.uint8, "float32": np.float32, "int16": np.int16, "float16": np.float16}
+_TORCH_TO_NP = {
+    "uint8": np.uint8,
+    "bool": np.uint8,
+    "float32": np.float32,
+    "int16": np.int16,
+    "float16": np.float16,
+}
 _BIT_WEIGHTS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 

@@ -40,8 +40,8 @@ from .io_limits import LoadLimits
 from .metrics import CacheMetrics, RenderStages
 from .parse_pool import ParsePool
 from .requests import (
-    check_shm_request,
     Limits,
+    check_shm_request,
     decode_camera,
     decode_cloud,
     decode_transform,

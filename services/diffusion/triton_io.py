@@ -30,8 +30,8 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
-from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource, decode_source
 from objvid.diffusion.base import ChunkInputs, GenerateOptions, Progress, VideoModel, validate_chunk
+from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource, decode_source
 from objvid.runtime import errors
 from objvid.serving.status import is_device_oom
 from objvid.v1 import diffusion_pb2

@@ -80,5 +80,7 @@ def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict
 def unpack_mask_bits(bits: np.ndarray, width: int, name: str = "mask_bits") -> np.ndarray:
     """(N, H, ceil(W / 8)) uint8 bit-packed masks (least significant bit first) -> (N, H, W) uint8 0/1."""
     if bits.dtype != np.uint8 or bits.ndim != 3 or width <= 0 or (width + 7) // 8 != bits.shape[-1]:
-        raise ValueError(f"{name}: expected uint8 (N, H, ceil({width} / 8)), got {bits.dtype} {list(bits.shape)}")
+        raise ValueError(
+            f"{name}: expected uint8 (N, H, ceil({width} / 8)), got {bits.dtype} {list(bits.shape)}"
+        )
     return np.unpackbits(bits, axis=-1, count=width, bitorder="little")

@@ -124,7 +124,9 @@ class RegionWriter:
         try:
             st = os.stat(path)
         except OSError:
-            raise ValueError(f"shm.name: no shared-memory region {name!r} on the cache server's host") from None
+            raise ValueError(
+                f"shm.name: no shared-memory region {name!r} on the cache server's host"
+            ) from None
         if st.st_size != size:
             raise ValueError(f"shm.size: the region is {st.st_size} bytes, the request says {size}")
         with self._lock:

@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
              "ms_min": min(times[n]), "ms_all": times[n], "vs_first": base / statistics.median(times[n]),
              "identical_outputs": same[n]} for n in names]  # fmt: skip
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"fused zbuffer + {args.object_points // 1000}k object, {T} frames {H}x{W}, {dev_name}, backend {backend}")
+    print(
+        f"fused zbuffer + {args.object_points // 1000}k object, {T} frames {H}x{W}, {dev_name}, backend {backend}"
+    )
     print(f"{'candidate':<24s} {'ms median':>10s} {'ms min':>8s} {'speedup':>8s} {'identical':>9s}")
     for r in sorted(rows, key=lambda r: r["ms_median"]):
         print(f"{r['candidate']:<24s} {r['ms_median']:>10.3f} {r['ms_min']:>8.3f} {r['vs_first']:>7.3f}x "

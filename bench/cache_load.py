@@ -282,17 +282,16 @@ class _shm_render:
     of the serialized RenderResponse the server wrote there (decoded like the gRPC bytes)."""
 
     def __init__(self, call, cfg: dict, options: cache_pb2.RenderOptions):
-        from objvid.client.frame_render import frame_bytes_estimate
-        from objvid.runtime.shm import ClientRegion
+        from objvid.runtime.shm import ClientRegion, frame_bytes_estimate
 
         self.call = call
         self.region = ClientRegion(frame_bytes_estimate(cfg["width"], cfg["height"], 4, options))
 
     def __call__(self, req, metadata=None, timeout=None):
-        from objvid.client.frame_render import _shm_bytes
+        from objvid.runtime.shm import response_shm_bytes
 
         req.shm.name, req.shm.size, req.shm.key = self.region.name, self.region.size, self.region.key
-        return self.region.view(_shm_bytes(self.call(req, metadata=metadata, timeout=timeout)))
+        return self.region.view(response_shm_bytes(self.call(req, metadata=metadata, timeout=timeout)))
 
     def close(self):
         self.region.close()

@@ -203,6 +203,9 @@ def main(argv=None) -> dict:
            "torch": torch.__version__}  # fmt: skip
     if torch.cuda.is_available() and not args.small:
         res["gpu"] = torch.cuda.get_device_name()
+    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ("diffusion_chunk_small.json" if args.small else "diffusion_chunk.json")
     for phase in args.phases.split(","):
         try:
             res[phase] = {"chunk": phase_chunk, "compile-cache": phase_compile_cache}[phase](args)
@@ -211,10 +214,7 @@ def main(argv=None) -> dict:
 
             res[phase] = {"error": traceback.format_exc()}
             print(f"{phase} failed: {exc!r}", flush=True)
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ("diffusion_chunk_small.json" if args.small else "diffusion_chunk.json")
-    path.write_text(json.dumps(res, indent=2, default=str))
+        path.write_text(json.dumps(res, indent=2, default=str))  # after every phase: a timeout keeps the rest
     chunk = res.get("chunk", {})
     if "variants" in chunk:
         print(f"\n{'variant':<8s} {'total s':>8s} {'encode s':>9s} {'s/step':>8s} {'decode s':>9s} {'35-step s':>10s} "

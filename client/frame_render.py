@@ -24,7 +24,7 @@ import grpc
 
 from objvid.client.calls import service_error, wait_connected
 from objvid.client.frames import RenderedFrame, frame_from_bytes
-from objvid.runtime import protowire, shm
+from objvid.runtime import shm
 from objvid.v1 import cache_pb2
 
 log = logging.getLogger("objvid.client")
@@ -38,16 +38,6 @@ def is_loopback(address: str) -> bool:
     separate them: the negotiation then falls back)."""
     host = address.rsplit(":", 1)[0].strip("[]") if not address.startswith("unix:") else "unix"
     return host in ("unix", "localhost", "::1") or host.startswith("127.")
-
-
-def frame_bytes_estimate(width: int, height: int, slots: int, options: cache_pb2.RenderOptions) -> int:
-    """Upper bound of a serialized ``RenderResponse`` (the region's first size)."""
-    outs = set(options.outputs) or {cache_pb2.RENDER_OUTPUT_RGB, cache_pb2.RENDER_OUTPUT_MASK}
-    per_px = 3 * (cache_pb2.RENDER_OUTPUT_RGB in outs)
-    per_px += (0.125 if options.pack_masks else 1) * (cache_pb2.RENDER_OUTPUT_MASK in outs)
-    per_px += (2 if options.depth_fp16 else 4) * (cache_pb2.RENDER_OUTPUT_DEPTH in outs)
-    per_px += 2 * (cache_pb2.RENDER_OUTPUT_OBJECT_MASK in outs)
-    return int(per_px * width * height * slots) + 4096 * slots + 4096
 
 
 class FrameRenderer:
@@ -104,7 +94,7 @@ class FrameRenderer:
 
     def _render_shm(self, request: cache_pb2.RenderRequest, copy: bool) -> RenderedFrame | None:
         cam = request.camera
-        need = frame_bytes_estimate(cam.width, cam.height, self.slots_hint, request.options)
+        need = shm.frame_bytes_estimate(cam.width, cam.height, self.slots_hint, request.options)
         for _ in range(3):
             try:
                 region = self._region(need)
@@ -126,7 +116,7 @@ class FrameRenderer:
                 if self.requested == "shm":
                     raise service_error("cache", "Render", err) from None
                 return self._give_up(details)
-            nbytes = _shm_bytes(data)
+            nbytes = shm.response_shm_bytes(data)
             if nbytes == 0:  # a server without the shared-memory transport answered with the frame itself
                 self._give_up("the server ignores RenderRequest.shm")
                 return frame_from_bytes(data, 0, "Render")
@@ -151,11 +141,3 @@ class FrameRenderer:
             for region in self._regions:
                 region.close()
             self._regions.clear()
-
-
-def _shm_bytes(data: bytes) -> int:
-    """``RenderResponse.shm_bytes`` of a serialized answer (0 when absent)."""
-    for field, wire_type, value in protowire.fields(memoryview(data), "Render"):
-        if field == 21 and wire_type == protowire.VARINT:
-            return value
-    return 0

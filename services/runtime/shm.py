@@ -28,6 +28,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from objvid.runtime import protowire
+from objvid.v1 import cache_pb2
+
 MAGIC = b"OBJVIDSM"
 KEY_BYTES = 16
 #: Frame data starts here (header: magic, key, zero padding).
@@ -189,3 +192,21 @@ def _close(mm: mmap.mmap) -> None:
         mm.close()
     except BufferError:  # a write in flight still views it; the mapping goes with that view
         pass
+
+
+def frame_bytes_estimate(width: int, height: int, slots: int, options: cache_pb2.RenderOptions) -> int:
+    """Upper bound of a serialized ``RenderResponse`` (the region's first size)."""
+    outs = set(options.outputs) or {cache_pb2.RENDER_OUTPUT_RGB, cache_pb2.RENDER_OUTPUT_MASK}
+    per_px = 3 * (cache_pb2.RENDER_OUTPUT_RGB in outs)
+    per_px += (0.125 if options.pack_masks else 1) * (cache_pb2.RENDER_OUTPUT_MASK in outs)
+    per_px += (2 if options.depth_fp16 else 4) * (cache_pb2.RENDER_OUTPUT_DEPTH in outs)
+    per_px += 2 * (cache_pb2.RENDER_OUTPUT_OBJECT_MASK in outs)
+    return int(per_px * width * height * slots) + 4096 * slots + 4096
+
+
+def response_shm_bytes(data: bytes) -> int:
+    """``RenderResponse.shm_bytes`` of a serialized answer (0 when absent)."""
+    for field, wire_type, value in protowire.fields(memoryview(data), "Render"):
+        if field == 21 and wire_type == protowire.VARINT:
+            return value
+    return 0

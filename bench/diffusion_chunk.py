@@ -198,6 +198,7 @@ def main(argv=None) -> dict:
     p.add_argument("--height", type=int, default=704)
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--small", action="store_true", help="tiny CPU check of the script")
+    p.add_argument("--out", help="JSON path (default $OUT/diffusion_chunk.json or bench/results/)")
     args = p.parse_args(argv)
     res = {"benchmark": "diffusion_chunk", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": vars(args),
            "torch": torch.__version__}  # fmt: skip
@@ -205,7 +206,12 @@ def main(argv=None) -> dict:
         res["gpu"] = torch.cuda.get_device_name()
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("diffusion_chunk_small.json" if args.small else "diffusion_chunk.json")
+    path = (
+        Path(args.out)
+        if args.out
+        else out / ("diffusion_chunk_small.json" if args.small else "diffusion_chunk.json")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
     for phase in args.phases.split(","):
         try:
             res[phase] = {"chunk": phase_chunk, "compile-cache": phase_compile_cache}[phase](args)

@@ -102,20 +102,27 @@ def phase_chunk(args) -> dict:
     net_in = db.net_args(dit_cfg, latent, 1, device, dtype, ctx)
     rows, videos, forwards = {}, {}, {}
     for variant in args.variants.split(","):
-        if variant == "fp8":
-            n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
-                                      reference=True if args.small else None)  # fmt: skip
-            print(f"fp8: {n} linears quantized", flush=True)
-        if not args.small:  # compile / autotune outside the timed run
-            run_chunk(model, chunk, argparse.Namespace(**{**vars(args), "steps": 1}), device)
-        video, row = run_chunk(model, chunk, args, device)
-        with torch.no_grad():
-            forwards[variant] = net(*net_in, fps=24.0).float().cpu()
+        try:
+            if variant == "fp8":
+                n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
+                                          reference=True if args.small else None)  # fmt: skip
+                print(f"fp8: {n} linears quantized", flush=True)
+            if not args.small:  # compile / autotune outside the timed run
+                run_chunk(model, chunk, argparse.Namespace(**{**vars(args), "steps": 1}), device)
+            video, row = run_chunk(model, chunk, args, device)
+            with torch.no_grad():
+                forwards[variant] = net(*net_in, fps=24.0).float().cpu()
+        except Exception:  # noqa: BLE001 - keep the other variant's numbers
+            import traceback
+
+            rows[variant] = {"error": traceback.format_exc()[-3000:]}
+            print(f"{variant} failed:\n{rows[variant]['error']}", flush=True)
+            continue
         rows[variant], videos[variant] = row, video
         print(f"{variant}: {json.dumps({k: round(v, 3) for k, v in row.items()})}", flush=True)
     if "bf16" in videos:
         ref = videos["bf16"].astype(np.int16)
-        for variant, video in videos.items():
+        for variant, video in videos.items():  # variants that ran
             diff = np.abs(video.astype(np.int16) - ref)
             mse = float((diff.astype(np.float64) ** 2).mean())
             rows[variant]["video_mean_abs_diff"] = float(diff.mean())
@@ -226,6 +233,9 @@ def main(argv=None) -> dict:
         print(f"\n{'variant':<8s} {'total s':>8s} {'encode s':>9s} {'s/step':>8s} {'decode s':>9s} {'35-step s':>10s} "
               f"{'mean|d|':>8s} {'PSNR dB':>8s} {'DiT rel':>8s}")  # fmt: skip
         for v, r in chunk["variants"].items():
+            if "error" in r:
+                print(f"{v:<8s} failed (see JSON)")
+                continue
             print(f"{v:<8s} {r['seconds']:>8.1f} {r['encode_s']:>9.2f} {r['step_s']:>8.3f} {r['decode_s']:>9.2f} "
                   f"{r['chunk_35_steps_s']:>10.1f} {r.get('video_mean_abs_diff', 0):>8.3f} "
                   f"{r.get('video_psnr_db', 0):>8.1f} {r.get('dit_forward_rel_l2', 0):>8.4f}")  # fmt: skip

@@ -8,7 +8,9 @@ optionally with an object). Prints throughput, p50/p99 latency, errors and serve
 ``$OUT/cache_load.json`` when $OUT is set, else ``bench/results/cache_load-<device>-<H>x<W>.json``).
 
 GPU target (lead runs it): ``--spawn --device cuda --height 704 --width 1280 --outputs rgb,mask,depth
---clients 1,8``: p50 <= 15 ms and >= 100 frames/s with one client. Clients are threads of this process by
+--clients 1,8 --transports grpc,grpc-compact,shm,shm-compact``: over gRPC p50 <= 15 ms and >= 100
+frames/s with one client; same-host over shared memory (issue 18) p50 <= 8 ms and >= 150 frames/s.
+``--transports`` runs the variants side by side in one run (table at the end). Clients are threads of this process by
 default; ``--procs`` gives each its own process, so 8 clients do not share one GIL for decoding 7 MB
 responses. ``--small`` is a seconds-long CPU run.
 
@@ -275,6 +277,26 @@ def warm_up(stub, args, scene_id: str, K: np.ndarray, metadata) -> None:
                     metadata=metadata, timeout=300)  # fmt: skip
 
 
+class _shm_render:
+    """``render(req)`` over shared memory: fills ``req.shm`` with this client's region, returns a memoryview
+    of the serialized RenderResponse the server wrote there (decoded like the gRPC bytes)."""
+
+    def __init__(self, call, cfg: dict, options: cache_pb2.RenderOptions):
+        from objvid.runtime.shm import ClientRegion, frame_bytes_estimate
+
+        self.call = call
+        self.region = ClientRegion(frame_bytes_estimate(cfg["width"], cfg["height"], 4, options))
+
+    def __call__(self, req, metadata=None, timeout=None):
+        from objvid.runtime.shm import response_shm_bytes
+
+        req.shm.name, req.shm.size, req.shm.key = self.region.name, self.region.size, self.region.key
+        return self.region.view(response_shm_bytes(self.call(req, metadata=metadata, timeout=timeout)))
+
+    def close(self):
+        self.region.close()
+
+
 def client_worker(cfg: dict, i: int, start_at: float) -> dict:
     """One client: its own channel, ``WARMUP_CALLS`` untimed calls, then ``requests`` timed Render calls from ``start_at``
     (a ``time.time()`` value shared by all clients), each until the frame is decoded into numpy arrays.
@@ -299,6 +321,8 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
     decode = _decoder(cfg["decode"])
     metadata = wire.bearer_metadata(cfg["token"])
     options = cache_pb2.RenderOptions.FromString(cfg["options"])
+    if cfg["transport"] == "shm":  # this client's shared-memory region: the server writes frames there
+        render = _shm_render(render, cfg, options)
     K = np.array(cfg["K"]).reshape(3, 3)
     path = camera_path(max(cfg["requests"], 2))
     cams = [wire.encode_camera(K, w2c, cfg["width"], cfg["height"]) for w2c in path]
@@ -340,6 +364,8 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
             decodes.append(t2 - t1)
         del data, frame  # the response bytes go before the next call, as in an app that uses each frame once
     channel.close()
+    if hasattr(render, "close"):
+        render.close()
     gc_info = None
     if gc_clock is not None:
         gc_clock.close()
@@ -352,15 +378,25 @@ def client_worker(cfg: dict, i: int, start_at: float) -> dict:
             "late": late, "gc": gc_info}  # fmt: skip
 
 
-def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray) -> dict:
-    """``clients`` concurrent clients (threads, or processes with ``--procs``) x ``requests`` Render calls."""
+#: --transports variants: (transport, compact encodings: bit-packed masks + float16 depth).
+TRANSPORTS = {"grpc": ("grpc", False), "grpc-compact": ("grpc", True), "shm": ("shm", False),
+              "shm-compact": ("shm", True)}  # fmt: skip
+
+
+def run_clients(
+    args, scene_id: str, clients: int, requests: int, K: np.ndarray, variant: str = "grpc"
+) -> dict:
+    """``clients`` concurrent clients (threads, or processes with ``--procs``) x ``requests`` Render calls,
+    over ``variant`` (a ``TRANSPORTS`` key)."""
+    transport, compact = TRANSPORTS[variant]
     options = _options(args)
+    options.pack_masks = options.depth_fp16 = compact
     cfg = {
         "address": args.address, "tls_ca": args.tls_ca, "token": args.token, "scene_id": scene_id,
         "K": np.asarray(K, np.float64).ravel().tolist(), "width": args.width, "height": args.height,
         "options": options.SerializeToString(), "requests": requests, "timeout": args.timeout,
         "decode": args.decode, "outputs": args.outputs.split(","), "procs": args.procs,
-        "client_malloc_reuse": bool(args.client_malloc_reuse),
+        "client_malloc_reuse": bool(args.client_malloc_reuse), "transport": transport,
     }  # fmt: skip
     if args.procs:
         import multiprocessing as mp
@@ -411,6 +447,7 @@ def run_clients(args, scene_id: str, clients: int, requests: int, K: np.ndarray)
         client["gc_ms_total"] = sum(g["ms_total"] for g in gcs)
         client["gc_longest_ms"] = max(g["longest_ms"] for g in gcs)
     return {
+        "transport": variant,
         "clients": clients,
         "client_kind": "process" if args.procs else "thread",
         "decode": args.decode,
@@ -446,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--outputs", default="rgb,mask,depth", help="comma-separated: rgb,mask,depth,object_mask")
     p.add_argument("--encoding", choices=("raw", "png"), default="raw")
+    p.add_argument(
+        "--transports", default="grpc",
+        help="comma-separated variants, each run with every --clients count, side by side: grpc (bytes in "
+        "the response), grpc-compact (bit-packed masks, float16 depth), shm (frame written into the "
+        "client's /dev/shm region; same host only), shm-compact",
+    )  # fmt: skip
     p.add_argument("--mode", choices=tuple(_MODES), default="fused")
     p.add_argument("--splat", choices=tuple(_SPLATS), default="gen3c")
     p.add_argument("--object-points", type=int, default=50_000, help="object added to the scene (0 = none)")
@@ -499,8 +542,13 @@ def main(argv: list[str] | None = None) -> dict:
         warm_up(stub, args, info.scene_id, K, metadata)
         memory_before = {"rss": server.rss() if server else None, **_scrape(args.metrics_url)}
         runs = []
-        for n in [int(c) for c in args.clients.split(",")]:
-            run = run_clients(args, info.scene_id, n, args.requests, K)
+        variants = [(v, int(c)) for v in args.transports.split(",") for c in args.clients.split(",")]
+        for variant, n in variants:
+            if variant not in TRANSPORTS:
+                raise SystemExit(
+                    f"--transports: unknown variant {variant!r} (one of {', '.join(TRANSPORTS)})"
+                )
+            run = run_clients(args, info.scene_id, n, args.requests, K, variant)
             info_now = stub.GetScene(
                 cache_pb2.GetSceneRequest(scene_id=info.scene_id), metadata=metadata
             ).scene
@@ -511,7 +559,7 @@ def main(argv: list[str] | None = None) -> dict:
             }
             runs.append(run)
             print(
-                f"clients={n:<3d} frames={run['frames']:<6d} fps={run['throughput_fps']:8.1f} "
+                f"{variant:<13s} clients={n:<3d} frames={run['frames']:<6d} fps={run['throughput_fps']:8.1f} "
                 f"p50={run['p50_ms']:7.2f}ms p99={run['p99_ms']:7.2f}ms errors={run['errors']} "
                 f"rss={_mb(run['memory'].get('rss') or run['memory'].get('process_resident_memory_bytes'))} "
                 f"device={_mb(run['memory'].get('objvid_cache_device_bytes', info_now.device_bytes))}",
@@ -524,6 +572,10 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         if server is not None:
             server.stop()
+    print(f"\n{'transport':<13s} {'clients':>7s} {'fps':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    for run in runs:
+        print(f"{run['transport']:<13s} {run['clients']:>7d} {run['throughput_fps']:>8.1f} {run['p50_ms']:>8.2f} "
+              f"{run['p99_ms']:>8.2f} {run['errors']:>6d}")  # fmt: skip
     result = {
         "benchmark": "cache_load",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

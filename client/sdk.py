@@ -25,6 +25,7 @@ import numpy as np
 
 from objvid.client.calls import Deadlines, RetryPolicy, service_error, wait_connected
 from objvid.client.errors import ServiceError
+from objvid.client.frame_render import FrameRenderer
 from objvid.client.frames import LiftedView, RenderedFrame, frame_from_bytes
 from objvid.client.session import SceneSession
 from objvid.client.transport import Transport, check_token_transport
@@ -53,6 +54,8 @@ class ObjvidClient:
     token: bearer token sent on every call; tls_ca: PEM path or bytes (TLS to every server when set);
     tls_cert / tls_key: a client certificate and its key (mTLS; PEM paths or bytes). A token is refused
     over plaintext to a non-loopback address unless ``allow_insecure_token`` (``objvid.client.transport``).
+    render_transport: ``render``'s transport, ``auto`` (shared memory with a same-host cache server,
+    else gRPC), ``shm`` or ``grpc``.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class ObjvidClient:
         allow_insecure_token: bool = False,
         deadlines: Deadlines | None = None,
         retry: RetryPolicy | None = None,
+        render_transport: str = "auto",
     ):
         self.depth_addr, self.cache_addr, self.triton_addr = depth_addr, cache_addr, triton_addr
         self.token = token
@@ -80,6 +84,8 @@ class ObjvidClient:
         self._ca = self.transport.ca
         self._metadata = wire.bearer_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
+        self.render_transport = render_transport  # per-frame Render: auto | shm | grpc (frame_render.py)
+        self._frames: FrameRenderer | None = None
         self._depth = self._cache = self._render_stream = None
         if depth_addr:
             self._depth = depth_pb2_grpc.DepthServiceStub(self._channel(depth_addr))
@@ -112,6 +118,9 @@ class ObjvidClient:
         return self._channels[address]
 
     def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
@@ -263,8 +272,10 @@ class ObjvidClient:
 
     @staticmethod
     def render_options(mode: str = "fused", outputs: Sequence[str] = ("rgb", "mask"), png: bool = False,
-                       splat: str = "gen3c", object_radius_px: float = 0.0) -> cache_pb2.RenderOptions:  # fmt: skip
-        """Cache render options; object_radius_px 0 = the cache server's default."""
+                       splat: str = "gen3c", object_radius_px: float = 0.0, pack_masks: bool = False,
+                       depth_fp16: bool = False) -> cache_pb2.RenderOptions:  # fmt: skip
+        """Cache render options; object_radius_px 0 = the cache server's default; pack_masks: masks travel
+        as bits (decoded to the same arrays); depth_fp16: depth travels (and arrives) as float16."""
         if mode not in RENDER_MODES:
             raise ValueError(f"render mode must be one of {', '.join(RENDER_MODES)}, got {mode!r}")
         return cache_pb2.RenderOptions(
@@ -273,7 +284,22 @@ class ObjvidClient:
             outputs=[RENDER_OUTPUTS[o] for o in outputs],
             encoding=cache_pb2.IMAGE_ENCODING_PNG if png else cache_pb2.IMAGE_ENCODING_RAW,
             object_radius_px=object_radius_px,
+            pack_masks=pack_masks,
+            depth_fp16=depth_fp16,
         )
+
+    def render(self, scene_id: str, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
+               options: cache_pb2.RenderOptions, copy: bool = True) -> RenderedFrame:  # fmt: skip
+        """One camera (K (3, 3), w2c (4, 4)) -> RenderedFrame; over shared memory when the cache server is
+        on this host (``transport`` of the constructor, :mod:`objvid.client.frame_render`), else gRPC bytes.
+        copy=False: shared-memory arrays are views valid until this thread's next ``render``."""
+        if self._frames is None:
+            channel = self._channel(self._need(self.cache_addr, "cache"))
+            self._frames = FrameRenderer(channel, self.cache_addr, self._metadata, self.deadlines.unary,
+                                         self.render_transport, self.retry.connect_wait)  # fmt: skip
+        req = cache_pb2.RenderRequest(scene_id=scene_id, camera=wire.encode_camera(K, w2c, width, height),
+                                      options=options)  # fmt: skip
+        return self._frames.render(req, copy)
 
     def render_trajectory(self, scene_id: str, Ks: np.ndarray, w2cs: np.ndarray, width: int, height: int,
                           options: cache_pb2.RenderOptions) -> Iterator[RenderedFrame]:  # fmt: skip
@@ -319,18 +345,28 @@ class ObjvidClient:
         """True when Triton is ready (and ``model`` is loaded and ready)."""
         return self._diffusion_client().ready(model)
 
-    def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarray,
-                       options: diffusion_pb2.GenerateOptions | None = None,
+    def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray | None,
+                       masks: np.ndarray | None, options: diffusion_pb2.GenerateOptions | None = None,
                        on_progress: Callable[[diffusion_pb2.GenerateProgress], None] | None = None,
+                       source: diffusion_pb2.RenderSource | None = None,
                        ) -> tuple[np.ndarray, diffusion_pb2.GenerateProgress | None]:  # fmt: skip
         """One chunk through Triton's streaming API (sent once, see :mod:`objvid.client.triton`).
 
         first_frame (H, W, 3) uint8; renders (T, N, H, W, 3) uint8; masks (T, N, H, W) uint8 (1 = rendered).
+        renders = masks = None with ``source`` (``render_source``): the model fetches the renders from its
+        cache itself; they never pass through this client.
         Returns (video (T, H, W, 3) uint8, the last progress message).
         """
         return self._diffusion_client().generate_chunk(
-            model, first_frame, renders, masks, options, on_progress
+            model, first_frame, renders, masks, options, on_progress, source
         )
+
+    @staticmethod
+    def render_source(scene_id: str, Ks: np.ndarray, w2cs: np.ndarray, width: int, height: int,
+                      options: cache_pb2.RenderOptions | None = None) -> diffusion_pb2.RenderSource:  # fmt: skip
+        """A chunk's renders by reference (scene + cameras), for ``generate_chunk(..., source=...)``."""
+        cams = [wire.encode_camera(K, w, width, height) for K, w in zip(Ks, w2cs, strict=True)]
+        return diffusion_pb2.RenderSource(scene_id=scene_id, cameras=cams, options=options)
 
 
 __all__ = ["Deadlines", "LiftedView", "ObjvidClient", "RenderedFrame", "RetryPolicy", "SceneSession"]

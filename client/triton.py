@@ -129,17 +129,20 @@ class DiffusionClient:
         except InferenceServerException as exc:
             raise triton_error(model, exc, False) from None
 
-    def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarray,
-                       options: diffusion_pb2.GenerateOptions | None = None,
+    def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray | None,
+                       masks: np.ndarray | None, options: diffusion_pb2.GenerateOptions | None = None,
                        on_progress: Callable[[diffusion_pb2.GenerateProgress], None] | None = None,
+                       source: diffusion_pb2.RenderSource | None = None,
                        ) -> tuple[np.ndarray, diffusion_pb2.GenerateProgress | None]:  # fmt: skip
         """One chunk. first_frame (H, W, 3) uint8; renders (T, N, H, W, 3) uint8; masks (T, N, H, W) uint8
-        (1 = rendered). Returns (video (T, H, W, 3) uint8, the last progress message)."""
+        (1 = rendered); or, with renders = masks = None, ``source``: the model fetches them from its cache
+        (RENDER_SOURCE, ``objvid.diffusion.cache_source``). Returns (video (T, H, W, 3) uint8, the last
+        progress message)."""
         from tritonclient.utils import InferenceServerException
 
         client = self._connect()
         self._check_ready(client, model)
-        inputs = _infer_inputs(first_frame, renders, masks, options)
+        inputs = _infer_inputs(first_frame, renders, masks, options, source)
         responses: queue.Queue = queue.Queue()
         client.start_stream(callback=lambda result, error: responses.put((result, error)),
                             stream_timeout=self.deadlines.generate_chunk, headers=self._headers)  # fmt: skip
@@ -180,12 +183,19 @@ class DiffusionClient:
                 return video, last
 
 
-def _infer_inputs(first_frame, renders, masks, options) -> list:
-    """The model's inputs (triton_io's layout): FIRST_FRAME, RENDERS, MASKS uint8 and OPTIONS (bytes)."""
+def _infer_inputs(first_frame, renders, masks, options, source=None) -> list:
+    """The model's inputs (triton_io's layout): FIRST_FRAME, RENDERS, MASKS uint8 (or RENDER_SOURCE) and
+    OPTIONS (bytes)."""
     import tritonclient.grpc as tgrpc
 
     inputs = []
+    if source is not None:
+        src = tgrpc.InferInput("RENDER_SOURCE", [1], "BYTES")
+        src.set_data_from_numpy(np.array([source.SerializeToString()], dtype=np.object_))
+        inputs.append(src)
     for name, arr in (("FIRST_FRAME", first_frame), ("RENDERS", renders), ("MASKS", masks)):
+        if arr is None:
+            continue
         arr = np.ascontiguousarray(arr, dtype=np.uint8)
         inp = tgrpc.InferInput(name, list(arr.shape), "UINT8")
         inp.set_data_from_numpy(arr)

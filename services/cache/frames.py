@@ -27,20 +27,61 @@ import numpy as np
 from objvid.runtime import protowire, wire
 from objvid.v1 import cache_pb2, types_pb2
 
-_TORCH_TO_NP = {"uint8": np.uint8, "bool": np.uint8, "float32": np.float32, "int16": np.int16}
+_TORCH_TO_NP = {
+    "uint8": np.uint8,
+    "bool": np.uint8,
+    "float32": np.float32,
+    "int16": np.int16,
+    "float16": np.float16,
+}
+_BIT_WEIGHTS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Device -> host
 
 
-def outputs_to_host(out, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def pack_mask_bits(mask):
+    """(..., W) bool / 0-1 tensor -> (..., ceil(W / 8)) uint8 on its device; bit j (least significant
+    first) of byte i is pixel 8 * i + j (``np.packbits(..., bitorder="little")``)."""
+    import torch
+
+    x = mask.to(torch.uint8)
+    pad = (-x.shape[-1]) % 8
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad))
+    x = x.reshape(*x.shape[:-1], -1, 8)
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=x.device)
+    return (x * weights).sum(-1, dtype=torch.uint8)
+
+
+def outputs_to_host(out, names: tuple[str, ...], pack_masks: bool = False, depth_fp16: bool = False,
+                    object_mask_slots: int = 0) -> dict:  # fmt: skip
     """RenderOutput tensors (T, N, H, W[, 3]) -> host numpy arrays; bool masks become uint8 0/1.
 
+    pack_masks: ``mask`` becomes ``mask_bits`` (T, N, H, ceil(W / 8)) uint8 (and ``_mask_width`` = W),
+    packed on the device so 8x fewer bytes cross to the host; depth_fp16: ``depth`` as float16;
+    object_mask_slots k > 0: ``object_mask`` of the newest k slots only (T, k, H, W).
     CUDA: one packed device->host copy for all outputs (pinned staging memory); CPU: zero-copy views.
     The arrays stay valid as long as the returned dict lives.
     """
     tensors = {n: getattr(out, n) for n in names}
+    width = None
+    if pack_masks and "mask" in tensors:
+        width = tensors["mask"].shape[-1]
+        tensors = {("mask_bits" if n == "mask" else n): (pack_mask_bits(t) if n == "mask" else t)
+                   for n, t in tensors.items()}  # fmt: skip
+    if object_mask_slots and "object_mask" in tensors:
+        tensors["object_mask"] = tensors["object_mask"][:, :object_mask_slots]
+    if depth_fp16 and "depth" in tensors:
+        tensors["depth"] = tensors["depth"].half()
+    host = _to_host(tensors)
+    if width is not None:
+        host["_mask_width"] = width
+    return host
+
+
+def _to_host(tensors: dict) -> dict:
     first = next(iter(tensors.values()))
     if first.device.type != "cpu":
         return packed_to_host(tensors, pin=True)
@@ -101,6 +142,9 @@ def fill_frame(frame: cache_pb2.Frame, host: dict[str, np.ndarray], t: int, inde
         _fill_tensor(frame.depth, host["depth"][t])
     if "object_mask" in host:
         _fill_tensor(frame.object_mask, host["object_mask"][t])
+    if "mask_bits" in host:
+        _fill_tensor(frame.mask_bits, host["mask_bits"][t])
+        frame.mask_width = host["_mask_width"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,6 +175,9 @@ def _frame(host: dict[str, np.ndarray], t: int, index: int, png: bool) -> protow
         p.message_field(5, protowire.tensor(host["depth"][t]))
     if "object_mask" in host:
         p.message_field(6, protowire.tensor(host["object_mask"][t]))
+    if "mask_bits" in host:
+        p.message_field(21, protowire.tensor(host["mask_bits"][t]))
+        p.varint_field(22, host["_mask_width"])
     return p
 
 
@@ -139,6 +186,18 @@ def encode_render_response(host: dict[str, np.ndarray], t: int = 0, png: bool = 
     msg = protowire.Parts()
     msg.message_field(1, _frame(host, t, 0, png))
     return protowire.join(msg, _GIL_FREE_MIN)
+
+
+def write_render_response_shm(writer, region, host: dict[str, np.ndarray], t: int = 0) -> bytes:
+    """Write the serialized ``RenderResponse`` of camera ``t`` into the client's shared-memory ``region``
+    (``RenderRequest.shm``, via ``objvid.runtime.shm.RegionWriter``); returns the small serialized
+    ``RenderResponse`` that answers the call (``shm_bytes`` only). Raw encoding only (no PNG)."""
+    msg = protowire.Parts()
+    msg.message_field(1, _frame(host, t, 0, False))
+    n = writer.write(region.name, region.size, region.key, msg.chunks, msg.size)
+    answer = protowire.Parts()
+    answer.varint_field(21, n)  # RenderResponse.shm_bytes
+    return b"".join(answer.chunks)
 
 
 def encode_trajectory_response(

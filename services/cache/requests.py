@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from objvid.runtime import limits as runtime_limits
-from objvid.runtime import trajectory, wire
+from objvid.runtime import shm, trajectory, wire
 from objvid.runtime.geometry import check_intrinsics, check_transform, pose_matrix
 from objvid.runtime.limits import over, pixels_over
 from objvid.v1 import cache_pb2, types_pb2
@@ -178,6 +178,16 @@ class RenderSpec:
     footprint: int = 2
     object_radius_px: float | None = None
     foreground_masking: bool = False
+    #: Compact wire encodings (raw only): bit-packed masks, float16 depth.
+    pack_masks: bool = False
+    depth_fp16: bool = False
+    #: object_mask for the newest k slots only (0 = all).
+    object_mask_slots: int = 0
+
+    def wire_kwargs(self) -> dict:
+        """The compact encodings, as ``frames.outputs_to_host`` keywords."""
+        return {"pack_masks": self.pack_masks, "depth_fp16": self.depth_fp16,
+                "object_mask_slots": self.object_mask_slots}  # fmt: skip
 
     def kwargs(self) -> dict:
         kw = {"mode": self.mode, "splat": self.splat, "footprint": self.footprint, "outputs": self.outputs}
@@ -208,15 +218,26 @@ def parse_options(opts: cache_pb2.RenderOptions, name: str = "options") -> Rende
     if not math.isfinite(radius) or radius < 0 or radius > 7:
         raise ValueError(f"{name}.object_radius_px: must be in [0, 7] (0 = server default), got {radius}")
     order = [o for o in ("rgb", "mask", "depth", "object_mask") if o in outputs] or ["rgb", "mask"]
+    png = opts.encoding == 2
     return RenderSpec(
-        _MODES[opts.mode],
-        _SPLATS[opts.splat],
-        tuple(order),
-        opts.encoding == 2,
-        footprint,
-        radius or None,
-        bool(opts.foreground_masking),
-    )
+        _MODES[opts.mode], _SPLATS[opts.splat], tuple(order), png, footprint, radius or None,
+        bool(opts.foreground_masking), pack_masks=opts.pack_masks and not png, depth_fp16=opts.depth_fp16,
+        object_mask_slots=opts.object_mask_slots,
+    )  # fmt: skip
+
+
+def check_shm_request(request: cache_pb2.RenderRequest, spec: RenderSpec) -> cache_pb2.SharedMemoryRegion:
+    """``RenderRequest.shm`` checked before rendering (name, key, size; raw encoding only); the region
+    itself is opened and checked when the frame is written (``objvid.runtime.shm.RegionWriter``)."""
+    region = request.shm
+    shm.region_path(region.name, "shm.name")
+    if len(region.key) != shm.KEY_BYTES:
+        raise ValueError(f"shm.key: must be {shm.KEY_BYTES} bytes, got {len(region.key)}")
+    if region.size <= shm.HEADER:
+        raise ValueError(f"shm.size: must exceed the {shm.HEADER}-byte header, got {region.size}")
+    if spec.png:
+        raise ValueError("options.encoding: PNG frames cannot go through shared memory (use raw)")
+    return region
 
 
 # ---------------------------------------------------------------------------------------------------

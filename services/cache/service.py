@@ -24,10 +24,16 @@ import numpy as np
 
 from objvid.runtime import wire
 from objvid.runtime.memguard import HostMemoryGuard
+from objvid.runtime.shm import RegionWriter
 from objvid.serving.status import guard_stream, guard_unary
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
-from .frames import encode_render_response, encode_trajectory_response, outputs_to_host
+from .frames import (
+    encode_render_response,
+    encode_trajectory_response,
+    outputs_to_host,
+    write_render_response_shm,
+)
 from .info import describe_scene, object_info, scene_info
 from .io import DEFAULT_SAMPLE_POINTS, estimate_load_bytes
 from .io_limits import LoadLimits
@@ -35,6 +41,7 @@ from .metrics import CacheMetrics, RenderStages
 from .parse_pool import ParsePool
 from .requests import (
     Limits,
+    check_shm_request,
     decode_camera,
     decode_cloud,
     decode_transform,
@@ -88,6 +95,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self.load_limits = load_limits or LoadLimits(max_points=self.limits.max_points)
         self.parse_pool = parse_pool or ParsePool(limits=self.load_limits)
         self.host_guard = host_guard or HostMemoryGuard(0)
+        self._shm_writer = RegionWriter()  # same-host clients' shared-memory regions (Render)
         self.store = SceneStore(
             device,
             memory_budget,
@@ -358,6 +366,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             raise ValueError("camera: missing")
         K, w2c, width, height = decode_camera(request.camera, "camera", self.limits)
         spec = parse_options(request.options)
+        shm = check_shm_request(request, spec) if request.HasField("shm") else None
         with self.store.use(sid, context) as entry, self._render_memory(1, width, height, "camera"):
             scene = entry.scene
             t1 = time.perf_counter()
@@ -365,11 +374,14 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 t2 = time.perf_counter()
                 out = scene.render(w2c[None], K[None], height, width, **spec.kwargs())
                 t3 = time.perf_counter()
-                host = outputs_to_host(out, spec.outputs)
+                host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
                 del out
             t4 = time.perf_counter()
         self._count_frames(1)
-        data = encode_render_response(host, 0, spec.png)  # serialized RenderResponse
+        if shm is not None:  # same-host client: the frame goes into its region, the answer is its size
+            data = write_render_response_shm(self._shm_writer, shm, host)
+        else:
+            data = encode_render_response(host, 0, spec.png)  # serialized RenderResponse
         del host  # the pinned staging block goes back to torch's host cache now
         self.stages.observe(sid, t0, t1, t2, t3, t4, time.perf_counter())
         return data
@@ -396,7 +408,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     self.store.device(context),
                 ):
                     out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **spec.kwargs())
-                    host = outputs_to_host(out, spec.outputs)
+                    host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
                     del out
                 self._count_frames(stop - start)
                 # Serialized RenderTrajectoryResponse messages (encoded before the staging memory goes).

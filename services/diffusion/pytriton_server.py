@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from objvid.diffusion.base import VideoModel
+from objvid.diffusion.cache_source import CacheSource
 from objvid.diffusion.triton_io import INPUTS, OUTPUTS, ChunkError, run_chunk
 from objvid.serving import server as serving
 
@@ -82,12 +83,14 @@ def prepare_environment() -> None:
 def infer_function(model: VideoModel):
     """PyTriton decoupled inference callable for ``model``: yields one response list per streamed message."""
 
+    source = CacheSource.from_config()  # RENDER_SOURCE: OBJVID_DIFFUSION_CACHE_ADDRESS (cache_source.py)
+
     def infer(requests) -> Iterator[list[dict[str, np.ndarray]]]:
         if len(requests) != 1:  # max_batch_size 0, no batcher: Triton hands over one request per call
             raise ChunkError("INTERNAL", f"expected one request per call, got {len(requests)}")
         inputs = {name: requests[0].data.get(name) for name, *_ in INPUTS}
         try:
-            for outputs in run_chunk(model, inputs):
+            for outputs in run_chunk(model, inputs, source=source):
                 yield [outputs]
         except ChunkError as err:
             yield [{"PROGRESS": err.status_tensor(model)}]  # the typed status (see triton_io)

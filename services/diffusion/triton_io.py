@@ -5,7 +5,10 @@ The official Python-backend repository (``model_repository/*/1/model.py``) and t
 
 Inputs (``max_batch_size: 0``, shapes as sent):
   FIRST_FRAME uint8 [H, W, 3]; RENDERS uint8 [T, N, H, W, 3]; MASKS uint8 [T, N, H, W] (1 = rendered);
-  OPTIONS BYTES [1] = serialized ``objvid.v1.GenerateOptions`` (optional; absent = defaults).
+  OPTIONS BYTES [1] = serialized ``objvid.v1.GenerateOptions`` (optional; absent = defaults);
+  RENDER_SOURCE BYTES [1] = serialized ``objvid.v1.RenderSource`` INSTEAD of RENDERS + MASKS: the model
+  fetches the renders from its configured cache service (``objvid.diffusion.cache_source``), so they do
+  not pass through the client. Exactly one of (RENDERS + MASKS) and RENDER_SOURCE.
 Outputs (decoupled, several responses per request):
   PROGRESS BYTES [1] = serialized ``objvid.v1.GenerateProgress`` in every response;
   VIDEO uint8 [T, H, W, 3] in the last data response only (its PROGRESS has stage DONE).
@@ -28,6 +31,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
 from objvid.diffusion.base import ChunkInputs, GenerateOptions, Progress, VideoModel, validate_chunk
+from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource, decode_source
 from objvid.runtime import errors
 from objvid.serving.status import is_device_oom
 from objvid.v1 import diffusion_pb2
@@ -37,9 +41,10 @@ log = logging.getLogger("objvid.diffusion.triton")
 #: (name, numpy dtype, dims, optional); ``bytes`` = Triton TYPE_STRING / BYTES.
 INPUTS: tuple[tuple[str, type, tuple[int, ...], bool], ...] = (
     ("FIRST_FRAME", np.uint8, (-1, -1, 3), False),
-    ("RENDERS", np.uint8, (-1, -1, -1, -1, 3), False),
-    ("MASKS", np.uint8, (-1, -1, -1, -1), False),
+    ("RENDERS", np.uint8, (-1, -1, -1, -1, 3), True),
+    ("MASKS", np.uint8, (-1, -1, -1, -1), True),
     ("OPTIONS", bytes, (1,), True),
+    ("RENDER_SOURCE", bytes, (1,), True),
 )
 OUTPUTS: tuple[tuple[str, type, tuple[int, ...]], ...] = (
     ("VIDEO", np.uint8, (-1, -1, -1, 3)),
@@ -129,13 +134,28 @@ def decode_options(value: np.ndarray | bytes | None) -> GenerateOptions:
 
 
 def prepare_chunk(
-    model: VideoModel, inputs: Mapping[str, np.ndarray | None]
+    model: VideoModel, inputs: Mapping[str, np.ndarray | None], source: CacheSource | None = None
 ) -> tuple[ChunkInputs, GenerateOptions]:
-    """Decode and validate one request's tensors for ``model``; raise ValueError naming the problem."""
+    """Decode and validate one request's tensors for ``model``; raise ValueError naming the problem.
+
+    RENDER_SOURCE: the renders and masks are fetched from the cache at ``source`` (the server's config).
+    """
     for name, _, _, optional in INPUTS:
         if not optional and inputs.get(name) is None:
             raise ValueError(f"missing input {name}")
-    chunk = validate_chunk(inputs["FIRST_FRAME"], inputs["RENDERS"], inputs["MASKS"])
+    renders, masks = inputs.get("RENDERS"), inputs.get("MASKS")
+    if inputs.get("RENDER_SOURCE") is not None:
+        if renders is not None or masks is not None:
+            raise ValueError("RENDER_SOURCE: send either RENDERS + MASKS or RENDER_SOURCE, not both")
+        if source is None:
+            raise ValueError(
+                "RENDER_SOURCE: this server has no cache address (model parameter cache_address or "
+                f"{ADDRESS_ENV}); send RENDERS + MASKS"
+            )
+        renders, masks = source.fetch(decode_source(inputs["RENDER_SOURCE"]))
+    elif renders is None or masks is None:
+        raise ValueError(f"missing input {'RENDERS' if renders is None else 'MASKS'} (or send RENDER_SOURCE)")
+    chunk = validate_chunk(inputs["FIRST_FRAME"], renders, masks)
     options = decode_options(inputs.get("OPTIONS"))
     model.check_frames(chunk.num_frames)
     check_size = getattr(model, "check_size", None)  # optional: models with a maximum resolution
@@ -170,6 +190,7 @@ def run_chunk(
     model: VideoModel,
     inputs: Mapping[str, np.ndarray | None],
     is_cancelled: Callable[[], bool] | None = None,
+    source: CacheSource | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Serve one request: yields output dicts, ``{"PROGRESS"}`` while generating, then
     ``{"VIDEO", "PROGRESS"(stage DONE)}``. Raises :class:`ChunkError` (nothing yielded for bad input).
@@ -178,7 +199,7 @@ def run_chunk(
     (polled at every progress event) aborts it when the client is gone.
     """
     try:
-        chunk, options = prepare_chunk(model, inputs)
+        chunk, options = prepare_chunk(model, inputs, source)
     except ValueError as err:
         log.info("event=request_rejected model=%s reason=%r", model.name, str(err))
         raise ChunkError("INVALID_ARGUMENT", str(err)) from None
@@ -244,6 +265,7 @@ class PythonBackendModel:
     def __init__(self, pb_utils):
         self.pb = pb_utils
         self.model: VideoModel | None = None
+        self.source: CacheSource | None = None
 
     def initialize(self, args: dict) -> None:
         import json
@@ -260,6 +282,7 @@ class PythonBackendModel:
         device = f"cuda:{args.get('model_instance_device_id', 0)}" if kind == "GPU" else "cpu"
         name = params.get("model") or args["model_name"]
         self.model = registry.load_model(name, registry.settings_from_parameters(params, device))
+        self.source = CacheSource.from_config(params)  # RENDER_SOURCE requests (cache_source.py)
 
     def execute(self, requests) -> None:
         for request in requests:
@@ -276,7 +299,7 @@ class PythonBackendModel:
             for name in INPUT_NAMES:
                 tensor = pb.get_input_tensor_by_name(request, name)
                 inputs[name] = None if tensor is None else tensor.as_numpy()
-            for outputs in run_chunk(self.model, inputs, sender.is_cancelled):
+            for outputs in run_chunk(self.model, inputs, sender.is_cancelled, self.source):
                 tensors = [pb.Tensor(name, value) for name, value in outputs.items()]
                 sender.send(
                     pb.InferenceResponse(output_tensors=tensors), flags=final if "VIDEO" in outputs else 0

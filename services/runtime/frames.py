@@ -43,6 +43,7 @@ def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict
     out: dict = {"index": 0, "num_slots": 0, "total_frames": 0}
     rgb: list[np.ndarray] = []
     masks: list[np.ndarray] = []
+    bits, width = None, 0
     for field, wire_type, value in protowire.fields(memoryview(data).cast("B"), name):
         if field == 2 and wire_type == protowire.VARINT:
             out["total_frames"] = value
@@ -61,8 +62,25 @@ def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict
                 out["depth"] = protowire.decode_tensor(v, f"{name}.frame.depth")
             elif f == 6 and wt == protowire.LEN:
                 out["object_mask"] = protowire.decode_tensor(v, f"{name}.frame.object_mask")
+            elif f == 21 and wt == protowire.LEN:
+                bits = protowire.decode_tensor(v, f"{name}.frame.mask_bits")
+            elif f == 22 and wt == protowire.VARINT:
+                width = v
+    if bits is not None:
+        masks = [unpack_mask_bits(bits, width, f"{name}.frame.mask_bits")]
     if rgb:
         out["rgb"] = _stack(rgb)
-    if masks:
+    if len(masks) == 1 and bits is not None:
+        out["mask"] = masks[0]
+    elif masks:
         out["mask"] = _stack(masks)
     return out
+
+
+def unpack_mask_bits(bits: np.ndarray, width: int, name: str = "mask_bits") -> np.ndarray:
+    """(N, H, ceil(W / 8)) uint8 bit-packed masks (least significant bit first) -> (N, H, W) uint8 0/1."""
+    if bits.dtype != np.uint8 or bits.ndim != 3 or width <= 0 or (width + 7) // 8 != bits.shape[-1]:
+        raise ValueError(
+            f"{name}: expected uint8 (N, H, ceil({width} / 8)), got {bits.dtype} {list(bits.shape)}"
+        )
+    return np.unpackbits(bits, axis=-1, count=width, bitorder="little")

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from objvid.v1 import types_pb2 as objvid_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/cache.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"\x91\x01\n\x08RgbdView\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Image\x12 \n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x03 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12!\n\x06\x63\x61mera\x18\x04 \x01(\x0b\x32\x11.objvid.v1.Camera\"\xb8\x01\n\x12\x43reateSceneRequest\x12#\n\x04rgbd\x18\x01 \x01(\x0b\x32\x13.objvid.v1.RgbdViewH\x00\x12\'\n\x06points\x18\x02 \x01(\x0b\x32\x15.objvid.v1.PointCloudH\x00\x12\x1f\n\x17\x66ilter_points_threshold\x18\x03 \x01(\x01\x12\x10\n\x08scene_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x08\n\x06source\"h\n\nObjectInfo\x12\x11\n\tobject_id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nnum_points\x18\x03 \x01(\x04\x12%\n\ttransform\x18\x04 \x01(\x0b\x32\x12.objvid.v1.Matrix4\"\xf8\x01\n\tSceneInfo\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x12\n\nnum_points\x18\x02 \x01(\x04\x12\x18\n\x10num_buffer_slots\x18\x03 \x01(\r\x12&\n\x07objects\x18\x04 \x03(\x0b\x32\x15.objvid.v1.ObjectInfo\x12\x14\n\x0c\x64\x65vice_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12&\n\x0bseed_camera\x18\x07 \x01(\x0b\x32\x11.objvid.v1.Camera\x12\x1e\n\x16\x64\x65pth_clamped_fraction\x18\x14 \x01(\x01\x12\x15\n\rdepth_warning\x18\x15 \x01(\t\":\n\x13\x43reateSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\"C\n\nObjectFile\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x15\n\rsample_points\x18\x03 \x01(\r\"\xcd\x01\n\x10\x41\x64\x64ObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12&\n\x05\x63loud\x18\x02 \x01(\x0b\x32\x15.objvid.v1.PointCloudH\x00\x12%\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x15.objvid.v1.ObjectFileH\x00\x12\'\n\ttransform\x18\x04 \x01(\x0b\x32\x14.objvid.v1.Transform\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\tB\x08\n\x06source\":\n\x11\x41\x64\x64ObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\"\xbf\x01\n\x12PlaceObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\x12\x15\n\x08\x61nchor_u\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61nchor_v\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06height\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x12\n\x05scale\x18\n \x01(\x01H\x03\x88\x01\x01\x42\x0b\n\t_anchor_uB\x0b\n\t_anchor_vB\t\n\x07_heightB\x08\n\x06_scale\"<\n\x13PlaceObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\"c\n\x13UpdateObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\x12\'\n\ttransform\x18\x03 \x01(\x0b\x32\x14.objvid.v1.Transform\"=\n\x14UpdateObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\":\n\x13RemoveObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\"\x16\n\x14RemoveObjectResponse\"\xf8\x01\n\rRenderOptions\x12#\n\x04mode\x18\x01 \x01(\x0e\x32\x15.objvid.v1.RenderMode\x12#\n\x05splat\x18\x02 \x01(\x0e\x32\x14.objvid.v1.SplatKind\x12(\n\x07outputs\x18\x03 \x03(\x0e\x32\x17.objvid.v1.RenderOutput\x12*\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x18.objvid.v1.ImageEncoding\x12\x11\n\tfootprint\x18\x05 \x01(\r\x12\x18\n\x10object_radius_px\x18\x06 \x01(\x01\x12\x1a\n\x12\x66oreground_masking\x18\x0b \x01(\x08\"\xb2\x01\n\x05\x46rame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\tnum_slots\x18\x02 \x01(\r\x12\x1d\n\x03rgb\x18\x03 \x03(\x0b\x32\x10.objvid.v1.Image\x12\x1e\n\x04mask\x18\x04 \x03(\x0b\x32\x10.objvid.v1.Image\x12 \n\x05\x64\x65pth\x18\x05 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12&\n\x0bobject_mask\x18\x06 \x01(\x0b\x32\x11.objvid.v1.Tensor\"o\n\rRenderRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12!\n\x06\x63\x61mera\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\"1\n\x0eRenderResponse\x12\x1f\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Frame\"\xa9\x01\n\x17RenderTrajectoryRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\"\n\x07\x63\x61meras\x18\x02 \x03(\x0b\x32\x11.objvid.v1.Camera\x12-\n\ntrajectory\x18\x03 \x01(\x0b\x32\x19.objvid.v1.TrajectorySpec\x12)\n\x07options\x18\x04 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\"Q\n\x18RenderTrajectoryResponse\x12\x1f\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Frame\x12\x14\n\x0ctotal_frames\x18\x02 \x01(\r\"z\n\x12UpdateSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12!\n\x04view\x18\x02 \x01(\x0b\x32\x13.objvid.v1.RgbdView\x12\x16\n\x0eskip_alignment\x18\x03 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"o\n\x0f\x41lignmentReport\x12\r\n\x05scale\x18\x01 \x01(\x01\x12\r\n\x05shift\x18\x02 \x01(\x01\x12\x14\n\x0c\x65rror_before\x18\x03 \x01(\x01\x12\x13\n\x0b\x65rror_after\x18\x04 \x01(\x01\x12\x13\n\x0bpixels_used\x18\x05 \x01(\x04\"i\n\x13UpdateSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\x12-\n\talignment\x18\x02 \x01(\x0b\x32\x1a.objvid.v1.AlignmentReport\"#\n\x0fGetSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\"7\n\x10GetSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\"\x13\n\x11ListScenesRequest\":\n\x12ListScenesResponse\x12$\n\x06scenes\x18\x01 \x03(\x0b\x32\x14.objvid.v1.SceneInfo\"&\n\x12\x44\x65leteSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteSceneResponse\"e\n\x12\x45xportSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xclude_objects\x18\x02 \x01(\x08\x12\x16\n\tobject_id\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_object_id\"6\n\x13\x45xportSceneResponse\x12\x0b\n\x03ply\x18\x01 \x01(\x0c\x12\x12\n\nnum_points\x18\x02 \x01(\x04*\x86\x01\n\nRenderMode\x12\x1b\n\x17RENDER_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11RENDER_MODE_FUSED\x10\x01\x12\x14\n\x10RENDER_MODE_FULL\x10\x02\x12\x15\n\x11RENDER_MODE_SCENE\x10\x03\x12\x17\n\x13RENDER_MODE_OBJECTS\x10\x04*U\n\tSplatKind\x12\x1a\n\x16SPLAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SPLAT_KIND_GEN3C\x10\x01\x12\x16\n\x12SPLAT_KIND_ZBUFFER\x10\x02*\x94\x01\n\x0cRenderOutput\x12\x1d\n\x19RENDER_OUTPUT_UNSPECIFIED\x10\x00\x12\x15\n\x11RENDER_OUTPUT_RGB\x10\x01\x12\x16\n\x12RENDER_OUTPUT_MASK\x10\x02\x12\x17\n\x13RENDER_OUTPUT_DEPTH\x10\x03\x12\x1d\n\x19RENDER_OUTPUT_OBJECT_MASK\x10\x04*_\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_ENCODING_RAW\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x32\xac\x07\n\x0c\x43\x61\x63heService\x12L\n\x0b\x43reateScene\x12\x1d.objvid.v1.CreateSceneRequest\x1a\x1e.objvid.v1.CreateSceneResponse\x12\x46\n\tAddObject\x12\x1b.objvid.v1.AddObjectRequest\x1a\x1c.objvid.v1.AddObjectResponse\x12L\n\x0bPlaceObject\x12\x1d.objvid.v1.PlaceObjectRequest\x1a\x1e.objvid.v1.PlaceObjectResponse\x12O\n\x0cUpdateObject\x12\x1e.objvid.v1.UpdateObjectRequest\x1a\x1f.objvid.v1.UpdateObjectResponse\x12O\n\x0cRemoveObject\x12\x1e.objvid.v1.RemoveObjectRequest\x1a\x1f.objvid.v1.RemoveObjectResponse\x12=\n\x06Render\x12\x18.objvid.v1.RenderRequest\x1a\x19.objvid.v1.RenderResponse\x12]\n\x10RenderTrajectory\x12\".objvid.v1.RenderTrajectoryRequest\x1a#.objvid.v1.RenderTrajectoryResponse0\x01\x12L\n\x0bUpdateScene\x12\x1d.objvid.v1.UpdateSceneRequest\x1a\x1e.objvid.v1.UpdateSceneResponse\x12\x43\n\x08GetScene\x12\x1a.objvid.v1.GetSceneRequest\x1a\x1b.objvid.v1.GetSceneResponse\x12I\n\nListScenes\x12\x1c.objvid.v1.ListScenesRequest\x1a\x1d.objvid.v1.ListScenesResponse\x12L\n\x0b\x44\x65leteScene\x12\x1d.objvid.v1.DeleteSceneRequest\x1a\x1e.objvid.v1.DeleteSceneResponse\x12L\n\x0b\x45xportScene\x12\x1d.objvid.v1.ExportSceneRequest\x1a\x1e.objvid.v1.ExportSceneResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/cache.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"\x91\x01\n\x08RgbdView\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Image\x12 \n\x05\x64\x65pth\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x03 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12!\n\x06\x63\x61mera\x18\x04 \x01(\x0b\x32\x11.objvid.v1.Camera\"\xb8\x01\n\x12\x43reateSceneRequest\x12#\n\x04rgbd\x18\x01 \x01(\x0b\x32\x13.objvid.v1.RgbdViewH\x00\x12\'\n\x06points\x18\x02 \x01(\x0b\x32\x15.objvid.v1.PointCloudH\x00\x12\x1f\n\x17\x66ilter_points_threshold\x18\x03 \x01(\x01\x12\x10\n\x08scene_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\x08\n\x06source\"h\n\nObjectInfo\x12\x11\n\tobject_id\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nnum_points\x18\x03 \x01(\x04\x12%\n\ttransform\x18\x04 \x01(\x0b\x32\x12.objvid.v1.Matrix4\"\xf8\x01\n\tSceneInfo\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x12\n\nnum_points\x18\x02 \x01(\x04\x12\x18\n\x10num_buffer_slots\x18\x03 \x01(\r\x12&\n\x07objects\x18\x04 \x03(\x0b\x32\x15.objvid.v1.ObjectInfo\x12\x14\n\x0c\x64\x65vice_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12&\n\x0bseed_camera\x18\x07 \x01(\x0b\x32\x11.objvid.v1.Camera\x12\x1e\n\x16\x64\x65pth_clamped_fraction\x18\x14 \x01(\x01\x12\x15\n\rdepth_warning\x18\x15 \x01(\t\":\n\x13\x43reateSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\"C\n\nObjectFile\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x15\n\rsample_points\x18\x03 \x01(\r\"\xcd\x01\n\x10\x41\x64\x64ObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12&\n\x05\x63loud\x18\x02 \x01(\x0b\x32\x15.objvid.v1.PointCloudH\x00\x12%\n\x04\x66ile\x18\x03 \x01(\x0b\x32\x15.objvid.v1.ObjectFileH\x00\x12\'\n\ttransform\x18\x04 \x01(\x0b\x32\x14.objvid.v1.Transform\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\tB\x08\n\x06source\":\n\x11\x41\x64\x64ObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\"\xbf\x01\n\x12PlaceObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\x12\x15\n\x08\x61nchor_u\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x61nchor_v\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x06height\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x12\n\x05scale\x18\n \x01(\x01H\x03\x88\x01\x01\x42\x0b\n\t_anchor_uB\x0b\n\t_anchor_vB\t\n\x07_heightB\x08\n\x06_scale\"<\n\x13PlaceObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\"c\n\x13UpdateObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\x12\'\n\ttransform\x18\x03 \x01(\x0b\x32\x14.objvid.v1.Transform\"=\n\x14UpdateObjectResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.objvid.v1.ObjectInfo\":\n\x13RemoveObjectRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\x05\"\x16\n\x14RemoveObjectResponse\"\xbb\x02\n\rRenderOptions\x12#\n\x04mode\x18\x01 \x01(\x0e\x32\x15.objvid.v1.RenderMode\x12#\n\x05splat\x18\x02 \x01(\x0e\x32\x14.objvid.v1.SplatKind\x12(\n\x07outputs\x18\x03 \x03(\x0e\x32\x17.objvid.v1.RenderOutput\x12*\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x18.objvid.v1.ImageEncoding\x12\x11\n\tfootprint\x18\x05 \x01(\r\x12\x18\n\x10object_radius_px\x18\x06 \x01(\x01\x12\x1a\n\x12\x66oreground_masking\x18\x0b \x01(\x08\x12\x12\n\npack_masks\x18\x15 \x01(\x08\x12\x12\n\ndepth_fp16\x18\x16 \x01(\x08\x12\x19\n\x11object_mask_slots\x18\x17 \x01(\r\"\xec\x01\n\x05\x46rame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\tnum_slots\x18\x02 \x01(\r\x12\x1d\n\x03rgb\x18\x03 \x03(\x0b\x32\x10.objvid.v1.Image\x12\x1e\n\x04mask\x18\x04 \x03(\x0b\x32\x10.objvid.v1.Image\x12 \n\x05\x64\x65pth\x18\x05 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12&\n\x0bobject_mask\x18\x06 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12$\n\tmask_bits\x18\x15 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x12\n\nmask_width\x18\x16 \x01(\r\"=\n\x12SharedMemoryRegion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0b\n\x03key\x18\x03 \x01(\x0c\"\x9b\x01\n\rRenderRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12!\n\x06\x63\x61mera\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\x12*\n\x03shm\x18\x15 \x01(\x0b\x32\x1d.objvid.v1.SharedMemoryRegion\"D\n\x0eRenderResponse\x12\x1f\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Frame\x12\x11\n\tshm_bytes\x18\x15 \x01(\x04\"\xa9\x01\n\x17RenderTrajectoryRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\"\n\x07\x63\x61meras\x18\x02 \x03(\x0b\x32\x11.objvid.v1.Camera\x12-\n\ntrajectory\x18\x03 \x01(\x0b\x32\x19.objvid.v1.TrajectorySpec\x12)\n\x07options\x18\x04 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\"Q\n\x18RenderTrajectoryResponse\x12\x1f\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x10.objvid.v1.Frame\x12\x14\n\x0ctotal_frames\x18\x02 \x01(\r\"z\n\x12UpdateSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12!\n\x04view\x18\x02 \x01(\x0b\x32\x13.objvid.v1.RgbdView\x12\x16\n\x0eskip_alignment\x18\x03 \x01(\x08\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"o\n\x0f\x41lignmentReport\x12\r\n\x05scale\x18\x01 \x01(\x01\x12\r\n\x05shift\x18\x02 \x01(\x01\x12\x14\n\x0c\x65rror_before\x18\x03 \x01(\x01\x12\x13\n\x0b\x65rror_after\x18\x04 \x01(\x01\x12\x13\n\x0bpixels_used\x18\x05 \x01(\x04\"i\n\x13UpdateSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\x12-\n\talignment\x18\x02 \x01(\x0b\x32\x1a.objvid.v1.AlignmentReport\"#\n\x0fGetSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\"7\n\x10GetSceneResponse\x12#\n\x05scene\x18\x01 \x01(\x0b\x32\x14.objvid.v1.SceneInfo\"\x13\n\x11ListScenesRequest\":\n\x12ListScenesResponse\x12$\n\x06scenes\x18\x01 \x03(\x0b\x32\x14.objvid.v1.SceneInfo\"&\n\x12\x44\x65leteSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteSceneResponse\"e\n\x12\x45xportSceneRequest\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xclude_objects\x18\x02 \x01(\x08\x12\x16\n\tobject_id\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x0c\n\n_object_id\"6\n\x13\x45xportSceneResponse\x12\x0b\n\x03ply\x18\x01 \x01(\x0c\x12\x12\n\nnum_points\x18\x02 \x01(\x04*\x86\x01\n\nRenderMode\x12\x1b\n\x17RENDER_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11RENDER_MODE_FUSED\x10\x01\x12\x14\n\x10RENDER_MODE_FULL\x10\x02\x12\x15\n\x11RENDER_MODE_SCENE\x10\x03\x12\x17\n\x13RENDER_MODE_OBJECTS\x10\x04*U\n\tSplatKind\x12\x1a\n\x16SPLAT_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10SPLAT_KIND_GEN3C\x10\x01\x12\x16\n\x12SPLAT_KIND_ZBUFFER\x10\x02*\x94\x01\n\x0cRenderOutput\x12\x1d\n\x19RENDER_OUTPUT_UNSPECIFIED\x10\x00\x12\x15\n\x11RENDER_OUTPUT_RGB\x10\x01\x12\x16\n\x12RENDER_OUTPUT_MASK\x10\x02\x12\x17\n\x13RENDER_OUTPUT_DEPTH\x10\x03\x12\x1d\n\x19RENDER_OUTPUT_OBJECT_MASK\x10\x04*_\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x16\n\x12IMAGE_ENCODING_RAW\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x32\xac\x07\n\x0c\x43\x61\x63heService\x12L\n\x0b\x43reateScene\x12\x1d.objvid.v1.CreateSceneRequest\x1a\x1e.objvid.v1.CreateSceneResponse\x12\x46\n\tAddObject\x12\x1b.objvid.v1.AddObjectRequest\x1a\x1c.objvid.v1.AddObjectResponse\x12L\n\x0bPlaceObject\x12\x1d.objvid.v1.PlaceObjectRequest\x1a\x1e.objvid.v1.PlaceObjectResponse\x12O\n\x0cUpdateObject\x12\x1e.objvid.v1.UpdateObjectRequest\x1a\x1f.objvid.v1.UpdateObjectResponse\x12O\n\x0cRemoveObject\x12\x1e.objvid.v1.RemoveObjectRequest\x1a\x1f.objvid.v1.RemoveObjectResponse\x12=\n\x06Render\x12\x18.objvid.v1.RenderRequest\x1a\x19.objvid.v1.RenderResponse\x12]\n\x10RenderTrajectory\x12\".objvid.v1.RenderTrajectoryRequest\x1a#.objvid.v1.RenderTrajectoryResponse0\x01\x12L\n\x0bUpdateScene\x12\x1d.objvid.v1.UpdateSceneRequest\x1a\x1e.objvid.v1.UpdateSceneResponse\x12\x43\n\x08GetScene\x12\x1a.objvid.v1.GetSceneRequest\x1a\x1b.objvid.v1.GetSceneResponse\x12I\n\nListScenes\x12\x1c.objvid.v1.ListScenesRequest\x1a\x1d.objvid.v1.ListScenesResponse\x12L\n\x0b\x44\x65leteScene\x12\x1d.objvid.v1.DeleteSceneRequest\x1a\x1e.objvid.v1.DeleteSceneResponse\x12L\n\x0b\x45xportScene\x12\x1d.objvid.v1.ExportSceneRequest\x1a\x1e.objvid.v1.ExportSceneResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'objvid.v1.cache_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RENDERMODE']._serialized_start=3245
-  _globals['_RENDERMODE']._serialized_end=3379
-  _globals['_SPLATKIND']._serialized_start=3381
-  _globals['_SPLATKIND']._serialized_end=3466
-  _globals['_RENDEROUTPUT']._serialized_start=3469
-  _globals['_RENDEROUTPUT']._serialized_end=3617
-  _globals['_IMAGEENCODING']._serialized_start=3619
-  _globals['_IMAGEENCODING']._serialized_end=3714
+  _globals['_RENDERMODE']._serialized_start=3497
+  _globals['_RENDERMODE']._serialized_end=3631
+  _globals['_SPLATKIND']._serialized_start=3633
+  _globals['_SPLATKIND']._serialized_end=3718
+  _globals['_RENDEROUTPUT']._serialized_start=3721
+  _globals['_RENDEROUTPUT']._serialized_end=3869
+  _globals['_IMAGEENCODING']._serialized_start=3871
+  _globals['_IMAGEENCODING']._serialized_end=3966
   _globals['_RGBDVIEW']._serialized_start=60
   _globals['_RGBDVIEW']._serialized_end=205
   _globals['_CREATESCENEREQUEST']._serialized_start=208
@@ -69,39 +69,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEOBJECTRESPONSE']._serialized_start=1628
   _globals['_REMOVEOBJECTRESPONSE']._serialized_end=1650
   _globals['_RENDEROPTIONS']._serialized_start=1653
-  _globals['_RENDEROPTIONS']._serialized_end=1901
-  _globals['_FRAME']._serialized_start=1904
-  _globals['_FRAME']._serialized_end=2082
-  _globals['_RENDERREQUEST']._serialized_start=2084
-  _globals['_RENDERREQUEST']._serialized_end=2195
-  _globals['_RENDERRESPONSE']._serialized_start=2197
-  _globals['_RENDERRESPONSE']._serialized_end=2246
-  _globals['_RENDERTRAJECTORYREQUEST']._serialized_start=2249
-  _globals['_RENDERTRAJECTORYREQUEST']._serialized_end=2418
-  _globals['_RENDERTRAJECTORYRESPONSE']._serialized_start=2420
-  _globals['_RENDERTRAJECTORYRESPONSE']._serialized_end=2501
-  _globals['_UPDATESCENEREQUEST']._serialized_start=2503
-  _globals['_UPDATESCENEREQUEST']._serialized_end=2625
-  _globals['_ALIGNMENTREPORT']._serialized_start=2627
-  _globals['_ALIGNMENTREPORT']._serialized_end=2738
-  _globals['_UPDATESCENERESPONSE']._serialized_start=2740
-  _globals['_UPDATESCENERESPONSE']._serialized_end=2845
-  _globals['_GETSCENEREQUEST']._serialized_start=2847
-  _globals['_GETSCENEREQUEST']._serialized_end=2882
-  _globals['_GETSCENERESPONSE']._serialized_start=2884
-  _globals['_GETSCENERESPONSE']._serialized_end=2939
-  _globals['_LISTSCENESREQUEST']._serialized_start=2941
-  _globals['_LISTSCENESREQUEST']._serialized_end=2960
-  _globals['_LISTSCENESRESPONSE']._serialized_start=2962
-  _globals['_LISTSCENESRESPONSE']._serialized_end=3020
-  _globals['_DELETESCENEREQUEST']._serialized_start=3022
-  _globals['_DELETESCENEREQUEST']._serialized_end=3060
-  _globals['_DELETESCENERESPONSE']._serialized_start=3062
-  _globals['_DELETESCENERESPONSE']._serialized_end=3083
-  _globals['_EXPORTSCENEREQUEST']._serialized_start=3085
-  _globals['_EXPORTSCENEREQUEST']._serialized_end=3186
-  _globals['_EXPORTSCENERESPONSE']._serialized_start=3188
-  _globals['_EXPORTSCENERESPONSE']._serialized_end=3242
-  _globals['_CACHESERVICE']._serialized_start=3717
-  _globals['_CACHESERVICE']._serialized_end=4657
+  _globals['_RENDEROPTIONS']._serialized_end=1968
+  _globals['_FRAME']._serialized_start=1971
+  _globals['_FRAME']._serialized_end=2207
+  _globals['_SHAREDMEMORYREGION']._serialized_start=2209
+  _globals['_SHAREDMEMORYREGION']._serialized_end=2270
+  _globals['_RENDERREQUEST']._serialized_start=2273
+  _globals['_RENDERREQUEST']._serialized_end=2428
+  _globals['_RENDERRESPONSE']._serialized_start=2430
+  _globals['_RENDERRESPONSE']._serialized_end=2498
+  _globals['_RENDERTRAJECTORYREQUEST']._serialized_start=2501
+  _globals['_RENDERTRAJECTORYREQUEST']._serialized_end=2670
+  _globals['_RENDERTRAJECTORYRESPONSE']._serialized_start=2672
+  _globals['_RENDERTRAJECTORYRESPONSE']._serialized_end=2753
+  _globals['_UPDATESCENEREQUEST']._serialized_start=2755
+  _globals['_UPDATESCENEREQUEST']._serialized_end=2877
+  _globals['_ALIGNMENTREPORT']._serialized_start=2879
+  _globals['_ALIGNMENTREPORT']._serialized_end=2990
+  _globals['_UPDATESCENERESPONSE']._serialized_start=2992
+  _globals['_UPDATESCENERESPONSE']._serialized_end=3097
+  _globals['_GETSCENEREQUEST']._serialized_start=3099
+  _globals['_GETSCENEREQUEST']._serialized_end=3134
+  _globals['_GETSCENERESPONSE']._serialized_start=3136
+  _globals['_GETSCENERESPONSE']._serialized_end=3191
+  _globals['_LISTSCENESREQUEST']._serialized_start=3193
+  _globals['_LISTSCENESREQUEST']._serialized_end=3212
+  _globals['_LISTSCENESRESPONSE']._serialized_start=3214
+  _globals['_LISTSCENESRESPONSE']._serialized_end=3272
+  _globals['_DELETESCENEREQUEST']._serialized_start=3274
+  _globals['_DELETESCENEREQUEST']._serialized_end=3312
+  _globals['_DELETESCENERESPONSE']._serialized_start=3314
+  _globals['_DELETESCENERESPONSE']._serialized_end=3335
+  _globals['_EXPORTSCENEREQUEST']._serialized_start=3337
+  _globals['_EXPORTSCENEREQUEST']._serialized_end=3438
+  _globals['_EXPORTSCENERESPONSE']._serialized_start=3440
+  _globals['_EXPORTSCENERESPONSE']._serialized_end=3494
+  _globals['_CACHESERVICE']._serialized_start=3969
+  _globals['_CACHESERVICE']._serialized_end=4909
 # @@protoc_insertion_point(module_scope)

@@ -201,7 +201,7 @@ class RemoveObjectResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RenderOptions(_message.Message):
-    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px", "foreground_masking")
+    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px", "foreground_masking", "pack_masks", "depth_fp16", "object_mask_slots")
     MODE_FIELD_NUMBER: _ClassVar[int]
     SPLAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,9 @@ class RenderOptions(_message.Message):
     FOOTPRINT_FIELD_NUMBER: _ClassVar[int]
     OBJECT_RADIUS_PX_FIELD_NUMBER: _ClassVar[int]
     FOREGROUND_MASKING_FIELD_NUMBER: _ClassVar[int]
+    PACK_MASKS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FP16_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_MASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
     mode: RenderMode
     splat: SplatKind
     outputs: _containers.RepeatedScalarFieldContainer[RenderOutput]
@@ -216,39 +219,60 @@ class RenderOptions(_message.Message):
     footprint: int
     object_radius_px: float
     foreground_masking: bool
-    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ..., foreground_masking: _Optional[bool] = ...) -> None: ...
+    pack_masks: bool
+    depth_fp16: bool
+    object_mask_slots: int
+    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ..., foreground_masking: _Optional[bool] = ..., pack_masks: _Optional[bool] = ..., depth_fp16: _Optional[bool] = ..., object_mask_slots: _Optional[int] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("index", "num_slots", "rgb", "mask", "depth", "object_mask")
+    __slots__ = ("index", "num_slots", "rgb", "mask", "depth", "object_mask", "mask_bits", "mask_width")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NUM_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RGB_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     OBJECT_MASK_FIELD_NUMBER: _ClassVar[int]
+    MASK_BITS_FIELD_NUMBER: _ClassVar[int]
+    MASK_WIDTH_FIELD_NUMBER: _ClassVar[int]
     index: int
     num_slots: int
     rgb: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
     mask: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
     depth: _types_pb2.Tensor
     object_mask: _types_pb2.Tensor
-    def __init__(self, index: _Optional[int] = ..., num_slots: _Optional[int] = ..., rgb: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., mask: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., object_mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    mask_bits: _types_pb2.Tensor
+    mask_width: int
+    def __init__(self, index: _Optional[int] = ..., num_slots: _Optional[int] = ..., rgb: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., mask: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., object_mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_bits: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_width: _Optional[int] = ...) -> None: ...
+
+class SharedMemoryRegion(_message.Message):
+    __slots__ = ("name", "size", "key")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    key: bytes
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., key: _Optional[bytes] = ...) -> None: ...
 
 class RenderRequest(_message.Message):
-    __slots__ = ("scene_id", "camera", "options")
+    __slots__ = ("scene_id", "camera", "options", "shm")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERA_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SHM_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     camera: _types_pb2.Camera
     options: RenderOptions
-    def __init__(self, scene_id: _Optional[str] = ..., camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., options: _Optional[_Union[RenderOptions, _Mapping]] = ...) -> None: ...
+    shm: SharedMemoryRegion
+    def __init__(self, scene_id: _Optional[str] = ..., camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., options: _Optional[_Union[RenderOptions, _Mapping]] = ..., shm: _Optional[_Union[SharedMemoryRegion, _Mapping]] = ...) -> None: ...
 
 class RenderResponse(_message.Message):
-    __slots__ = ("frame",)
+    __slots__ = ("frame", "shm_bytes")
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    SHM_BYTES_FIELD_NUMBER: _ClassVar[int]
     frame: Frame
-    def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ...) -> None: ...
+    shm_bytes: int
+    def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ..., shm_bytes: _Optional[int] = ...) -> None: ...
 
 class RenderTrajectoryRequest(_message.Message):
     __slots__ = ("scene_id", "cameras", "trajectory", "options")

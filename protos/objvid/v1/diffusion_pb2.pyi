@@ -1,7 +1,10 @@
+from objvid.v1 import types_pb2 as _types_pb2
+from objvid.v1 import cache_pb2 as _cache_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -18,6 +21,16 @@ GENERATE_STAGE_ENCODE: GenerateStage
 GENERATE_STAGE_DENOISE: GenerateStage
 GENERATE_STAGE_DECODE: GenerateStage
 GENERATE_STAGE_DONE: GenerateStage
+
+class RenderSource(_message.Message):
+    __slots__ = ("scene_id", "cameras", "options")
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMERAS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    cameras: _containers.RepeatedCompositeFieldContainer[_types_pb2.Camera]
+    options: _cache_pb2.RenderOptions
+    def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., options: _Optional[_Union[_cache_pb2.RenderOptions, _Mapping]] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
     __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps", "chunk_index")

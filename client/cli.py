@@ -110,7 +110,7 @@ def generate(
     object_lock: o.ObjectLock = 0.0,
     object_lock_feather: o.ObjectLockFeather = o.LOCK_FEATHER_DEFAULT,
     workdir: o.Workdir = None,
-    out: o.Out = Path("out.mp4"),
+    out: o.Out = Path("out/out.mp4"),
     depth_addr: o.DepthAddr = None,
     cache_addr: o.CacheAddr = None,
     triton_addr: o.TritonAddr = None,
@@ -184,7 +184,7 @@ def render(
     ] = True,
     workdir: o.Workdir = None,
     out: Annotated[Path, o.opt("--out", help="output mp4 of the renders", metavar="PATH")] = Path(
-        "render.mp4"
+        "out/render.mp4"
     ),
     depth_addr: o.DepthAddr = None,
     cache_addr: o.CacheAddr = None,

@@ -109,7 +109,9 @@ def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
         depth=True, depth_model=str(tmp_path / "missing.pt"), cache=True, backend=None, device="cpu"
     )
     stack = LocalStack(cfg, tmp_path)
-    with pytest.raises(ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log ") as err:
+    with pytest.raises(
+        ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log "
+    ) as err:
         stack.start()
     # the hint names the client's flag, not the depth service's --model
     assert "missing.pt" in str(err.value) and "--depth-model" in str(err.value)

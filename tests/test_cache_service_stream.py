@@ -76,18 +76,3 @@ def test_deadline_mid_stream_stops_the_work():
         assert wait_for(lambda: server.metrics.count("RenderTrajectory", "OK") == 0 and
                          sum(server.metrics.count("RenderTrajectory", c) for c in ("CANCELLED", "DEADLINE_EXCEEDED")) == 1)  # fmt: skip
         assert server.servicer.frames_rendered < TOTAL // 4
-
-
-def test_a_cpu_server_streams_each_frame_as_it_is_rendered():
-    # Batching cameras only pays on a GPU; on CPU each frame goes out alone, so progress moves per frame.
-    from objvid.cache.service import TRAJECTORY_BATCH, CacheServicer, default_trajectory_batch
-
-    with running() as server:
-        assert server.servicer.trajectory_batch == 1
-        _, stub = stub_for(server)
-        create_rgbd_scene(stub, scene_id="s")
-        frames = list(stub.RenderTrajectory(cache_pb2.RenderTrajectoryRequest(
-            scene_id="s", cameras=[wire.encode_camera(rgbd()[2], np.eye(4), 64, 48)] * 5)))  # fmt: skip
-        assert [f.frame.index for f in frames] == list(range(5)) and server.servicer.frames_rendered == 5
-    assert CacheServicer("cpu", trajectory_batch=4).trajectory_batch == 4  # an explicit value wins
-    assert default_trajectory_batch("cuda:1") == TRAJECTORY_BATCH > 1

@@ -480,7 +480,7 @@ def test_a_missing_object_is_one_error_line_before_any_server(tmp_path):
 
     from objvid.testing import assets
 
-    room = assets.write_assets(tmp_path / "assets", 32, 16, num_points=50)
+    room = assets.write_assets(tmp_path / "assets", 64, 48, num_points=50)
     proc = subprocess.run(
         [sys.executable, "-m", "objvid.client", "generate", "--image", room["image"], "--backend", "preview",
          "--out", str(tmp_path / "o.mp4")],

@@ -10,6 +10,9 @@ STAMPS := .stamps
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 TORCH_VERSION := 2.13.0
+# Optional extra index for torch only, e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu (CPU-only
+# wheels, ~200 MB instead of the multi-GB CUDA build PyPI serves on Linux). Empty: the package index only.
+TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint demo studio proto clean-env images k8s-validate
@@ -19,11 +22,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# torch first: the CPU build is the supported path here; later ranges that 2.13.0 satisfies install nothing.
+# torch first; later ranges that 2.13.0 satisfies install nothing. TORCH_INDEX adds an index for torch only.
 $(STAMPS)/torch: | $(PY)
 	@mkdir -p $(STAMPS)
 	@$(PY) -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "$(TORCH_VERSION)")' 2>/dev/null \
-		|| $(PIP) install -q torch==$(TORCH_VERSION)
+		|| $(PIP) install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch==$(TORCH_VERSION)
 	@touch $@
 
 # The project with every extra; MoGe without its dependency list (it would pull a CUDA torch and numpy 2).

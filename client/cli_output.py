@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from objvid.client.run import Reporter
 
@@ -22,6 +23,21 @@ STAGE_LABELS = {
 }
 
 
+def stage_time_column():
+    """A rich column: the seconds a stage's bar was running, summed over its runs (a stage runs once per
+    chunk), counted from ``start`` to ``finish`` like the summary table, not until the bar first fills."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class StageTime(ProgressColumn):
+        def render(self, task):
+            since = task.fields.get("since")
+            seconds = task.fields.get("spent", 0.0) + (time.monotonic() - since if since is not None else 0.0)
+            return Text(f"{seconds:6.1f}s", style="progress.elapsed")
+
+    return StageTime()
+
+
 class RichReporter(Reporter):
     """One progress bar per stage on stderr."""
 
@@ -32,7 +48,6 @@ class RichReporter(Reporter):
             Progress,
             SpinnerColumn,
             TextColumn,
-            TimeElapsedColumn,
         )
 
         self.console = console
@@ -41,7 +56,7 @@ class RichReporter(Reporter):
             TextColumn("[bold]{task.fields[stage]:<13}"),
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
-            TimeElapsedColumn(),
+            stage_time_column(),
             TextColumn("{task.description}"),
             console=console,
             transient=False,
@@ -50,12 +65,13 @@ class RichReporter(Reporter):
         self.progress.start()
 
     def start(self, stage, total=None, text=""):
+        now = time.monotonic()
         if stage in self.tasks:
-            self.progress.update(self.tasks[stage], total=total, completed=0, description=text)
+            self.progress.update(self.tasks[stage], total=total, completed=0, description=text, since=now)
             self.progress.start_task(self.tasks[stage])
         else:
             self.tasks[stage] = self.progress.add_task(
-                text, total=total, stage=STAGE_LABELS.get(stage, stage)
+                text, total=total, stage=STAGE_LABELS.get(stage, stage), spent=0.0, since=now
             )
 
     def update(self, stage, completed=None, total=None, text=None):
@@ -74,7 +90,9 @@ class RichReporter(Reporter):
         if stage in self.tasks:
             t = next(t for t in self.progress.tasks if t.id == self.tasks[stage])
             total = t.total if t.total is not None else max(t.completed, 1)
-            self.progress.update(self.tasks[stage], total=total, completed=total)
+            since = t.fields.get("since")
+            spent = t.fields.get("spent", 0.0) + (time.monotonic() - since if since is not None else 0.0)
+            self.progress.update(self.tasks[stage], total=total, completed=total, spent=spent, since=None)
             if text:
                 self.progress.update(self.tasks[stage], description=text)
 

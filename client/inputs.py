@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,39 @@ def check_object_path(path: str | Path, name: str = "--object") -> None:
         )
     if not path.is_file():
         raise ValueError(f"{name} {path}: no such file")
+
+
+def check_object_bytes(
+    data: bytes, path: str | Path, name: str = "--object", suffix: str | None = None
+) -> None:
+    """A cheap look at the file's framing, so a wrong or truncated file fails before any server starts
+    (the cache service parses it fully, with trimesh; the client has no mesh library). ``suffix``: the
+    format of ``data`` when it is not the file's own (an .obj or .gltf bundled into one GLB)."""
+    path = Path(path)
+    suffix = (suffix or path.suffix).lower()
+    where = f"{name} {path}"
+    if not data.strip():
+        raise ValueError(f"{where}: empty file")
+    if suffix == ".ply":
+        if not data.startswith(b"ply") or b"end_header" not in data[:65536]:
+            raise ValueError(f"{where}: not a PLY file (no 'ply' ... 'end_header' header)")
+    elif suffix == ".glb":
+        if len(data) < 12 or data[:4] != b"glTF":
+            raise ValueError(f"{where}: not a binary glTF file (no 'glTF' magic)")
+    elif suffix == ".gltf":
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{where}: not a glTF JSON file ({exc})") from None
+        if not isinstance(doc, dict) or "asset" not in doc:
+            raise ValueError(f"{where}: not a glTF JSON file (no 'asset')")
+    elif suffix == ".obj":
+        if not re.search(rb"^\s*v\s", data, re.MULTILINE):
+            raise ValueError(f"{where}: not an OBJ file (no 'v' vertex lines)")
+    elif suffix == ".stl":
+        binary = len(data) >= 84 and len(data) == 84 + 50 * int.from_bytes(data[80:84], "little")
+        if not binary and not (data.lstrip().startswith(b"solid") and b"facet" in data):
+            raise ValueError(f"{where}: not an STL file (neither ASCII 'solid'/'facet' nor binary size)")
 
 
 def _depth_numpy(path: Path, where: str) -> np.ndarray:

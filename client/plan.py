@@ -156,6 +156,7 @@ def read_objects(cfg: GenerateConfig, width: int, height: int, required: bool) -
             name += "_"
         names.add(name)
         data, filename = object_payload(p, limits)  # .obj + .mtl + textures, .gltf + buffers -> one GLB
+        io.check_object_bytes(data, p, suffix=Path(filename).suffix)
         objects.append(ObjectInput(data, filename, name))
     _place(cfg, objects, width, height)
     return objects

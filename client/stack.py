@@ -143,6 +143,15 @@ class Child:
         return " | ".join([line.strip() for line in text if line.strip()][-lines:])
 
 
+def _client_hint(child: Child) -> str:
+    """The child's last log lines, with the depth service's model flag named as the client's flag."""
+    tail = child.tail()
+    if child.name == "depth" and "model" in tail:
+        tail = tail.replace("pass --model ", "pass --depth-model ")
+        tail += " | the client passes --depth-model (env OBJVID_CLIENT_DEPTH_MODEL) as the depth service's --model"
+    return tail
+
+
 def process_tree(pid: int) -> list[psutil.Process]:
     """The process ``pid`` and all its live descendants (empty when it is gone)."""
     try:
@@ -266,7 +275,7 @@ class LocalStack:
                 code = child.proc.poll()
                 if code is not None:
                     raise ObjvidError("stack", f"{child.name} server exited with code {code} while starting "
-                                               f"(log {child.log_path}: {child.tail()})")  # fmt: skip
+                                               f"(log {child.log_path}: {_client_hint(child)})")  # fmt: skip
                 if self._serving(child):
                     pending.remove(child)
                     self.startup_seconds[child.name] = time.monotonic() - start

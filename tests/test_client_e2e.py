@@ -109,6 +109,10 @@ def test_generate_says_preview_and_records_the_run(generated):
     for stage in ("stack", "inputs", "scene", "placement", "render", "diffusion", "encoding", "total"):
         assert stage in result["timings"], stage
     assert "depth" not in result["timings"]  # --depth given: no depth service, no lift
+    # the table adds up: total = the stages + "other" (connecting, stopping the servers), to rounding
+    t = dict(result["timings"])
+    total = t.pop("total")
+    assert t["other"] >= 0 and abs(sum(t.values()) - total) < 0.01, result["timings"]
     m = json.loads(Path(result["manifest"]).read_text())
     assert m["status"] == "ok" and m["preview"] is True and m["backend"] == "preview"
     assert m["services"]["local_stack"] == ["cache", "diffusion"]

@@ -85,6 +85,34 @@ def test_each_bad_option_is_an_inputs_error_naming_it(room, tmp_path):
         assert not (tmp_path / "o_work").exists(), name  # nothing written before the inputs are good
 
 
+@pytest.mark.parametrize(
+    "name, data, match",
+    [("x.ply", b"", "empty file"),
+     ("x.ply", b"solid nope\n", "not a PLY file"),
+     ("x.obj", b"# only a comment\nf 1 2 3\n", "not an OBJ file"),
+     ("x.glb", b"PK\x03\x04" + bytes(20), "not a binary glTF file"),
+     ("x.gltf", b"{not json", ""),
+     ("x.stl", b"\x00" * 90, "not an STL file")],
+)  # fmt: skip
+def test_a_bad_object_file_is_an_inputs_error_before_any_server(room, tmp_path, name, data, match):
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    with pytest.raises(ObjvidError, match=f"^inputs: --object {bad}: {match}"):
+        pipeline.validate(_config(room, tmp_path, objects=[bad]))
+
+
+def test_well_formed_object_files_of_every_format_pass_the_input_check(tmp_path):
+    from objvid.client import inputs
+
+    tri = b"solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nendloop\nendfacet\nendsolid t\n"
+    files = {"a.obj": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "a.stl": tri,
+             "b.stl": bytes(80) + (1).to_bytes(4, "little") + bytes(50),
+             "a.gltf": b'{"asset": {"version": "2.0"}}', "a.glb": b"glTF" + bytes(20),
+             "a.ply": b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n"}  # fmt: skip
+    for name, data in files.items():
+        inputs.check_object_bytes(data, tmp_path / name)
+
+
 class GridSource(InputSource):
     """A test input mode: a flat grid at depth 2 (no files). Shows that a mode is one class."""
 

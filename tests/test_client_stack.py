@@ -109,7 +109,11 @@ def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
         depth=True, depth_model=str(tmp_path / "missing.pt"), cache=True, backend=None, device="cpu"
     )
     stack = LocalStack(cfg, tmp_path)
-    with pytest.raises(ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log "):
+    with pytest.raises(
+        ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log "
+    ) as err:
         stack.start()
+    # the hint names the client's flag, not the depth service's --model
+    assert "missing.pt" in str(err.value) and "--depth-model" in str(err.value)
     assert stack.children == []  # the cache server that did start was stopped too
     assert not [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]

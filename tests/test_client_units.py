@@ -472,3 +472,20 @@ def test_cli_help_shows_env_names_and_no_python_types(command):
         assert leak not in text, leak
     if command == "generate":
         assert "--save-buffer / --no-save-buffer" in text and "OBJVID_CLIENT_CACHE_ADDR" in text
+
+
+def test_a_missing_object_is_one_error_line_before_any_server(tmp_path):
+    import subprocess
+    import sys
+
+    from objvid.testing import assets
+
+    room = assets.write_assets(tmp_path / "assets", 64, 48, num_points=50)
+    proc = subprocess.run(
+        [sys.executable, "-m", "objvid.client", "generate", "--image", room["image"], "--backend", "preview",
+         "--out", str(tmp_path / "o.mp4")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == "error: inputs: --object is required (a .ply/.obj/.glb/.gltf/.stl file)"
+    assert not (tmp_path / "o_work").exists()  # nothing started, nothing written

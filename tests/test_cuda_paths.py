@@ -1,4 +1,4 @@
-"""CUDA fast paths against their references, on a GPU only (CI machines have none; run on the lent GPU:
+"""CUDA fast paths against their references, on a GPU only (CI machines have none; on a CUDA machine run
 `python -m pytest tests/test_cuda_paths.py`, results in docs/performance.md).
 
 - the renderer's Triton-lang kernels vs the float64 PyTorch reference on random scenes and cameras;
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU)"
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)"
 )
 
 from test_render_reference import ALL, H, W, assert_matches_reference, random_setup  # noqa: E402

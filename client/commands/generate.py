@@ -162,7 +162,7 @@ def _generate(run: Run) -> dict:
     Ks, w2cs = stages.cameras(run, plan)
     session = stages.scene(run, plan)
     chunks = chunk_ranges(plan.frames)
-    with run.stage("encoding"):
+    with run.timings.stage("encoding"):  # timed, but no bar: a done `encoding` bar before rendering misleads
         outputs = Outputs(run, plan, min(MAX_SLOTS, len(chunks)))
     names = {o["object_id"]: o["name"] for o in run.manifest.get("objects", [])}
     fidelity = FidelityStage(names, cfg.object_lock, cfg.object_lock_feather, overlay=outputs.fidelity)

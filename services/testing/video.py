@@ -30,17 +30,17 @@ def box_x(i: int, speed: float = 0.02) -> float:
 
 
 def synthetic_rgbd_video(frames: int = 9, height: int = 48, width: int = 80, box: bool = True,
-                         box_speed: float = 0.02) -> dict:  # fmt: skip
+                         box_speed: float = 0.02, static_camera: bool = False) -> dict:  # fmt: skip
     """-> {"rgb" (F, H, W, 3) uint8, "depth" (F, H, W) float32, "mask" (F, H, W) bool,
     "w2c" (F, 4, 4) float64, "K" (F, 3, 3) float64} of the scene above (frame i: camera at x = 0.03 i,
-    yaw 0.5 i degrees)."""
+    yaw 0.5 i degrees; at the origin for every frame with ``static_camera``)."""
     f = 0.9 * width
     K = np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1.0]])
     v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
     rays_cam = np.stack([(u - K[0, 2]) / f, (v - K[1, 2]) / f, np.ones_like(u)], -1)  # z = 1
     out = {k: [] for k in ("rgb", "depth", "mask", "w2c", "K")}
     for i in range(frames):
-        w2c = camera_w2c(0.03 * i, 0.5 * i)
+        w2c = camera_w2c(0.0, 0.0) if static_camera else camera_w2c(0.03 * i, 0.5 * i)
         R, t = w2c[:3, :3], w2c[:3, 3]
         centre = -R.T @ t
         d_world = rays_cam @ R  # R^T d for each ray (row vectors)

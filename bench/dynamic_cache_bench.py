@@ -58,7 +58,7 @@ def run(frames: int, height: int, width: int, device: str, depth_dtype: str, ren
         del out
     per_frame = np.diff([t0 + build_s, *times]) * 1e3
     row = {"frames": frames, "height": height, "width": width, "device": device, "depth_dtype": depth_dtype,
-           "points_total": frames * height * width, "source_bytes": scene.device_bytes(),
+           "points_total": frames * height * width, "source_bytes": scene.source_bytes(),
            "estimated_bytes": source_bytes(frames, height, width, depth_dtype) + frame_peak_bytes(height, width),
            "build_s": round(build_s, 3), "rendered": T,
            "render_ms_p50": round(float(np.median(per_frame[1:] if T > 1 else per_frame)), 2)}  # fmt: skip

@@ -155,4 +155,4 @@ def test_memory_budget(video):
     with pytest.raises(ResourceExhausted, match="frames: 9 frames of 64x40 need"):
         make(video, depth_dtype="float16", max_bytes=need)
     scene = make(video, depth_dtype="float16", max_bytes=4 * need)
-    assert scene.device_bytes() == need  # colour 3 + depth 2 + validity 1 bytes a pixel, nothing else per frame
+    assert scene.source_bytes() == need  # colour 3 + depth 2 + validity 1 bytes a pixel, nothing else per frame

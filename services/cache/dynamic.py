@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from objvid.runtime.errors import ResourceExhausted
+from objvid.runtime.errors import FailedPrecondition, ResourceExhausted
 
 from . import validate as V
 from .render import Cloud, ObjectLayer, check_options, pick_backend
@@ -136,9 +136,51 @@ class DynamicScene:
     def device(self) -> torch.device:
         return self._device
 
-    def device_bytes(self) -> int:
+    def source_bytes(self) -> int:
         """Bytes of the resident sources (colour, depth, validity) on the device."""
         return sum(t.numel() * t.element_size() for t in (self._rgb, self._depth, self._valid))
+
+    def device_bytes(self) -> int:
+        """Sources plus frame 0's placement points and the objects."""
+        return self.source_bytes() + self.objects.device_bytes()
+
+    # The ``Scene`` interface the cache service uses (a video scene stands in for a static one).
+    @property
+    def num_points(self) -> int:
+        return self._rgb.shape[0] * self.size[0] * self.size[1]
+
+    @property
+    def num_slots(self) -> int:
+        return 1
+
+    @property
+    def seed_camera(self):
+        """(K, w2c, H, W) of frame 0."""
+        return self.Ks[0].copy(), self.w2cs[0].copy(), self.size[0], self.size[1]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return self.objects.object_ids
+
+    @property
+    def num_objects(self) -> int:
+        return self.objects.num_objects
+
+    def get_transform(self, oid: int) -> np.ndarray:
+        return self.objects.get_transform(oid)
+
+    def remove_object(self, oid: int) -> None:
+        self.objects.remove_object(oid)
+
+    def object_points(self, oid: int, world: bool = True):
+        return self.objects.object_points(oid, world)
+
+    def export(self, include_objects: bool = True) -> tuple[bytes, int]:
+        """Frame 0's points (and the objects) as PLY."""
+        return self.objects.export(include_objects)
+
+    def update_from_view(self, *args, **kwargs):
+        raise FailedPrecondition("scene_id", "video scenes are not updated (GEN3C's Cache4D renders from the video)")
 
     # ---------------------------------------------------------------- objects
     def add_object(self, points: Any, colors: Any, transform: Any = None) -> int:
@@ -187,6 +229,8 @@ class DynamicScene:
         self,
         w2cs: Any,
         Ks: Any,
+        height: int | None = None,
+        width: int | None = None,
         start: int = 0,
         object_track: dict[int, Any] | None = None,
         mode: str = "fused",
@@ -197,10 +241,11 @@ class DynamicScene:
         backend: str | None = None,
     ) -> Iterator[RenderOutput]:
         """Frame-synchronous render, one frame at a time: target camera f (``w2cs`` (T, 4, 4), ``Ks``
-        (T, 3, 3) or (3, 3)) sees source frame ``start + f``. ``object_track`` {oid: (F, 4, 4) poses
+        (T, 3, 3) or (3, 3), at ``height`` x ``width``, default the video's size) sees source frame
+        ``start + f``. ``object_track`` {oid: (F, 4, 4) poses
         indexed by the source frame} overrides objects' transforms per frame. Yields ``RenderOutput``
         with (1, 1, H, W[, 3]) tensors on the device (N = 1: one source per frame)."""
-        H, W = self.size
+        H, W = self.size if height is None else V.image_size(height, width)
         w2c_np = V.rigid(w2cs, "w2cs", batch=True)
         K_np = V.intrinsics(Ks, "Ks", batch=True)
         if len(K_np) == 1 and len(w2c_np) > 1:
@@ -222,9 +267,12 @@ class DynamicScene:
                           H, W, mode, splat, int(footprint), float(object_radius_px), outs, be,
                           self._device)  # fmt: skip
 
-    def render(self, w2cs: Any, Ks: Any, start: int = 0, **kw) -> RenderOutput:
-        """:meth:`render_frames` stacked: (T, 1, H, W[, 3]) tensors (for tests and short clips)."""
-        parts = list(self.render_frames(w2cs, Ks, start, **kw))
+    def render(self, w2cs: Any, Ks: Any, height: int | None = None, width: int | None = None, start: int = 0,
+               slots: Any = None, **kw) -> RenderOutput:  # fmt: skip
+        """:meth:`render_frames` stacked: (T, 1, H, W[, 3]) tensors (a batch of the service's trajectory)."""
+        if slots is not None and list(np.atleast_1d(slots)) != [0]:
+            raise ValueError(f"slots: a video scene has one slot per frame, got {slots}")
+        parts = list(self.render_frames(w2cs, Ks, height, width, start, **kw))
         return RenderOutput(**{
             k: (torch.cat([getattr(p, k) for p in parts]) if getattr(parts[0], k) is not None else None)
             for k in OUTPUTS
@@ -239,3 +287,34 @@ class DynamicScene:
                 raise ValueError(f"object_track[{oid}]: {len(a)} poses for {self.num_frames} frames")
             out[oid] = a
         return out
+
+    # ---------------------------------------------------------------- snapshots
+    def state_dict(self) -> dict[str, Any]:
+        """CPU tensors and plain values (``torch.save``-able, ``weights_only`` loadable)."""
+        return {
+            "kind": "video",
+            "rgb": self._rgb.cpu(),
+            "depth": self._depth.cpu(),
+            "valid": self._valid.cpu(),
+            "Ks": torch.from_numpy(self.Ks.copy()),
+            "w2cs": torch.from_numpy(self.w2cs.copy()),
+            "filter_points_threshold": self._filter,
+            "max_depth": self.max_depth,
+            "objects": self.objects.state_dict(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: str | torch.device = "cpu") -> DynamicScene:
+        dtype = "float16" if state["depth"].dtype == torch.float16 else "float32"
+        scene = cls(state["rgb"].numpy(), state["depth"].float().numpy(), state["Ks"].numpy(), state["w2cs"].numpy(),
+                    state["valid"].numpy(), device=device, depth_dtype=dtype,
+                    filter_points_threshold=state["filter_points_threshold"], max_depth=state["max_depth"])  # fmt: skip
+        scene.objects = Scene.from_state_dict(state["objects"], device)
+        return scene
+
+
+def scene_from_state(state: dict[str, Any], device: str | torch.device = "cpu"):
+    """A snapshot -> ``Scene`` or ``DynamicScene`` (video scenes carry ``kind: video``)."""
+    if state.get("kind") == "video":
+        return DynamicScene.from_state_dict(state, device)
+    return Scene.from_state_dict(state, device)

@@ -187,8 +187,8 @@ class CacheServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateVideoScene(self, request_iterator, context):
-        """A dynamic scene from a posed RGB-D video (GEN3C's Cache4D), frames streamed in order. Schema only
-        for now (issue 15): the server answers UNIMPLEMENTED until objvid.cache.dynamic is wired in.
+        """A video scene from a posed RGB-D video (GEN3C's Cache4D), frames streamed in order; rendered
+        frame-synchronously by RenderTrajectory (start_frame); never updated (UpdateScene: FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

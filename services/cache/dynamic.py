@@ -116,6 +116,10 @@ class DynamicScene:
             if m.shape != (n, H, W):
                 raise ValueError(f"masks: expected shape {(n, H, W)}, got {tuple(m.shape)}")
             valid = m.astype(bool)
+        raw = d.astype(np.float32)
+        seen = np.isfinite(raw) & (raw > 0) & valid
+        #: Fraction of the clip's valid depth over ``max_depth`` (clamped): the wrong unit when large.
+        self.depth_clamped_fraction = float((raw[seen] > self.max_depth).mean()) if seen.any() else 0.0
         dev, ddt = self._device, DEPTH_DTYPES[depth_dtype]
         self._rgb = torch.from_numpy(np.ascontiguousarray(img)).to(dev)
         clean = np.clip(np.nan_to_num(d.astype(np.float32), nan=self.max_depth, posinf=self.max_depth,
@@ -183,9 +187,10 @@ class DynamicScene:
         raise FailedPrecondition("scene_id", "video scenes are not updated (GEN3C's Cache4D renders from the video)")
 
     # ---------------------------------------------------------------- objects
-    def add_object(self, points: Any, colors: Any, transform: Any = None) -> int:
-        """Object-local points (M, 3), colours (M, 3) uint8, pose in the video's world -> object id."""
-        return self.objects.add_object(points, colors, transform)
+    def add_object(self, points: Any, colors: Any, transform: Any = None, **kw) -> int:
+        """Object-local points (M, 3), colours (M, 3) uint8, pose in the video's world (options as
+        ``Scene.add_object``) -> object id."""
+        return self.objects.add_object(points, colors, transform, **kw)
 
     def place_object(self, oid: int, anchor_px: Any = None, height: float | None = None, **kw) -> np.ndarray:
         """Stand an object on the support plane seen in frame 0 (pixel ``anchor_px`` of frame 0)."""
@@ -301,6 +306,7 @@ class DynamicScene:
             "filter_points_threshold": self._filter,
             "max_depth": self.max_depth,
             "objects": self.objects.state_dict(),
+            "depth_clamped_fraction": self.depth_clamped_fraction,
         }
 
     @classmethod
@@ -310,6 +316,7 @@ class DynamicScene:
                     state["valid"].numpy(), device=device, depth_dtype=dtype,
                     filter_points_threshold=state["filter_points_threshold"], max_depth=state["max_depth"])  # fmt: skip
         scene.objects = Scene.from_state_dict(state["objects"], device)
+        scene.depth_clamped_fraction = float(state.get("depth_clamped_fraction", 0.0))
         return scene
 
 

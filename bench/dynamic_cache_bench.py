@@ -40,7 +40,9 @@ def run(frames: int, height: int, width: int, device: str, depth_dtype: str, ren
     scene = DynamicScene(video["rgb"], video["depth"], video["K"], video["w2c"], video["mask"], device=device,
                          depth_dtype=depth_dtype, filter_points_threshold=0.05)  # fmt: skip
     g = np.linspace(-0.05, 0.05, object_side)
-    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)  # object_side^3 points
+    pts = (
+        np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
+    )  # object_side^3 points
     pose = np.eye(4)
     pose[:3, 3] = [0.45, 0.2, 2.5]
     scene.add_object(pts, np.full((len(pts), 3), 200, np.uint8), pose)
@@ -49,7 +51,9 @@ def run(frames: int, height: int, width: int, device: str, depth_dtype: str, ren
         peak_build = torch.cuda.max_memory_allocated() - base
     build_s = time.perf_counter() - t0
     T = min(render_frames, frames)
-    w2cs, Ks = traj.generate_camera_trajectory("left", video["w2c"][:T], video["K"][:T], T, 0.3, "center_facing")
+    w2cs, Ks = traj.generate_camera_trajectory(
+        "left", video["w2c"][:T], video["K"][:T], T, 0.3, "center_facing"
+    )
     times = []
     for out in scene.render_frames(w2cs, Ks, start=0, outputs=("rgb", "mask", "object_mask")):
         if cuda:
@@ -88,14 +92,21 @@ def main() -> None:
     print(f"{'depth':>8} {'frames':>6} {'size':>10} {'points':>12} {'sources MiB':>12} {'peak build MiB':>15} "
           f"{'peak render MiB':>16} {'ms/frame':>9}")  # fmt: skip
     for r in rows:
-        mib = lambda k: f"{r[k] / 2**20:.0f}" if k in r else "-"  # noqa: E731
+        mib = {
+            k: f"{r[k] / 2**20:.0f}" if k in r else "-"
+            for k in ("source_bytes", "peak_build_bytes", "peak_render_bytes")
+        }
         print(f"{r['depth_dtype']:>8} {r['frames']:>6} {r['width']}x{r['height']:<5} {r['points_total']:>12,} "
-              f"{mib('source_bytes'):>12} {mib('peak_build_bytes'):>15} {mib('peak_render_bytes'):>16} "
+              f"{mib['source_bytes']:>12} {mib['peak_build_bytes']:>15} {mib['peak_render_bytes']:>16} "
               f"{r['render_ms_p50']:>9}")  # fmt: skip
     out = a.out
     if out is None:
         name = f"dynamic_cache-{a.device.split(':')[0]}-{a.frames}x{a.height}x{a.width}.json"
-        out = Path(os.environ["OUT"]) / "dynamic_cache.json" if os.environ.get("OUT") else Path("bench/results") / name
+        out = (
+            Path(os.environ["OUT"]) / "dynamic_cache.json"
+            if os.environ.get("OUT")
+            else Path("bench/results") / name
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rows": rows}, indent=1))
     print(f"wrote {out}")

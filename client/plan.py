@@ -192,7 +192,9 @@ def _video_cameras(cfg: GenerateConfig, source, width: int, height: int) -> camp
     """The preset applied relative to each frame's input camera (GEN3C's dynamic mode: L_i @ w2c_i, K_i)."""
     clip = source.clip
     if cfg.frames is not None and cfg.frames != clip.num_frames:
-        raise ValueError(f"--frames {cfg.frames} differs from the input video's {clip.num_frames} frames (120 N + 1)")
+        raise ValueError(
+            f"--frames {cfg.frames} differs from the input video's {clip.num_frames} frames (120 N + 1)"
+        )
     try:
         w2cs, Ks = traj.generate_camera_trajectory(cfg.trajectory, clip.w2c, clip.K, clip.num_frames,
                                                    cfg.movement_distance, cfg.camera_rotation)  # fmt: skip

@@ -58,7 +58,9 @@ class SceneSession:
         if not self.scene_id:
             self.scene_id = new_scene_id()
         if self.video_frames is not None:
-            self.info = self.client.create_video_scene(self.video_frames, self.filter_points_threshold, self.scene_id)
+            self.info = self.client.create_video_scene(
+                self.video_frames, self.filter_points_threshold, self.scene_id
+            )
             self.scene_id = self.info.scene_id
             return self.info
         self.info = self.client.create_scene(self.view, self.filter_points_threshold, self.scene_id)
@@ -123,7 +125,9 @@ class SceneSession:
         self.info = resp.scene
         return resp
 
-    def render_trajectory(self, Ks, w2cs, width, height, options, start_frame: int = 0) -> Iterator[RenderedFrame]:
+    def render_trajectory(
+        self, Ks, w2cs, width, height, options, start_frame: int = 0
+    ) -> Iterator[RenderedFrame]:
         """Like ObjvidClient.render_trajectory; on NOT_FOUND rebuilds and resumes at the next frame."""
         done = 0
         rebuilt = False

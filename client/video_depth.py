@@ -28,14 +28,18 @@ def scale_to_reference(depth: np.ndarray, reference: np.ndarray, valid: np.ndarr
     return float(np.median(reference[ok] / depth[ok]))
 
 
-def consistent_scales(depths: np.ndarray, masks: np.ndarray, references: np.ndarray | None = None) -> np.ndarray:
+def consistent_scales(
+    depths: np.ndarray, masks: np.ndarray, references: np.ndarray | None = None
+) -> np.ndarray:
     """Per-frame scale factors (F,) for depths (F, H, W) with validity masks (F, H, W).
 
     references (F, H, W): depths sharing one scale (the geometry model's); None = static camera, every
     frame is fitted to frame 0 (whose factor is 1). Multiply frame i's depth by factor i.
     """
     if depths.ndim != 3 or masks.shape != depths.shape:
-        raise ValueError(f"depths/masks: expected equal (F, H, W) shapes, got {depths.shape} and {masks.shape}")
+        raise ValueError(
+            f"depths/masks: expected equal (F, H, W) shapes, got {depths.shape} and {masks.shape}"
+        )
     if references is not None and references.shape != depths.shape:
         raise ValueError(f"references: expected {depths.shape}, got {references.shape}")
     scales = np.ones(len(depths))

@@ -57,12 +57,14 @@ class VideoClip:
 def valid_length(n: int, where: str = "--input-video") -> int:
     """The longest 120 N + 1 <= n; ValueError (naming the nearest valid length) when n < 121."""
     if n < CHUNK:
-        raise ValueError(f"{where}: {n} frames; GEN3C needs 120 N + 1 frames, the nearest valid length is {CHUNK}")
+        raise ValueError(
+            f"{where}: {n} frames; GEN3C needs 120 N + 1 frames, the nearest valid length is {CHUNK}"
+        )
     return STRIDE * ((n - 1) // STRIDE) + 1
 
 
 def detect_format(path: Path) -> str:
-    """"gen3c_dir" | "gen3c_pt" | "vipe" | "video" (a plain video file: depth and poses are estimated)."""
+    """ "gen3c_dir" | "gen3c_pt" | "vipe" | "video" (a plain video file: depth and poses are estimated)."""
     if path.is_dir():
         if (path / "rgb.mp4").is_file():
             return "gen3c_dir"
@@ -198,7 +200,9 @@ def load_vipe(root: Path, width: int, height: int) -> tuple[np.ndarray, ...]:
     elif Kraw.shape[1:] == (3, 3):
         K = Kraw
     else:
-        raise ValueError(f"{root / 'intrinsics' / base}.npz: data must be (3, 3) or fx fy cx cy, got {Kraw.shape[1:]}")
+        raise ValueError(
+            f"{root / 'intrinsics' / base}.npz: data must be (3, 3) or fx fy cx cy, got {Kraw.shape[1:]}"
+        )
     depth = _zip_frames(root / "depth" / f"{base}.zip", n, "exr", _cv2_decode).astype(np.float32)
     mask_zip = root / "mask" / f"{base}.zip"
     mask = (_zip_frames(mask_zip, n, "png", _cv2_decode) > 0 if mask_zip.exists()
@@ -239,7 +243,9 @@ def _check_sizes(rgb, depth, mask, names) -> None:
         if len(arr) != n:
             raise ValueError(f"{names[key]}: {len(arr)} frames, {names['rgb']} has {n}")
         if arr.shape[1:] != (h, w):
-            raise ValueError(f"{names[key]}: frame size {arr.shape[1:]} differs from {names['rgb']}'s {(h, w)}")
+            raise ValueError(
+                f"{names[key]}: frame size {arr.shape[1:]} differs from {names['rgb']}'s {(h, w)}"
+            )
 
 
 def _check_cameras(w2c, K, n, names) -> tuple[np.ndarray, np.ndarray]:
@@ -295,7 +301,7 @@ def load_object_track(path: str | Path, frames: int) -> np.ndarray:
         raise ValueError(f"--object-track {path}: not readable JSON ({exc})") from None
     poses = data.get("poses") if isinstance(data, dict) else data
     if not isinstance(poses, list):
-        raise ValueError(f"--object-track {path}: expected a list of 4x4 poses or {{\"poses\": [...]}}")
+        raise ValueError(f'--object-track {path}: expected a list of 4x4 poses or {{"poses": [...]}}')
     try:
         a = np.asarray(poses, dtype=np.float64).reshape(len(poses), 4, 4)
     except (TypeError, ValueError):

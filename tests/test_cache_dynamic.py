@@ -99,7 +99,12 @@ def test_object_stays_fixed_in_the_world(video):
         ys, xs = np.nonzero(out.object_mask[f, 0].numpy() == oid)
         assert len(xs) > 10
         want = project(video["w2c"][f], video["K"][f], centre)
-        assert abs(xs.mean() - want[0]) < 1.0 and abs(ys.mean() - want[1]) < 1.0, (f, xs.mean(), ys.mean(), want)
+        assert abs(xs.mean() - want[0]) < 1.0 and abs(ys.mean() - want[1]) < 1.0, (
+            f,
+            xs.mean(),
+            ys.mean(),
+            want,
+        )
 
 
 def test_object_track_moves_the_object(video):
@@ -109,7 +114,9 @@ def test_object_track_moves_the_object(video):
     F = len(video["w2c"])
     centres = np.array([[0.45 + 0.04 * i, 0.2, 2.5] for i in range(F)])
     track = np.stack([pose(c) for c in centres])
-    out = scene.render(video["w2c"][2:6], video["K"][2:6], start=2, object_track={oid: track}, backend="torch")
+    out = scene.render(
+        video["w2c"][2:6], video["K"][2:6], start=2, object_track={oid: track}, backend="torch"
+    )
     for f in range(4):
         ys, xs = np.nonzero(out.object_mask[f, 0].numpy() == oid)
         want = project(video["w2c"][2 + f], video["K"][2 + f], centres[2 + f])
@@ -155,4 +162,6 @@ def test_memory_budget(video):
     with pytest.raises(ResourceExhausted, match="frames: 9 frames of 64x40 need"):
         make(video, depth_dtype="float16", max_bytes=need)
     scene = make(video, depth_dtype="float16", max_bytes=4 * need)
-    assert scene.source_bytes() == need  # colour 3 + depth 2 + validity 1 bytes a pixel, nothing else per frame
+    assert (
+        scene.source_bytes() == need
+    )  # colour 3 + depth 2 + validity 1 bytes a pixel, nothing else per frame

@@ -6,7 +6,16 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from cache_service_helpers import cloud_msg, cube_cloud, decode_frame, matrix_transform, running, stub_for, translation, view_msg
+from cache_service_helpers import (
+    cloud_msg,
+    cube_cloud,
+    decode_frame,
+    matrix_transform,
+    running,
+    stub_for,
+    translation,
+    view_msg,
+)
 
 from objvid.cache.dynamic import DynamicScene
 from objvid.testing.video import synthetic_rgbd_video
@@ -40,17 +49,23 @@ def test_video_scene_renders_frame_synchronously():
         oid = stub.AddObject(cache_pb2.AddObjectRequest(
             scene_id="clip", cloud=cloud_msg(pts, cols), transform=matrix_transform(translation(0.45, 0.2, 2.5))
         ), timeout=30).object.object_id  # fmt: skip
-        spec = types_pb2.TrajectorySpec(preset=types_pb2.TRAJECTORY_PRESET_LEFT, frame_count=4, movement_distance=0.3)
+        spec = types_pb2.TrajectorySpec(
+            preset=types_pb2.TRAJECTORY_PRESET_LEFT, frame_count=4, movement_distance=0.3
+        )
         options = cache_pb2.RenderOptions(mode=cache_pb2.RENDER_MODE_FUSED, object_radius_px=1.5, outputs=[
             cache_pb2.RENDER_OUTPUT_RGB, cache_pb2.RENDER_OUTPUT_MASK, cache_pb2.RENDER_OUTPUT_OBJECT_MASK])  # fmt: skip
-        req = cache_pb2.RenderTrajectoryRequest(scene_id="clip", trajectory=spec, start_frame=2, options=options)
+        req = cache_pb2.RenderTrajectoryRequest(
+            scene_id="clip", trajectory=spec, start_frame=2, options=options
+        )
         frames = [decode_frame(r.frame) for r in stub.RenderTrajectory(req, timeout=60)]
     assert len(frames) == 4
     # the same cameras and sources in-process: the service is a thin adapter over DynamicScene
     from objvid.runtime import trajectory as traj
 
     w2cs, Ks = traj.generate_camera_trajectory("left", video["w2c"][2:6], video["K"][2:6], 4, 0.3)
-    local = DynamicScene(video["rgb"], video["depth"], video["K"], video["w2c"], video["mask"], depth_dtype="float32")
+    local = DynamicScene(
+        video["rgb"], video["depth"], video["K"], video["w2c"], video["mask"], depth_dtype="float32"
+    )
     local.add_object(pts, cols, translation(0.45, 0.2, 2.5))
     want = local.render(w2cs, Ks, start=2, outputs=("rgb", "mask", "object_mask"), object_radius_px=1.5)
     for f, got in enumerate(frames):
@@ -71,7 +86,9 @@ def test_bad_video_streams():
         bad["w2c"][2, :3, :3] *= 1.3
         with pytest.raises(grpc.RpcError) as err:
             stub.CreateVideoScene(video_stream(bad), timeout=30)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "frames[2].camera" in err.value.details()
+        assert (
+            err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "frames[2].camera" in err.value.details()
+        )
         stub.CreateVideoScene(video_stream(video), timeout=30)
         spec = types_pb2.TrajectorySpec(frame_count=3)
         with pytest.raises(grpc.RpcError) as err:

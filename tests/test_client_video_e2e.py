@@ -46,7 +46,9 @@ def clip():
 def test_generate_from_a_gen3c_directory(tmp_path, clip):
     root = write_gen3c_dir(tmp_path / "clip", clip)
     obj = write_cube_ply(tmp_path / "cube.ply")
-    result = generate(["--input-video", str(root), "--object", str(obj), "--object-pose", "0.45,0.2,2.5"], tmp_path)
+    result = generate(
+        ["--input-video", str(root), "--object", str(obj), "--object-pose", "0.45,0.2,2.5"], tmp_path
+    )
     assert result["status"] == "ok" and result["frames"] == 121 and result["chunks"] == 1
     assert video.probe_video(result["video"]) == (121, W, H)
     m = json.loads(Path(result["manifest"]).read_text())

@@ -37,7 +37,9 @@ class VideoSource(InputSource):
         for flag, value in (("--depth", config.depth), ("--intrinsics", config.intrinsics),
                             ("--camera-path", config.camera_path)):  # fmt: skip
             if value is not None:
-                raise ValueError(f"{flag} is not used with --input-video (the video carries depth and cameras)")
+                raise ValueError(
+                    f"{flag} is not used with --input-video (the video carries depth and cameras)"
+                )
         if detect_format(config.input_video) == "video":
             raise ValueError(f"--input-video {config.input_video}: plain video files are not supported yet; give "
                              "a GEN3C directory (rgb.mp4, depth.npz, mask.npz, camera.npz), a GEN3C .pt or a ViPE "

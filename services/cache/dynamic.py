@@ -87,7 +87,9 @@ class DynamicScene:
         if d.ndim == 4 and d.shape[1] == 1:
             d = d[:, 0]
         if d.shape != (n, H, W):
-            raise ValueError(f"depths: expected shape {(n, H, W)} (frames, H, W of images), got {tuple(d.shape)}")
+            raise ValueError(
+                f"depths: expected shape {(n, H, W)} (frames, H, W of images), got {tuple(d.shape)}"
+            )
         if d.dtype.kind not in "fiu":
             raise ValueError(f"depths: expected numbers, got dtype {d.dtype}")
         self.Ks = V.intrinsics(Ks, "Ks", batch=True)
@@ -184,7 +186,9 @@ class DynamicScene:
         return self.objects.export(include_objects)
 
     def update_from_view(self, *args, **kwargs):
-        raise FailedPrecondition("scene_id", "video scenes are not updated (GEN3C's Cache4D renders from the video)")
+        raise FailedPrecondition(
+            "scene_id", "video scenes are not updated (GEN3C's Cache4D renders from the video)"
+        )
 
     # ---------------------------------------------------------------- objects
     def add_object(self, points: Any, colors: Any, transform: Any = None, **kw) -> int:

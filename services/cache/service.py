@@ -436,14 +436,25 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
         if not isinstance(entry.scene, DynamicScene):
             if request.start_frame or request.object_tracks:
-                raise ValueError("start_frame: only video scenes (CreateVideoScene) take start_frame / object_tracks")
-            return (*trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id, self.limits), None)
+                raise ValueError(
+                    "start_frame: only video scenes (CreateVideoScene) take start_frame / object_tracks"
+                )
+            return (
+                *trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id, self.limits),
+                None,
+            )
         if request.HasField("trajectory") and not request.cameras:
             w2cs, Ks, width, height = video_rpc.video_cameras(request, entry.scene)
         else:
             w2cs, Ks, width, height = trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id,
                                                          self.limits)  # fmt: skip
-        return w2cs, Ks, width, height, (int(request.start_frame), video_rpc.object_tracks(request, entry.scene))
+        return (
+            w2cs,
+            Ks,
+            width,
+            height,
+            (int(request.start_frame), video_rpc.object_tracks(request, entry.scene)),
+        )
 
     # -- long videos ----------------------------------------------------------------------------------
 

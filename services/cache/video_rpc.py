@@ -41,7 +41,9 @@ def read_video_stream(requests: Iterable[cache_pb2.CreateVideoSceneRequest], lim
                     raise LimitExceeded(f"num_frames: {first.num_frames} frames of {size[1]}x{size[0]} "
                                         f"is over the limit of {limits.max_points * 8} pixels (8 x --max-points)")  # fmt: skip
             elif depth.shape != size:
-                raise ValueError(f"frames[{i}]: size {depth.shape[::-1]} differs from frames[0]'s {size[::-1]}")
+                raise ValueError(
+                    f"frames[{i}]: size {depth.shape[::-1]} differs from frames[0]'s {size[::-1]}"
+                )
             frames.append((image, depth, mask, K, w2c))
     if first is None:
         raise ValueError("frames: empty stream")
@@ -72,8 +74,12 @@ def video_cameras(request: cache_pb2.RenderTrajectoryRequest, scene: DynamicScen
     start = int(request.start_frame)
     T = int(spec.frame_count) or trajectory.DEFAULT_NUM_FRAMES
     if start + T > scene.num_frames:
-        raise ValueError(f"start_frame: frames {start}..{start + T - 1} requested, the video has {scene.num_frames}")
-    w2cs, Ks = trajectory.trajectory_from_spec(spec, scene.w2cs[start : start + T], scene.Ks[start : start + T])
+        raise ValueError(
+            f"start_frame: frames {start}..{start + T - 1} requested, the video has {scene.num_frames}"
+        )
+    w2cs, Ks = trajectory.trajectory_from_spec(
+        spec, scene.w2cs[start : start + T], scene.Ks[start : start + T]
+    )
     return np.asarray(w2cs, np.float64), np.asarray(Ks, np.float64), scene.size[1], scene.size[0]
 
 

@@ -52,13 +52,15 @@ def synthetic_rgbd_video(frames: int = 9, height: int = 48, width: int = 80, box
         hit_box = np.zeros_like(t_box, bool)
         if box:
             p = centre + t_box[..., None] * d_world
-            hit_box = (np.abs(p[..., 0] - box_x(i, box_speed)) < BOX_HALF) & (p[..., 1] > FLOOR_Y - 2 * BOX_HALF) & (
-                p[..., 1] < FLOOR_Y
+            hit_box = (
+                (np.abs(p[..., 0] - box_x(i, box_speed)) < BOX_HALF)
+                & (p[..., 1] > FLOOR_Y - 2 * BOX_HALF)
+                & (p[..., 1] < FLOOR_Y)
             )
         z = np.minimum(t_wall, t_floor)
         z = np.where(hit_box, np.minimum(z, t_box), z)
         pts = centre + z[..., None] * d_world
-        checker = ((np.floor(pts[..., 0] * 4) + np.floor(pts[..., 1] * 4) + np.floor(pts[..., 2] * 4)) % 2)
+        checker = (np.floor(pts[..., 0] * 4) + np.floor(pts[..., 1] * 4) + np.floor(pts[..., 2] * 4)) % 2
         rgb = np.stack([60 + 120 * checker, 90 + 60 * checker, 160 - 80 * checker], -1)
         rgb[np.isclose(z, t_floor)] = rgb[np.isclose(z, t_floor)] * 0.6 + [40, 60, 20]
         if box:
@@ -81,7 +83,9 @@ def write_mp4(path: str | Path, rgb: np.ndarray, fps: float = 24.0) -> None:
         stream.pix_fmt = "yuv444p"
         stream.options = {"crf": "0", "preset": "ultrafast"}
         for frame in rgb:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

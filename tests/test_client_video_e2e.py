@@ -32,7 +32,7 @@ def write_cube_ply(path: Path, half: float = 0.08, n: int = 8) -> Path:
 def generate(args: list[str], tmp: Path) -> dict:
     out = tmp / "video.mp4"
     proc = subprocess.run([sys.executable, "-m", "objvid.client", "generate", *args, "--backend", "preview",
-                           "--device", "cpu", "--out", str(out), "--json", "--trajectory", "left",
+                           "--device", "cpu", "--out", str(out), "--json", "--trajectory", "left", "--width", str(W), "--height", str(H),
                            "--movement-distance", "0.2"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -190,6 +190,8 @@ class DynamicScene:
             "scene_id", "video scenes are not updated (GEN3C's Cache4D renders from the video)"
         )
 
+    add_view = update_from_view  # the cache service's UpdateScene adds a prepared view
+
     # ---------------------------------------------------------------- objects
     def add_object(self, points: Any, colors: Any, transform: Any = None, **kw) -> int:
         """Object-local points (M, 3), colours (M, 3) uint8, pose in the video's world (options as

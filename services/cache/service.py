@@ -415,7 +415,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     self._render_memory(stop - start, width, height, "trajectory"),
                     self.store.device(context),
                 ):
-                    kw = spec.kwargs() | ({"start": video[0] + start, "object_track": video[1]} if video else {})
+                    kw = spec.kwargs() | (
+                        {"start": video[0] + start, "object_track": video[1]} if video else {}
+                    )
                     out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **kw)
                     host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
                     del out

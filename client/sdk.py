@@ -277,14 +277,6 @@ class ObjvidClient:
             req.object_id = object_id
         return self._call("cache", "ExportScene", req, self.deadlines.unary).ply
 
-    def render(self, scene_id: str, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
-               options: cache_pb2.RenderOptions) -> RenderedFrame:  # fmt: skip
-        """One camera (K (3, 3) pixels at width x height, w2c (4, 4)) -> RenderedFrame (index 0)."""
-        req = cache_pb2.RenderRequest(scene_id=scene_id, camera=wire.encode_camera(K, w2c, width, height),
-                                      options=options)  # fmt: skip
-        resp = self._call("cache", "Render", req, self.deadlines.unary)
-        return frame_from_bytes(resp.SerializeToString(), 0, "Render")
-
     @staticmethod
     def render_options(mode: str = "fused", outputs: Sequence[str] = ("rgb", "mask"), png: bool = False,
                        splat: str = "gen3c", object_radius_px: float = 0.0, pack_masks: bool = False,

@@ -83,7 +83,9 @@ def _generate_and_report(cfg: pipeline.GenerateConfig, output: Output, services:
 
 @app.command()
 def generate(
-    image: o.Image,
+    image: o.Image = None,
+    input_video: o.InputVideo = None,
+    object_track: o.ObjectTrack = None,
     objects: o.Objects = None,
     method: o.Method = "fused",
     object_radius: o.Radius = o.RADIUS_DEFAULT,
@@ -132,7 +134,7 @@ def generate(
     """Generate a video of the object in the scene along a camera trajectory."""
     setup_logging(verbose)
     cfg = pipeline.GenerateConfig(
-        image=image, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        image=image, input_video=input_video, object_track=object_track, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
         trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
         camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
@@ -159,7 +161,9 @@ def generate(
 
 @app.command()
 def render(
-    image: o.Image,
+    image: o.Image = None,
+    input_video: o.InputVideo = None,
+    object_track: o.ObjectTrack = None,
     objects: o.Objects = None,
     method: o.Method = "fused",
     object_radius: o.Radius = o.RADIUS_DEFAULT,
@@ -209,7 +213,7 @@ def render(
         output.error("inputs", "--no-video needs --png-dir")
         raise typer.Exit(1)
     cfg = pipeline.GenerateConfig(
-        image=image, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        image=image, input_video=input_video, object_track=object_track, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
         trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
         camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,

@@ -23,7 +23,11 @@ def flag(name: str, help: str, *short: str):
 
 
 # Inputs
-Image = Annotated[Path, opt("--image", help="background photo (PNG/JPEG)", metavar="PATH")]
+Image = Annotated[
+    Path | None, opt("--image", help="background photo (PNG/JPEG); or --input-video", metavar="PATH")
+]
+InputVideo = Annotated[Path | None, opt("--input-video", help="posed RGB-D video to re-shoot: GEN3C dir (rgb.mp4, depth.npz, mask.npz, camera.npz), GEN3C .pt or ViPE dir (docs/client.md)", metavar="PATH")]  # fmt: skip
+ObjectTrack = Annotated[Path | None, opt("--object-track", help="JSON: one 4x4 object-to-world pose per input-video frame (first object)", metavar="PATH")]  # fmt: skip
 Objects = Annotated[list[Path] | None, opt("--object", help="object file (.ply/.obj/.glb/.gltf/.stl); repeat for several", metavar="PATH")]  # fmt: skip
 Depth = Annotated[Path | None, opt("--depth", help="depth map (.npy/.npz/.png mm/.exr) instead of MoGe", metavar="PATH")]  # fmt: skip
 Intrinsics = Annotated[Path | None, opt("--intrinsics", help="K JSON for --depth", metavar="PATH")]

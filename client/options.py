@@ -42,7 +42,7 @@ MAX_SLOTS = 2
 class GenerateConfig:
     """Everything ``objvid-client generate`` takes. None = default (or taken from the camera path)."""
 
-    image: Path
+    image: Path | None
     objects: list[Path] = field(default_factory=list)
     out: Path = Path("out.mp4")
     method: str = "fused"
@@ -74,13 +74,17 @@ class GenerateConfig:
     foreground_masking: bool = False  # GEN3C's --foreground_masking of the cache renders
     depth_units: str = "m"  # unit of --depth .npy/.npz/.exr (PNG: millimetres)
     object_units: str | None = None  # unit of the object files (real size in a metric scene)
+    # video input (issue 15)
+    input_video: Path | None = None
+    object_track: Path | None = None
     # render command only
     png_dir: Path | None = None
     no_video: bool = False
 
     def __post_init__(self) -> None:
         # SDK callers may pass str paths; the pipeline uses Path methods on them.
-        for name in ("image", "out", "camera_path", "depth", "intrinsics", "workdir", "png_dir"):
+        for name in ("image", "out", "camera_path", "depth", "intrinsics", "workdir", "png_dir", "input_video",
+                     "object_track"):  # fmt: skip
             if isinstance(getattr(self, name), str):
                 setattr(self, name, Path(getattr(self, name)))
         self.objects = [Path(p) for p in self.objects]

@@ -63,6 +63,11 @@ class Plan:
     views: list[SourceView] = field(default_factory=list)  # filled by the depth stage
 
     @property
+    def video(self) -> bool:
+        """True for ``--input-video``: a video scene, frame-synchronous renders, no scene updates."""
+        return getattr(self.source, "clip", None) is not None
+
+    @property
     def view(self) -> SourceView:
         """The reference view (the input camera, w2c = I)."""
         return self.views[0]
@@ -184,12 +189,30 @@ def _place(cfg: GenerateConfig, objects: list[ObjectInput], width: int, height: 
         obj.height = heights[i]
 
 
+def _video_cameras(cfg: GenerateConfig, source, width: int, height: int) -> campath.CameraPath:
+    """The preset applied relative to each frame's input camera (GEN3C's dynamic mode: L_i @ w2c_i, K_i)."""
+    clip = source.clip
+    if cfg.frames is not None and cfg.frames != clip.num_frames:
+        raise ValueError(
+            f"--frames {cfg.frames} differs from the input video's {clip.num_frames} frames (120 N + 1)"
+        )
+    try:
+        w2cs, Ks = traj.generate_camera_trajectory(cfg.trajectory, clip.w2c, clip.K, clip.num_frames,
+                                                   cfg.movement_distance, cfg.camera_rotation)  # fmt: skip
+    except ValueError as err:
+        raise ValueError(f"--trajectory {cfg.trajectory}: {err}") from None
+    return campath.CameraPath(width, height, Ks, w2cs)
+
+
 def make_plan(cfg: GenerateConfig, command: str = "generate") -> tuple[Plan, dict]:
     """Check everything and read the inputs -> (plan, the manifest's ``inputs`` and ``video`` records)."""
     check_options(cfg)
     width, height, frames, path = video_shape(cfg, command)
     w2cs = preset_poses(cfg, frames) if path is None else None
     source = mode_for(cfg)(cfg, width, height)
+    if getattr(source, "clip", None) is not None:  # video input: the clip decides frames and cameras
+        path, w2cs = _video_cameras(cfg, source, width, height), None
+        frames = path.num_frames
     objects = read_objects(cfg, width, height, required=command == "generate")
     plan = Plan(width, height, frames, source, path, w2cs, objects)
     records = {
@@ -211,6 +234,8 @@ def needs_depth_service(config: GenerateConfig, frames: int | None = None) -> bo
     """
     if mode_for(config).needs_lift(config):
         return True
+    if config.input_video is not None:  # video scenes are never updated between chunks
+        return False
     if frames is None:
         frames = config.frames
     if frames is None and config.camera_path is not None:

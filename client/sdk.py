@@ -210,6 +210,21 @@ class ObjvidClient:
                                            scene_id=scene_id, idempotency_key=idempotency_key or new_key())  # fmt: skip
         return self._call("cache", "CreateScene", req, self.deadlines.create_scene).scene
 
+    def create_video_scene(self, frames: list[cache_pb2.RgbdView], filter_points_threshold: float = 0.0,
+                           scene_id: str = "", per_message: int = 4) -> cache_pb2.SceneInfo:  # fmt: skip
+        """A video scene from posed RGB-D frames (in order), streamed ``per_message`` frames a message."""
+
+        def requests():
+            for a in range(0, len(frames), per_message):
+                req = cache_pb2.CreateVideoSceneRequest(frames=frames[a : a + per_message])
+                if a == 0:
+                    req.scene_id, req.num_frames = scene_id, len(frames)
+                    req.filter_points_threshold = filter_points_threshold
+                yield req
+
+        timeout = self.deadlines.create_scene * max(1, len(frames) // 8)
+        return self._call("cache", "CreateVideoScene", requests(), timeout).scene
+
     def add_object(self, scene_id: str, data: bytes, filename: str, *, name: str = "",
                    transform: types_pb2.Transform | None = None, sample_points: int = 0,
                    idempotency_key: str | None = None) -> cache_pb2.ObjectInfo:  # fmt: skip
@@ -262,14 +277,6 @@ class ObjvidClient:
             req.object_id = object_id
         return self._call("cache", "ExportScene", req, self.deadlines.unary).ply
 
-    def render(self, scene_id: str, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
-               options: cache_pb2.RenderOptions) -> RenderedFrame:  # fmt: skip
-        """One camera (K (3, 3) pixels at width x height, w2c (4, 4)) -> RenderedFrame (index 0)."""
-        req = cache_pb2.RenderRequest(scene_id=scene_id, camera=wire.encode_camera(K, w2c, width, height),
-                                      options=options)  # fmt: skip
-        resp = self._call("cache", "Render", req, self.deadlines.unary)
-        return frame_from_bytes(resp.SerializeToString(), 0, "Render")
-
     @staticmethod
     def render_options(mode: str = "fused", outputs: Sequence[str] = ("rgb", "mask"), png: bool = False,
                        splat: str = "gen3c", object_radius_px: float = 0.0, pack_masks: bool = False,
@@ -302,8 +309,10 @@ class ObjvidClient:
         return self._frames.render(req, copy)
 
     def render_trajectory(self, scene_id: str, Ks: np.ndarray, w2cs: np.ndarray, width: int, height: int,
-                          options: cache_pb2.RenderOptions) -> Iterator[RenderedFrame]:  # fmt: skip
+                          options: cache_pb2.RenderOptions, start_frame: int = 0,
+                          object_tracks: list[cache_pb2.ObjectTrack] = ()) -> Iterator[RenderedFrame]:  # fmt: skip
         """Stream the renders of cameras Ks (T, 3, 3) / w2cs (T, 4, 4), in order (frame.index = 0..T-1).
+        Video scenes: camera f renders source frame ``start_frame + f``; ``object_tracks`` per-frame poses.
 
         A stream broken by UNAVAILABLE after some frames is reopened for the cameras not yet received
         (at most ``retry.attempts`` times; gRPC itself retries only before the first frame).
@@ -312,7 +321,9 @@ class ObjvidClient:
         cams = [wire.encode_camera(K, w, width, height) for K, w in zip(Ks, w2cs, strict=True)]
         done, reopened = 0, 0
         while done < len(cams):
-            req = cache_pb2.RenderTrajectoryRequest(scene_id=scene_id, cameras=cams[done:], options=options)
+            req = cache_pb2.RenderTrajectoryRequest(scene_id=scene_id, cameras=cams[done:], options=options,
+                                                    start_frame=start_frame + done if start_frame or object_tracks
+                                                    else 0, object_tracks=object_tracks)  # fmt: skip
             timeout = self.deadlines.render_base + self.deadlines.render_per_frame * (len(cams) - done)
             wait_connected(self._channel(self.cache_addr), self.retry.connect_wait)
             stream = call(req, timeout=timeout, metadata=self._metadata)

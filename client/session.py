@@ -48,11 +48,21 @@ class SceneSession:
     info: cache_pb2.SceneInfo | None = None
     rebuilds: int = 0
 
+    #: Video scenes: the posed RGB-D frames (CreateVideoScene instead of CreateScene) and object tracks.
+    video_frames: list[cache_pb2.RgbdView] | None = None
+    object_tracks: list[cache_pb2.ObjectTrack] = field(default_factory=list)
+
     def create(self) -> cache_pb2.SceneInfo:
         """CreateScene under a client-chosen id (``scene_id``, generated when empty), so the scene can be
         deleted even when the answer never arrived (an interrupt, a lost connection)."""
         if not self.scene_id:
             self.scene_id = new_scene_id()
+        if self.video_frames is not None:
+            self.info = self.client.create_video_scene(
+                self.video_frames, self.filter_points_threshold, self.scene_id
+            )
+            self.scene_id = self.info.scene_id
+            return self.info
         self.info = self.client.create_scene(self.view, self.filter_points_threshold, self.scene_id)
         self.scene_id = self.info.scene_id
         return self.info
@@ -115,14 +125,18 @@ class SceneSession:
         self.info = resp.scene
         return resp
 
-    def render_trajectory(self, Ks, w2cs, width, height, options) -> Iterator[RenderedFrame]:
+    def render_trajectory(
+        self, Ks, w2cs, width, height, options, start_frame: int = 0
+    ) -> Iterator[RenderedFrame]:
         """Like ObjvidClient.render_trajectory; on NOT_FOUND rebuilds and resumes at the next frame."""
         done = 0
         rebuilt = False
         while True:
             try:
+                video = {"start_frame": start_frame + done, "object_tracks": self.object_tracks} if (
+                    self.video_frames is not None) else {}  # fmt: skip
                 for frame in self.client.render_trajectory(self.scene_id, Ks[done:], w2cs[done:], width, height,
-                                                           options):  # fmt: skip
+                                                           options, **video):  # fmt: skip
                     frame.index = done
                     done += 1
                     yield frame

@@ -16,6 +16,7 @@ from objvid.client.plan import Plan, make_plan
 from objvid.client.run import Run
 from objvid.client.sdk import RenderedFrame, SceneSession
 from objvid.client.sources import SourceView
+from objvid.v1 import cache_pb2, types_pb2
 
 log = logging.getLogger("objvid.client.stages")
 
@@ -74,6 +75,8 @@ def scene(run: Run, plan: Plan) -> SceneSession:
         # Deleted when the run ends, however it ends (success, failure, Ctrl-C, SIGTERM): registered before
         # CreateScene is sent, under an id chosen here, so even a scene whose answer was lost goes.
         run.teardown(lambda: delete_scene(session, timeout=DELETE_TIMEOUT_S))
+        if plan.video:
+            session.video_frames = [rgbd(run.client, v, far=np.inf) for v in plan.source.frames()]
         info = session.create()
         if info.depth_warning:  # more than 1 % of the valid depth over the cache's clamp: wrong unit?
             run.reporter.note(f"warning: {info.depth_warning}")
@@ -99,6 +102,10 @@ def scene(run: Run, plan: Plan) -> SceneSession:
                 for i, obj in enumerate(plan.objects)
             ]
             run.reporter.update("placement", len(plan.objects))
+    track = getattr(plan.source, "track", None)
+    if track is not None:  # --object-track moves the first object
+        poses = [types_pb2.Transform(matrix=types_pb2.Matrix4(values=np.ravel(T).tolist())) for T in track]
+        session.object_tracks = [cache_pb2.ObjectTrack(object_id=session.object_ids[0], poses=poses)]
     return session
 
 
@@ -136,7 +143,8 @@ class RenderBuffers:
 
 
 def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
-           on_frame: Callable[[RenderedFrame], None], outputs=("rgb", "mask", "object_mask")) -> None:  # fmt: skip
+           on_frame: Callable[[RenderedFrame], None], outputs=("rgb", "mask", "object_mask"),
+           start_frame: int = 0) -> None:  # fmt: skip
     """Stage ``render``: RenderTrajectory for the cameras; every checked frame goes to ``on_frame``."""
     t = len(w2cs)
     options = run.client.render_options(
@@ -146,7 +154,7 @@ def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
     options.object_mask_slots = 1  # only slot 0's object mask is used (RenderBuffers)
     slots = None
     with run.stage("render", t, label):
-        for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options):
+        for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options, start_frame):
             if slots is None:
                 slots = frame.rgb.shape[0] if frame.rgb is not None else 0
             _check_frame(frame, slots, plan)

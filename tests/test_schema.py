@@ -38,7 +38,9 @@ def test_services_declared():
     assert {m.name for m in cache.methods} == {
         "CreateScene", "AddObject", "PlaceObject", "UpdateObject", "RemoveObject", "Render",
         "RenderTrajectory", "UpdateScene", "GetScene", "ListScenes", "DeleteScene", "ExportScene",
+        "CreateVideoScene",
     }  # fmt: skip
+    assert cache.methods_by_name["CreateVideoScene"].client_streaming
     assert cache.methods_by_name["RenderTrajectory"].server_streaming
     assert [m.name for m in depth_pb2.DESCRIPTOR.services_by_name["DepthService"].methods] == ["Lift"]
 

@@ -171,7 +171,8 @@ def _generate(run: Run) -> dict:
     for c, (start, end) in enumerate(chunks):
         label = f"chunk {c + 1}/{len(chunks)}: frames {start}-{end - 1}"
         r = stages.RenderBuffers(end - start, plan.height, plan.width)
-        stages.render(run, session, Ks[start:end], w2cs[start:end], plan, label, r.add)
+        stages.render(run, session, Ks[start:end], w2cs[start:end], plan, label, r.add,
+                      start_frame=start if plan.video else 0)  # fmt: skip
         if c == 0:
             first = first_frame(plan.view, r)
         video = diffuse(run, first, r, label, c)
@@ -186,7 +187,8 @@ def _generate(run: Run) -> dict:
         object_pixels += [[int((o == i).sum()) for i in session.object_ids] for o in r.objects[-len(kept) :]]
         record = {"index": c, "start": start, "end": end, "slots": int(r.rgb.shape[1])}
         if c + 1 < len(chunks):
-            first = video[-1].copy()
+            first = video[-1].copy()  # the next chunk is conditioned on this chunk's last frame
+        if c + 1 < len(chunks) and not plan.video:  # video scenes render from the video, never updated
             record["update"] = update_scene(run, session, plan, first, r.objects[-1], Ks[end - 1], w2cs[end - 1],
                                             f"chunk {c + 2}/{len(chunks)}")  # fmt: skip
         run.manifest["chunks"].append(record)

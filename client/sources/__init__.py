@@ -6,8 +6,9 @@ from __future__ import annotations
 from objvid.client.options import GenerateConfig
 from objvid.client.sources.base import InputSource, LiftFn, SourceView
 from objvid.client.sources.single_image import SingleImageSource
+from objvid.client.sources.video import VideoSource
 
-MODES: tuple[type[InputSource], ...] = (SingleImageSource,)
+MODES: tuple[type[InputSource], ...] = (VideoSource, SingleImageSource)
 
 
 def mode_for(config: GenerateConfig) -> type[InputSource]:
@@ -15,7 +16,7 @@ def mode_for(config: GenerateConfig) -> type[InputSource]:
     for mode in MODES:
         if mode.accepts(config):
             return mode
-    raise ValueError("no input given: use --image PATH")
+    raise ValueError("no input given: use --image PATH or --input-video PATH")
 
 
-__all__ = ["MODES", "InputSource", "LiftFn", "SingleImageSource", "SourceView", "mode_for"]
+__all__ = ["MODES", "InputSource", "LiftFn", "SingleImageSource", "SourceView", "VideoSource", "mode_for"]

@@ -83,7 +83,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         host_guard: HostMemoryGuard | None = None,
         snapshot_disk_budget: int = 0,
     ) -> None:
-        from .scene import Scene
+        from .dynamic import scene_from_state
 
         self.device = device
         self.limits = limits or Limits()
@@ -101,7 +101,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             memory_budget,
             snapshot_dir=snapshot_dir,
             describe=describe_scene,
-            scene_factory=Scene.from_state_dict,
+            scene_factory=scene_from_state,
             metrics=self.metrics,
             disk_budget=snapshot_disk_budget,
         )
@@ -199,6 +199,16 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         """decode_view inside a host-memory reservation (~16 bytes per pixel: image, depth, mask, copies)."""
         with self.host_guard.reserve(16 * view_pixels(msg, name, self.limits), name):
             return decode_view(msg, name, self.limits)
+
+    @guard_unary
+    def CreateVideoScene(self, request_iterator, context):
+        """A video scene (``objvid.cache.dynamic.DynamicScene``) from a stream of posed RGB-D frames."""
+        from . import video_rpc
+
+        scene_id, opts, frames = video_rpc.read_video_stream(request_iterator, self.limits)
+        build, nbytes = video_rpc.video_builder(frames, opts, self.device)
+        entry = self.store.create(build, estimate_bytes=nbytes, scene_id=scene_id or None, context=context)
+        return cache_pb2.CreateVideoSceneResponse(scene=scene_info(entry, self.device))
 
     @guard_unary
     def GetScene(self, request, context):
@@ -391,9 +401,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         sid = self._scene_id(request)
         spec = parse_options(request.options)
         with self.store.use(sid, context) as entry:
-            w2cs, Ks, width, height = trajectory_cameras(
-                request, entry.info.get("seed_camera"), entry.scene_id, self.limits
-            )
+            w2cs, Ks, width, height, video = self._trajectory(request, entry)
             total = len(w2cs)
             batch = max(
                 1, min(self.trajectory_batch, self.trajectory_batch * _BATCH_PIXELS // (8 * width * height))
@@ -407,7 +415,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     self._render_memory(stop - start, width, height, "trajectory"),
                     self.store.device(context),
                 ):
-                    out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **spec.kwargs())
+                    kw = spec.kwargs() | (
+                        {"start": video[0] + start, "object_track": video[1]} if video else {}
+                    )
+                    out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **kw)
                     host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
                     del out
                 self._count_frames(stop - start)
@@ -419,6 +430,33 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 del host
                 yield from responses
             log.debug("event=trajectory_done scene=%s frames=%d", sid, total)
+
+    def _trajectory(self, request, entry: SceneEntry):
+        """-> (w2cs, Ks, width, height, video): video = (start_frame, object tracks) for video scenes."""
+        from . import video_rpc
+        from .dynamic import DynamicScene
+
+        if not isinstance(entry.scene, DynamicScene):
+            if request.start_frame or request.object_tracks:
+                raise ValueError(
+                    "start_frame: only video scenes (CreateVideoScene) take start_frame / object_tracks"
+                )
+            return (
+                *trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id, self.limits),
+                None,
+            )
+        if request.HasField("trajectory") and not request.cameras:
+            w2cs, Ks, width, height = video_rpc.video_cameras(request, entry.scene)
+        else:
+            w2cs, Ks, width, height = trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id,
+                                                         self.limits)  # fmt: skip
+        return (
+            w2cs,
+            Ks,
+            width,
+            height,
+            (int(request.start_frame), video_rpc.object_tracks(request, entry.scene)),
+        )
 
     # -- long videos ----------------------------------------------------------------------------------
 

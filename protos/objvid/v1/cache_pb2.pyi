@@ -64,6 +64,34 @@ class RgbdView(_message.Message):
     camera: _types_pb2.Camera
     def __init__(self, image: _Optional[_Union[_types_pb2.Image, _Mapping]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ...) -> None: ...
 
+class CreateVideoSceneRequest(_message.Message):
+    __slots__ = ("scene_id", "filter_points_threshold", "num_frames", "frames", "float32_depth")
+    SCENE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_POINTS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FLOAT32_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    scene_id: str
+    filter_points_threshold: float
+    num_frames: int
+    frames: _containers.RepeatedCompositeFieldContainer[RgbdView]
+    float32_depth: bool
+    def __init__(self, scene_id: _Optional[str] = ..., filter_points_threshold: _Optional[float] = ..., num_frames: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[RgbdView, _Mapping]]] = ..., float32_depth: _Optional[bool] = ...) -> None: ...
+
+class CreateVideoSceneResponse(_message.Message):
+    __slots__ = ("scene",)
+    SCENE_FIELD_NUMBER: _ClassVar[int]
+    scene: SceneInfo
+    def __init__(self, scene: _Optional[_Union[SceneInfo, _Mapping]] = ...) -> None: ...
+
+class ObjectTrack(_message.Message):
+    __slots__ = ("object_id", "poses")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    POSES_FIELD_NUMBER: _ClassVar[int]
+    object_id: int
+    poses: _containers.RepeatedCompositeFieldContainer[_types_pb2.Transform]
+    def __init__(self, object_id: _Optional[int] = ..., poses: _Optional[_Iterable[_Union[_types_pb2.Transform, _Mapping]]] = ...) -> None: ...
+
 class CreateSceneRequest(_message.Message):
     __slots__ = ("rgbd", "points", "filter_points_threshold", "scene_id", "idempotency_key")
     RGBD_FIELD_NUMBER: _ClassVar[int]
@@ -91,7 +119,7 @@ class ObjectInfo(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., name: _Optional[str] = ..., num_points: _Optional[int] = ..., transform: _Optional[_Union[_types_pb2.Matrix4, _Mapping]] = ...) -> None: ...
 
 class SceneInfo(_message.Message):
-    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera", "depth_clamped_fraction", "depth_warning")
+    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera", "depth_clamped_fraction", "depth_warning", "num_video_frames")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_POINTS_FIELD_NUMBER: _ClassVar[int]
     NUM_BUFFER_SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +129,7 @@ class SceneInfo(_message.Message):
     SEED_CAMERA_FIELD_NUMBER: _ClassVar[int]
     DEPTH_CLAMPED_FRACTION_FIELD_NUMBER: _ClassVar[int]
     DEPTH_WARNING_FIELD_NUMBER: _ClassVar[int]
+    NUM_VIDEO_FRAMES_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     num_points: int
     num_buffer_slots: int
@@ -110,7 +139,8 @@ class SceneInfo(_message.Message):
     seed_camera: _types_pb2.Camera
     depth_clamped_fraction: float
     depth_warning: str
-    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., depth_clamped_fraction: _Optional[float] = ..., depth_warning: _Optional[str] = ...) -> None: ...
+    num_video_frames: int
+    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., depth_clamped_fraction: _Optional[float] = ..., depth_warning: _Optional[str] = ..., num_video_frames: _Optional[int] = ...) -> None: ...
 
 class CreateSceneResponse(_message.Message):
     __slots__ = ("scene",)
@@ -275,16 +305,20 @@ class RenderResponse(_message.Message):
     def __init__(self, frame: _Optional[_Union[Frame, _Mapping]] = ..., shm_bytes: _Optional[int] = ...) -> None: ...
 
 class RenderTrajectoryRequest(_message.Message):
-    __slots__ = ("scene_id", "cameras", "trajectory", "options")
+    __slots__ = ("scene_id", "cameras", "trajectory", "options", "start_frame", "object_tracks")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERAS_FIELD_NUMBER: _ClassVar[int]
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    START_FRAME_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_TRACKS_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     cameras: _containers.RepeatedCompositeFieldContainer[_types_pb2.Camera]
     trajectory: _types_pb2.TrajectorySpec
     options: RenderOptions
-    def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., trajectory: _Optional[_Union[_types_pb2.TrajectorySpec, _Mapping]] = ..., options: _Optional[_Union[RenderOptions, _Mapping]] = ...) -> None: ...
+    start_frame: int
+    object_tracks: _containers.RepeatedCompositeFieldContainer[ObjectTrack]
+    def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., trajectory: _Optional[_Union[_types_pb2.TrajectorySpec, _Mapping]] = ..., options: _Optional[_Union[RenderOptions, _Mapping]] = ..., start_frame: _Optional[int] = ..., object_tracks: _Optional[_Iterable[_Union[ObjectTrack, _Mapping]]] = ...) -> None: ...
 
 class RenderTrajectoryResponse(_message.Message):
     __slots__ = ("frame", "total_frames")

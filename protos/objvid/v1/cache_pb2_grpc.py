@@ -95,6 +95,11 @@ class CacheServiceStub:
                 request_serializer=objvid_dot_v1_dot_cache__pb2.ExportSceneRequest.SerializeToString,
                 response_deserializer=objvid_dot_v1_dot_cache__pb2.ExportSceneResponse.FromString,
                 _registered_method=True)
+        self.CreateVideoScene = channel.stream_unary(
+                '/objvid.v1.CacheService/CreateVideoScene',
+                request_serializer=objvid_dot_v1_dot_cache__pb2.CreateVideoSceneRequest.SerializeToString,
+                response_deserializer=objvid_dot_v1_dot_cache__pb2.CreateVideoSceneResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -181,6 +186,14 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVideoScene(self, request_iterator, context):
+        """A video scene from a posed RGB-D video (GEN3C's Cache4D), frames streamed in order; rendered
+        frame-synchronously by RenderTrajectory (start_frame); never updated (UpdateScene: FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +256,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.ExportScene,
                     request_deserializer=objvid_dot_v1_dot_cache__pb2.ExportSceneRequest.FromString,
                     response_serializer=objvid_dot_v1_dot_cache__pb2.ExportSceneResponse.SerializeToString,
+            ),
+            'CreateVideoScene': grpc.stream_unary_rpc_method_handler(
+                    servicer.CreateVideoScene,
+                    request_deserializer=objvid_dot_v1_dot_cache__pb2.CreateVideoSceneRequest.FromString,
+                    response_serializer=objvid_dot_v1_dot_cache__pb2.CreateVideoSceneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -570,6 +588,33 @@ class CacheService:
             '/objvid.v1.CacheService/ExportScene',
             objvid_dot_v1_dot_cache__pb2.ExportSceneRequest.SerializeToString,
             objvid_dot_v1_dot_cache__pb2.ExportSceneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVideoScene(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/objvid.v1.CacheService/CreateVideoScene',
+            objvid_dot_v1_dot_cache__pb2.CreateVideoSceneRequest.SerializeToString,
+            objvid_dot_v1_dot_cache__pb2.CreateVideoSceneResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ from objvid.runtime.channels import retry_service_config
 
 #: Idempotent methods per full service name (retried on UNAVAILABLE by gRPC's retry policy).
 IDEMPOTENT: dict[str, tuple[str, ...]] = {
-    "objvid.v1.DepthService": ("Lift",),
+    "objvid.v1.DepthService": ("Lift", "LiftViews"),
     "objvid.v1.CacheService": (
         "GetScene",
         "DeleteScene",

@@ -8,6 +8,7 @@ an environment variable ``OBJVID_CLIENT_<FLAG>`` (shown in ``--help``). Errors p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from typing import Annotated
 import typer
 
 from objvid.client import cli_options as o
+from objvid.client import multiview as mv
 from objvid.client import pipeline
 from objvid.client.cli_output import Output
 from objvid.client.connect import Services, connect, run_cli_body, setup_logging
@@ -34,11 +36,29 @@ app = typer.Typer(
 )
 
 
+def _views_kw(args: dict) -> dict:
+    """The multi-view options of a command's arguments (GenerateConfig field names)."""
+    names = (
+        "views",
+        "seed_view",
+        "views_trajectory",
+        "view_select",
+        "view_step",
+        "view_interval",
+        "max_views",
+    )
+    return {n: args[n] for n in names}
+
+
 def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, services: Services) -> dict:
     """Check the inputs, connect (starting a local stack if needed), run ``command``; timings include the stack."""
     pipeline.validate(cfg, command)  # before any server starts
     reporter = out.make_reporter()
     need_depth = pipeline.needs_depth_service(cfg) if command == "generate" else cfg.depth is None
+    if cfg.views is not None:  # npz views need no depth service; unposed views its geometry model
+        need_depth = mv.needs_geometry(cfg)
+    if not mv.needs_geometry(cfg):
+        services = dataclasses.replace(services, geometry_model="")
     t0 = time.perf_counter()
     result = None
     try:
@@ -105,6 +125,15 @@ def generate(
     depth_units: o.DepthUnits = "m",
     object_units: o.ObjectUnits = None,
     foreground_masking: o.ForegroundMasking = False,
+    views: o.Views = None,
+    seed_view: o.SeedView = 0,
+    views_trajectory: o.ViewsTrajectory = "auto",
+    view_select: o.ViewSelect = "all",
+    view_step: o.ViewStep = 1,
+    view_interval: o.ViewInterval = 30,
+    max_views: o.MaxViews = 10,
+    view_fusion: o.ViewFusion = "select",
+    geometry_model: o.GeometryModel = "facebook/VGGT-1B",
     prompt: o.Prompt = "",
     negative_prompt: o.NegativePrompt = None,
     seed: o.Seed = None,
@@ -141,7 +170,8 @@ def generate(
         intrinsics=intrinsics, prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
         guidance=guidance, backend=backend, save_buffer=save_buffer, workdir=workdir,
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
-        object_lock=object_lock, object_lock_feather=object_lock_feather,
+        object_lock=object_lock, object_lock_feather=object_lock_feather, view_fusion=view_fusion,
+        **_views_kw(locals()),
     )  # fmt: skip
     services = Services(
         depth_addr,
@@ -155,6 +185,7 @@ def generate(
         tls_cert,
         tls_key,
         allow_insecure_token,
+        geometry_model=geometry_model,
     )
     _generate_and_report(cfg, Output(quiet, as_json), services)
 
@@ -183,6 +214,14 @@ def render(
     depth_units: o.DepthUnits = "m",
     object_units: o.ObjectUnits = None,
     foreground_masking: o.ForegroundMasking = False,
+    views: o.Views = None,
+    seed_view: o.SeedView = 0,
+    views_trajectory: o.ViewsTrajectory = "auto",
+    view_select: o.ViewSelect = "all",
+    view_step: o.ViewStep = 1,
+    view_interval: o.ViewInterval = 30,
+    max_views: o.MaxViews = 10,
+    geometry_model: o.GeometryModel = "facebook/VGGT-1B",
     png_dir: Annotated[
         Path | None, o.opt("--png-dir", help="also write rgb_/mask_/object_NNNN.png here", metavar="DIR")
     ] = None,  # fmt: skip
@@ -219,9 +258,10 @@ def render(
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
         intrinsics=intrinsics, workdir=workdir, png_dir=png_dir, no_video=not video, backend="preview",
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
+        **_views_kw(locals()),
     )  # fmt: skip
     services = Services(depth_addr, cache_addr, None, token, tls_ca, depth_model, None, device,
-                        tls_cert, tls_key, allow_insecure_token)  # fmt: skip
+                        tls_cert, tls_key, allow_insecure_token, geometry_model=geometry_model)  # fmt: skip
     result = run_cli_body(output, lambda: _run_pipeline("render", cfg, output, services))
     rows = []
     if result["video"]:

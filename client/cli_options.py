@@ -24,7 +24,8 @@ def flag(name: str, help: str, *short: str):
 
 # Inputs
 Image = Annotated[
-    Path | None, opt("--image", help="background photo (PNG/JPEG); or --input-video", metavar="PATH")
+    Path | None,
+    opt("--image", help="background photo (PNG/JPEG); or --input-video, or --views", metavar="PATH"),
 ]
 InputVideo = Annotated[Path | None, opt("--input-video", help="posed RGB-D video to re-shoot: GEN3C dir (rgb.mp4, depth.npz, mask.npz, camera.npz), GEN3C .pt or ViPE dir (docs/client.md)", metavar="PATH")]  # fmt: skip
 ObjectTrack = Annotated[Path | None, opt("--object-track", help="JSON: one 4x4 object-to-world pose per input-video frame (first object)", metavar="PATH")]  # fmt: skip
@@ -34,6 +35,16 @@ Intrinsics = Annotated[Path | None, opt("--intrinsics", help="K JSON for --depth
 DepthUnits = Annotated[str, opt("--depth-units", help="unit of --depth .npy/.npz/.exr values (16-bit PNG: always mm)", metavar="m|cm|mm")]  # fmt: skip
 ObjectUnits = Annotated[str | None, opt("--object-units", help="unit of the object files: real size in a metric scene (glTF: m)", metavar="m|cm|mm")]  # fmt: skip
 ForegroundMasking = Annotated[bool, flag("foreground-masking", "GEN3C's foreground masking of the cache renders")]  # fmt: skip
+# Several views (client/multiview.py)
+Views = Annotated[str | None, opt("--views", help="several views instead of --image: posed RGB-D .npz (upstream multi-view format), an image folder or glob, or a video", metavar="NPZ|DIR|GLOB|VIDEO")]  # fmt: skip
+SeedView = Annotated[int, opt("--seed-view", help="view whose camera starts the trajectory and whose image is the first frame", metavar="I")]  # fmt: skip
+ViewsTrajectory = Annotated[str, opt("--views-trajectory", help="auto (the npz's w2cs_all if present, else the preset), npz, or preset (relative to --seed-view)", metavar="auto|npz|preset")]  # fmt: skip
+ViewSelect = Annotated[str, opt("--view-select", help="video frames: first, middle, last, all (spread), interval, first_max_frames", metavar="METHOD")]  # fmt: skip
+ViewStep = Annotated[int, opt("--view-step", help="first_max_frames: frame step", metavar="N")]
+ViewInterval = Annotated[int, opt("--view-interval", help="interval: take every Nth frame", metavar="N")]
+MaxViews = Annotated[int, opt("--max-views", help="at most this many views (folder, glob or video)", metavar="N")]  # fmt: skip
+ViewFusion = Annotated[str, opt("--view-fusion", help="several views: select (upstream: at most 2 buffer slots chosen per frame) or latent-max (the fork: every view, vector-max in latent space; gen3c)", metavar="select|latent-max")]  # fmt: skip
+GeometryModel = Annotated[str, opt("--geometry-model", help="VGGT checkpoint path or hub id for --views DIR|GLOB|VIDEO (local stack)", metavar="MODEL")]  # fmt: skip
 # Rendering and cameras
 Method = Annotated[str, opt("--method", help="fused (scene splat + object z-buffer) or full (one z-buffer)", metavar="fused|full")]  # fmt: skip
 Radius = Annotated[float, opt("--object-radius", help="object point radius in pixels (0 = the cache's default, 0.75)", metavar="PX")]  # fmt: skip

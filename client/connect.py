@@ -41,10 +41,12 @@ class Services:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_insecure_token: bool = False
+    geometry_model: str = ""  # VGGT for unposed --views (local stack); empty = not loaded
 
     def stack_config(self, need_depth: bool, need_cache: bool, backend: str | None) -> StackConfig:
         """The local stack that starts exactly the needed services without an address."""
         cfg = StackConfig(depth=need_depth and not self.depth_addr, depth_model=self.depth_model,
+                          geometry_model=self.geometry_model,
                           cache=need_cache and not self.cache_addr,
                           backend=backend if backend and not self.triton_addr else None,
                           gen3c_weights=str(self.gen3c_weights) if self.gen3c_weights else None,

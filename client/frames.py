@@ -23,6 +23,7 @@ class LiftedView:
     mask: np.ndarray
     K: np.ndarray
     model: str = ""
+    w2c: np.ndarray | None = None  # LiftViews only: (4, 4) OpenCV world-to-camera, view 0 = identity
 
 
 @dataclass
@@ -38,10 +39,14 @@ class RenderedFrame:
     mask: np.ndarray | None = None
     depth: np.ndarray | None = None
     object_mask: np.ndarray | None = None
+    # multi-view scenes: (N,) int32 source view of each slot in this frame (-1 = slot empty); else None
+    slot_sources: np.ndarray | None = None
 
 
 def frame_from_bytes(data: bytes, index: int, name: str = "RenderTrajectory") -> RenderedFrame:
     """A serialized ``RenderTrajectoryResponse`` / ``RenderResponse`` -> RenderedFrame numbered ``index``
     (ValueError naming the field when malformed)."""
     d = decode_frame_bytes(data, name)
-    return RenderedFrame(index, d.get("rgb"), d.get("mask"), d.get("depth"), d.get("object_mask"))
+    sources = d.get("slot_sources")
+    return RenderedFrame(index, d.get("rgb"), d.get("mask"), d.get("depth"), d.get("object_mask"),
+                         None if sources is None else np.array(sources, np.int32))  # fmt: skip

@@ -77,6 +77,15 @@ class GenerateConfig:
     # video input (issue 15)
     input_video: Path | None = None
     object_track: Path | None = None
+    # multi-view input (sources/multi_view.py): FILE.npz, an image folder or glob, or a video
+    views: Path | str | None = None
+    seed_view: int = 0
+    views_trajectory: str = "auto"  # auto | npz | preset
+    view_select: str = "all"  # video frames (the multi-view fork's --frame_extraction_method)
+    view_step: int = 1
+    view_interval: int = 30
+    max_views: int = 10
+    view_fusion: str = "select"  # or latent-max: every view rendered, fused in latent space by gen3c
     # render command only
     png_dir: Path | None = None
     no_video: bool = False

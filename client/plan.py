@@ -69,8 +69,8 @@ class Plan:
 
     @property
     def view(self) -> SourceView:
-        """The reference view (the input camera, w2c = I)."""
-        return self.views[0]
+        """The seed view (single image: the input camera, w2c = I)."""
+        return self.views[self.source.seed_view]
 
 
 def _one_of(flag: str, value, allowed) -> None:
@@ -106,16 +106,22 @@ def check_options(cfg: GenerateConfig) -> None:
     _in_range("--guidance", cfg.guidance, 0, 50)
     check_alpha(cfg.object_lock)
     check_feather(cfg.object_lock_feather)
+    _one_of("--view-fusion", cfg.view_fusion, ("select", "latent-max"))
+    if cfg.view_fusion == "latent-max" and cfg.views is None:
+        raise ValueError("--view-fusion latent-max needs --views (it fuses several source views)")
 
 
 def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campath.CameraPath | None]:
-    """-> (width, height, frames, camera path or None): the options, else the camera path's, else defaults."""
+    """-> (width, height, frames, camera path or None): the options, else the camera path's, else the
+    input's (npz views), else defaults."""
     limits = ClientLimits.from_env()
     if cfg.camera_path:
         check_camera_path_file(cfg.camera_path, limits)
     path = campath.load_camera_path(cfg.camera_path) if cfg.camera_path else None
-    width = cfg.width or (path.width if path else DEFAULT_WIDTH)
-    height = cfg.height or (path.height if path else DEFAULT_HEIGHT)
+    mode = mode_for(cfg)
+    size = None if path else mode.default_size(cfg)
+    width = cfg.width or (path.width if path else (size[0] if size else DEFAULT_WIDTH))
+    height = cfg.height or (path.height if path else (size[1] if size else DEFAULT_HEIGHT))
     if path and (width, height) != (path.width, path.height):
         raise ValueError(f"--width/--height {width}x{height} differ from the camera path's "
                          f"{path.width}x{path.height}")  # fmt: skip
@@ -125,7 +131,11 @@ def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campa
     chunked = command == "generate"  # generate renders one chunk per request, render all frames at once
     if cfg.frames is not None:  # 0 is an error, not "the default"
         check_frames(cfg.frames, limits, chunked=chunked)
-    frames = cfg.frames if cfg.frames is not None else (path.num_frames if path else DEFAULT_FRAMES)
+    frames = (
+        cfg.frames
+        if cfg.frames is not None
+        else (path.num_frames if path else (mode.default_frames(cfg) or DEFAULT_FRAMES))
+    )
     check_frames(frames, limits, "--frames" if path is None else "--camera-path frames", chunked=chunked)
     if path and frames != path.num_frames:
         raise ValueError(f"--frames {frames} differs from the camera path's {path.num_frames} frames")
@@ -232,9 +242,10 @@ def needs_depth_service(config: GenerateConfig, frames: int | None = None) -> bo
 
     frames: the video's frame count; None = ``config.frames``, else the camera path's, else 121.
     """
-    if mode_for(config).needs_lift(config):
+    mode = mode_for(config)
+    if mode.needs_lift(config):
         return True
-    if config.input_video is not None:  # video scenes are never updated between chunks
+    if config.input_video is not None or not mode.updates_scene:  # video / multi-view: never updated
         return False
     if frames is None:
         frames = config.frames

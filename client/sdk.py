@@ -176,6 +176,23 @@ class ObjvidClient:
         resp = self._call("depth", "Lift", req, self.deadlines.lift)
         return [self._lifted(i, v, images[i], resp.model) for i, v in enumerate(resp.views)]
 
+    def lift_views(self, images: Sequence[np.ndarray], width: int = 0, height: int = 0,
+                   confidence_percentile: float = 0.0) -> list[LiftedView]:  # fmt: skip
+        """N views of one static scene ((H, W, 3) uint8) -> posed LiftedViews (``w2c`` set, view 0 =
+        identity) at width x height, from the depth service's geometry model (LiftViews)."""
+        req = depth_pb2.LiftViewsRequest(
+            width=width, height=height, confidence_percentile=confidence_percentile
+        )
+        for img in images:
+            req.images.append(wire.encode_image(np.ascontiguousarray(img)))
+        resp = self._call("depth", "LiftViews", req, self.deadlines.lift)
+        views = []
+        for i, pv in enumerate(resp.views):
+            view = self._lifted(i, pv.view, images[i], resp.model)
+            view.w2c = wire.decode_matrix(pv.world_to_camera, 4, 4, f"views[{i}].world_to_camera")
+            views.append(view)
+        return views
+
     @staticmethod
     def _lifted(i: int, v, given, model: str) -> LiftedView:
         depth = wire.decode_tensor(v.depth, f"views[{i}].depth", dtype=np.float32, ndim=2)
@@ -203,11 +220,13 @@ class ObjvidClient:
             view.mask.CopyFrom(wire.encode_tensor(np.asarray(mask, dtype=bool)))
         return view
 
-    def create_scene(self, view: cache_pb2.RgbdView, filter_points_threshold: float = 0.0,
+    def create_scene(self, view: cache_pb2.RgbdView | cache_pb2.RgbdViews, filter_points_threshold: float = 0.0,
                      scene_id: str = "", idempotency_key: str | None = None) -> cache_pb2.SceneInfo:  # fmt: skip
-        """CreateScene with an idempotency key (a fresh one unless given): gRPC may resend it safely."""
-        req = cache_pb2.CreateSceneRequest(rgbd=view, filter_points_threshold=filter_points_threshold,
-                                           scene_id=scene_id, idempotency_key=idempotency_key or new_key())  # fmt: skip
+        """CreateScene with an idempotency key (a fresh one unless given): gRPC may resend it safely. ``view``:
+        one RGB-D view, or N posed views (``RgbdViews``: a multi-view scene)."""
+        source = {"views" if isinstance(view, cache_pb2.RgbdViews) else "rgbd": view}
+        req = cache_pb2.CreateSceneRequest(filter_points_threshold=filter_points_threshold, scene_id=scene_id,
+                                           idempotency_key=idempotency_key or new_key(), **source)  # fmt: skip
         return self._call("cache", "CreateScene", req, self.deadlines.create_scene).scene
 
     def create_video_scene(self, frames: list[cache_pb2.RgbdView], filter_points_threshold: float = 0.0,

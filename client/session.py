@@ -40,7 +40,7 @@ class SceneSession:
     """
 
     client: object  # an ObjvidClient
-    view: cache_pb2.RgbdView
+    view: cache_pb2.RgbdView | cache_pb2.RgbdViews  # one view, or N posed views (multi-view)
     filter_points_threshold: float = 0.0
     scene_id: str = ""
     objects: list[_ObjectRecipe] = field(default_factory=list)

@@ -48,6 +48,7 @@ class StackConfig:
 
     depth: bool = True
     depth_model: str = DEFAULT_DEPTH_MODEL
+    geometry_model: str = ""  # VGGT for LiftViews (--views DIR|VIDEO); empty = not loaded
     cache: bool = True
     backend: str | None = "preview"
     gen3c_weights: str | None = None
@@ -72,7 +73,8 @@ def child_specs(cfg: StackConfig) -> list[ChildSpec]:
     specs = []
     if cfg.depth:
         specs.append(ChildSpec("depth", ["objvid.depth", "serve", "--host", HOST, "--port", "0", "--model",
-                                         cfg.depth_model, "--device", cfg.device, "--metrics-port", "off"]))  # fmt: skip
+                                         cfg.depth_model, "--device", cfg.device, "--metrics-port", "off",
+                                         "--geometry-model", cfg.geometry_model]))  # fmt: skip
     if cfg.cache:
         specs.append(ChildSpec("cache", ["objvid.cache", "serve", "--host", HOST, "--port", "0", "--device",
                                          cfg.device, "--metrics-port", "off"]))  # fmt: skip

@@ -42,6 +42,10 @@ def depth(run: Run, plan: Plan) -> None:
     def lift(images: Sequence[np.ndarray], width: int, height: int) -> list:
         return run.client.lift(images, width=width, height=height)
 
+    def lift_views(images: Sequence[np.ndarray], width: int, height: int) -> list:
+        return run.client.lift_views(images, width=width, height=height)
+
+    lift.posed = lift_views  # the geometry model's posed lifting (LiftViews), for multi-view modes
     mode = type(plan.source)
     if not mode.needs_lift(run.config):
         plan.views, run.manifest["depth"] = plan.source.views(lift)
@@ -53,10 +57,16 @@ def depth(run: Run, plan: Plan) -> None:
 
 def cameras(run: Run, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """(Ks (T, 3, 3), w2cs (T, 4, 4)) of the video; written to ``<workdir>/cameras.json``."""
+    custom = None if plan.path is not None else plan.source.cameras(plan.preset_w2cs, plan.frames)
     if plan.path is not None:
         Ks, w2cs = plan.path.Ks, plan.path.w2cs
+    elif custom is not None:  # multi-view: the npz trajectory or the preset from the seed view
+        Ks, w2cs, _ = custom
     else:  # GEN3C repeats the scene's K along the preset's poses
         Ks, w2cs = np.broadcast_to(plan.view.K, (plan.frames, 3, 3)).copy(), plan.preset_w2cs
+    record = plan.source.manifest_record()
+    if record is not None:
+        run.manifest["views"] = record
     campath.save_camera_path(run.workdir / "cameras.json", plan.width, plan.height, Ks, w2cs)
     return Ks, w2cs
 
@@ -70,7 +80,9 @@ def rgbd(client, view: SourceView, mask: np.ndarray | None = None, far: float = 
 def scene(run: Run, plan: Plan) -> SceneSession:
     """Stages ``scene`` and ``placement``: CreateScene, AddObject, then PlaceObject / UpdateObject."""
     with run.stage("scene", 1 + len(plan.objects), "creating the scene"):
-        view = rgbd(run.client, plan.view, far=np.inf)
+        view = plan.source.scene_message() or rgbd(
+            run.client, plan.view, far=np.inf
+        )  # several views: RgbdViews
         session = SceneSession(run.client, view, run.config.filter_points_threshold)
         # Deleted when the run ends, however it ends (success, failure, Ctrl-C, SIGTERM): registered before
         # CreateScene is sent, under an id chosen here, so even a scene whose answer was lost goes.
@@ -123,11 +135,13 @@ def _place(session: SceneSession, i: int, obj, scale: float | None = None) -> di
 
 class RenderBuffers:
     """The renders of one chunk: rgb (T, N, H, W, 3) uint8, mask (T, N, H, W) uint8, objects (T, H, W)
-    int16 (object id in slot 0, -1 = none); allocated at the first frame (N = the scene's buffer slots)."""
+    int16 (object id in the frame's first slot in use, -1 = none); allocated at the first frame (N = the
+    scene's buffer slots). sources: per frame, the source view of each slot (multi-view scenes; else [])."""
 
     def __init__(self, frames: int, height: int, width: int):
         self.shape = (frames, height, width)
         self.rgb = self.mask = self.objects = None
+        self.sources: list[list[int]] = [[] for _ in range(frames)]
 
     def add(self, frame: RenderedFrame) -> None:
         t, h, w = self.shape
@@ -139,7 +153,16 @@ class RenderBuffers:
         self.rgb[frame.index] = frame.rgb
         self.mask[frame.index] = frame.mask
         if frame.object_mask is not None:
-            self.objects[frame.index] = frame.object_mask[0]
+            self.objects[frame.index] = frame.object_mask[active_slot(frame)]
+        if frame.slot_sources is not None:
+            self.sources[frame.index] = frame.slot_sources.tolist()
+
+
+def active_slot(frame: RenderedFrame) -> int:
+    """The first buffer slot in use in a frame (multi-view scenes empty some slots; else 0)."""
+    from objvid.client.multiview import active_slot as first_used
+
+    return first_used(frame.slot_sources)
 
 
 def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
@@ -151,7 +174,10 @@ def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
         run.config.method, outputs, object_radius_px=run.config.object_radius, pack_masks=True
     )  # masks as bits on the wire (8x fewer bytes)
     options.foreground_masking = run.config.foreground_masking
-    options.object_mask_slots = 1  # only slot 0's object mask is used (RenderBuffers)
+    # several views: slot 0 may be empty in a frame, so every slot's object mask is sent (RenderBuffers uses
+    # the frame's first slot in use); one view: only slot 0's is used
+    options.object_mask_slots = 0 if len(plan.views) > 1 else 1
+    options.all_sources = run.config.view_fusion == "latent-max"  # multi-view: every view is a slot
     slots = None
     with run.stage("render", t, label):
         for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options, start_frame):

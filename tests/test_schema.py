@@ -42,7 +42,10 @@ def test_services_declared():
     }  # fmt: skip
     assert cache.methods_by_name["CreateVideoScene"].client_streaming
     assert cache.methods_by_name["RenderTrajectory"].server_streaming
-    assert [m.name for m in depth_pb2.DESCRIPTOR.services_by_name["DepthService"].methods] == ["Lift"]
+    assert [m.name for m in depth_pb2.DESCRIPTOR.services_by_name["DepthService"].methods] == [
+        "Lift",
+        "LiftViews",
+    ]
 
 
 def _buf() -> str | None:

@@ -48,6 +48,8 @@ def generate_options(cfg: GenerateConfig, chunk_index: int = 0) -> diffusion_pb2
         opts.num_steps = cfg.steps
     if cfg.guidance is not None:
         opts.guidance = cfg.guidance
+    if cfg.view_fusion == "latent-max":
+        opts.view_fusion = diffusion_pb2.VIEW_FUSION_LATENT_MAX
     return opts
 
 
@@ -92,10 +94,13 @@ class Outputs:
 
 
 def first_frame(view: SourceView, r: stages.RenderBuffers) -> np.ndarray:
-    """The model's first frame: the input image with the objects drawn in (the render at the input camera)."""
+    """The model's first frame: the input (seed) image with the objects drawn in (the render at the input
+    camera, from the frame's first slot in use)."""
+    from objvid.client.multiview import active_slot
+
     out = view.image.copy()
     visible = r.objects[0] >= 0
-    out[visible] = r.rgb[0, 0][visible]
+    out[visible] = r.rgb[0, active_slot(r.sources[0])][visible]
     return out
 
 
@@ -163,7 +168,8 @@ def _generate(run: Run) -> dict:
     session = stages.scene(run, plan)
     chunks = chunk_ranges(plan.frames)
     with run.timings.stage("encoding"):  # timed, but no bar: a done `encoding` bar before rendering misleads
-        outputs = Outputs(run, plan, min(MAX_SLOTS, len(chunks)))
+        slots = len(plan.views) if cfg.view_fusion == "latent-max" else min(MAX_SLOTS, len(plan.views))
+        outputs = Outputs(run, plan, slots if len(plan.views) > 1 else min(MAX_SLOTS, len(chunks)))
     names = {o["object_id"]: o["name"] for o in run.manifest.get("objects", [])}
     fidelity = FidelityStage(names, cfg.object_lock, cfg.object_lock_feather, overlay=outputs.fidelity)
     first = None
@@ -186,9 +192,13 @@ def _generate(run: Run) -> dict:
                 Image.fromarray(first).save(run.workdir / "first_frame.png", compress_level=1)
         object_pixels += [[int((o == i).sum()) for i in session.object_ids] for o in r.objects[-len(kept) :]]
         record = {"index": c, "start": start, "end": end, "slots": int(r.rgb.shape[1])}
+        if "views" in run.manifest:  # which source view fed each buffer slot, per kept frame
+            record["slot_sources"] = r.sources[-len(kept) :]
+            run.manifest["views"]["slot_sources"] += record["slot_sources"]
         if c + 1 < len(chunks):
             first = video[-1].copy()  # the next chunk is conditioned on this chunk's last frame
-        if c + 1 < len(chunks) and not plan.video:  # video scenes render from the video, never updated
+        # video scenes render from the video and multi-view scenes from their views: never updated
+        if c + 1 < len(chunks) and not plan.video and plan.source.updates_scene:
             record["update"] = update_scene(run, session, plan, first, r.objects[-1], Ks[end - 1], w2cs[end - 1],
                                             f"chunk {c + 2}/{len(chunks)}")  # fmt: skip
         run.manifest["chunks"].append(record)

@@ -25,11 +25,12 @@ def render(config: GenerateConfig, client: ObjvidClient, reporter: Reporter | No
 
 
 def save_pngs(png_dir: Path, frame: RenderedFrame) -> None:
-    """Slot 0 of a frame as rgb_/mask_/object_NNNN.png."""
-    i = frame.index
-    Image.fromarray(frame.rgb[0]).save(png_dir / f"rgb_{i:04d}.png", compress_level=1)
-    Image.fromarray(frame.mask[0] * 255).save(png_dir / f"mask_{i:04d}.png", compress_level=1)
-    obj = np.clip(frame.object_mask[0].astype(np.int32) + 1, 0, 255).astype(np.uint8)
+    """The frame's first slot in use (slot 0 unless a multi-view scene emptied it) as
+    rgb_/mask_/object_NNNN.png."""
+    i, j = frame.index, stages.active_slot(frame)
+    Image.fromarray(frame.rgb[j]).save(png_dir / f"rgb_{i:04d}.png", compress_level=1)
+    Image.fromarray(frame.mask[j] * 255).save(png_dir / f"mask_{i:04d}.png", compress_level=1)
+    obj = np.clip(frame.object_mask[j].astype(np.int32) + 1, 0, 255).astype(np.uint8)
     Image.fromarray(obj).save(png_dir / f"object_{i:04d}.png", compress_level=1)
 
 
@@ -48,7 +49,11 @@ def _render(run: Run) -> dict:
     def on_frame(frame: RenderedFrame) -> None:
         with run.timings.stage("encoding"):
             if writer is not None:
-                writer.append(frame.rgb[0])
+                writer.append(frame.rgb[stages.active_slot(frame)])
+            if "views" in run.manifest:
+                run.manifest["views"]["slot_sources"].append(
+                    [] if frame.slot_sources is None else frame.slot_sources.tolist()
+                )
             if png_dir is not None:
                 save_pngs(png_dir, frame)
 

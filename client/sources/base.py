@@ -62,5 +62,34 @@ class InputSource(ABC):
 
     @abstractmethod
     def views(self, lift: LiftFn) -> tuple[list[SourceView], dict]:
-        """-> (views at the working size, the manifest's ``depth`` record). ``lift`` is called only when
-        :meth:`needs_lift` said so."""
+        """-> (views at the working size, the manifest's ``depth`` record). ``lift`` (and ``lift.posed``,
+        the geometry model's posed lifting, LiftViews) is called only when :meth:`needs_lift` said so."""
+
+    # Optional hooks (multi-view modes); the defaults are the single-view behaviour.
+
+    #: The view whose camera starts the trajectory and whose image is the first frame.
+    seed_view: int = 0
+    #: Long videos add each chunk's last frame to the scene (GEN3C); multi-view scenes are never updated.
+    updates_scene: ClassVar[bool] = True
+
+    @classmethod
+    def default_size(cls, config: GenerateConfig) -> tuple[int, int] | None:
+        """(width, height) the input sets when the options do not (None: GEN3C's 1280 x 704)."""
+        return None
+
+    @classmethod
+    def default_frames(cls, config: GenerateConfig) -> int | None:
+        """The frame count the input sets when the options do not (None: 121)."""
+        return None
+
+    def cameras(self, preset_w2cs, frames: int):
+        """(Ks, w2cs, manifest record) of the video without a camera path; None: the preset from view 0."""
+        return None
+
+    def manifest_record(self) -> dict | None:
+        """The manifest's ``views`` record (multi-view modes)."""
+        return None
+
+    def scene_message(self):
+        """The CreateScene source when it is not the single view (``objvid.v1.RgbdViews``); None otherwise."""
+        return None

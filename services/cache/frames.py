@@ -145,6 +145,8 @@ def fill_frame(frame: cache_pb2.Frame, host: dict[str, np.ndarray], t: int, inde
     if "mask_bits" in host:
         _fill_tensor(frame.mask_bits, host["mask_bits"][t])
         frame.mask_width = host["_mask_width"]
+    if "_slot_sources" in host:
+        frame.slot_sources.extend(int(v) for v in host["_slot_sources"][t])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -178,6 +180,8 @@ def _frame(host: dict[str, np.ndarray], t: int, index: int, png: bool) -> protow
     if "mask_bits" in host:
         p.message_field(21, protowire.tensor(host["mask_bits"][t]))
         p.varint_field(22, host["_mask_width"])
+    if "_slot_sources" in host:  # packed repeated int32 (negative values as 64-bit two's complement)
+        p.bytes_field(7, b"".join(protowire.varint(int(v) % (1 << 64)) for v in host["_slot_sources"][t]))
     return p
 
 

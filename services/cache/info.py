@@ -8,6 +8,7 @@ import numpy as np
 from objvid.runtime import wire
 from objvid.v1 import cache_pb2, types_pb2
 
+from . import multiview_rpc
 from .store import SceneEntry
 from .units import clamp_warning
 
@@ -41,6 +42,7 @@ def describe_scene(scene, entry: SceneEntry) -> dict:
         },
         "objects": objects,
         "depth_clamped_fraction": float(scene.depth_clamped_fraction),
+        **multiview_rpc.describe(scene),
     }
 
 
@@ -62,6 +64,8 @@ def scene_info(entry: SceneEntry, device: str) -> cache_pb2.SceneInfo:
         objects=[object_info(o) for o in info.get("objects", [])],
         device_bytes=info.get("device_bytes", entry.nbytes),
         device=info.get("device", device),
+        num_source_views=info.get("num_source_views", 0),
+        seed_view=info.get("seed_view", 0),
     )
     fraction = float(info.get("depth_clamped_fraction", 0.0))  # of the latest RGB-D view (cache.units)
     msg.depth_clamped_fraction = fraction

@@ -1,6 +1,7 @@
 """Object placement: stand an object upright on the support plane under an anchor pixel.
 
-1. Scene points seen around the anchor pixel (a square window in the seed view) -> Open3D
+1. Scene points seen around the anchor pixel (a square window in the seed view; in a multi-view scene
+   the points of every source view, nearest per pixel, so the other views fill the seed's gaps) -> Open3D
    ``segment_plane`` (RANSAC, seeded) -> plane n.x + d = 0 with n towards the camera ("up").
 2. The anchor pixel's ray meets the plane at the anchor point A.
 3. The object's ``up_axis`` (object frame, default +y as in glTF) is turned onto n, its front
@@ -120,10 +121,11 @@ def _anchor(anchor_px, H: int, W: int) -> tuple[float, float]:
 
 
 def _window_points(scene: Scene, K, w2c, H, W, u, v, half):
-    """World points (n,3) visible inside the window and their camera depths, from the seed slot."""
-    pts, _ = scene.slot_points(-1, valid_only=False)
-    valid = scene.slot_valid(-1)
-    pts = pts.astype(np.float64)
+    """World points (n,3) visible inside the window and their camera depths, from the support slots
+    (the seed view; every source view of a multi-view scene: the nearest point per pixel wins)."""
+    slots = scene.support_slots
+    pts = np.concatenate([scene.slot_points(i, valid_only=False)[0] for i in slots]).astype(np.float64)
+    valid = np.concatenate([scene.slot_valid(i) for i in slots])
     cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
     z = cam[:, 2]
     front = valid & (z > 0)

@@ -109,6 +109,9 @@ class Scene:
         )
         self._next_id = 0
         self.depth_clamped_fraction = 0.0  # of the latest RGB-D view (objvid.cache.units)
+        # Multi-view scenes (``from_views``): slots are the N source views in source order, selected per
+        # frame by ``multiview``; None for GEN3C's single-view buffer.
+        self._multiview: dict | None = None
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -136,6 +139,49 @@ class Scene:
             max_depth=V.positive(max_depth, "max_depth"),
         )
         scene._slots = [scene._lift(image, depth, K, w2c, mask)]
+        return scene
+
+    @classmethod
+    def from_views(
+        cls,
+        images: Any,
+        depths: Any,
+        Ks: Any,
+        w2cs: Any,
+        masks: Any = None,
+        seed_view: int = 0,
+        frame_buffer_max: int = 2,
+        full_threshold: float = 0.9,
+        device: str | torch.device = "cpu",
+        filter_points_threshold: float | None = None,
+        max_depth: float = MAX_DEPTH,
+    ) -> Scene:
+        """N posed RGB-D source views (upstream's multi-view cache; see ``multiview``).
+
+        images (N,H,W,3) uint8 or a list; depths (N,H,W); Ks (N,3,3); w2cs (N,4,4) rigid, one world frame;
+        masks (N,H,W) bool or None. Views may differ in size. ``seed_view`` gives the seed camera
+        (trajectories, placement). Each view is lifted as in ``from_rgbd``; errors name ``views[i]``.
+        """
+        from .multiview import check_views
+
+        n = check_views(images, depths, Ks, w2cs, masks, seed_view, frame_buffer_max, full_threshold)
+        scene = cls(
+            device,
+            filter_points_threshold=_check_threshold(filter_points_threshold),
+            max_depth=V.positive(max_depth, "max_depth"),
+        )
+        for i in range(n):
+            try:
+                scene._slots.append(
+                    scene._lift(images[i], depths[i], Ks[i], w2cs[i], None if masks is None else masks[i])
+                )
+            except ValueError as err:
+                raise ValueError(f"views[{i}].{err}") from None
+        scene._multiview = {
+            "frame_buffer_max": int(frame_buffer_max),
+            "seed_view": int(seed_view),
+            "full_threshold": float(full_threshold),
+        }
         return scene
 
     @classmethod
@@ -188,6 +234,8 @@ class Scene:
         already be aligned to the cache (no alignment here). Same clean-up and filter as ``from_rgbd``."""
         if w2c is None:
             raise ValueError("w2c: required for add_view (camera of the new view)")
+        if self._multiview is not None:
+            raise ValueError("scene: a multi-view scene is not updated (its source views stay as given)")
         slot = self._lift(image, depth, K, w2c, mask)
         if len(self._slots) < FRAME_BUFFER_MAX:
             self._slots.insert(0, slot)
@@ -301,9 +349,33 @@ class Scene:
         return len(self._slots)
 
     @property
+    def is_multiview(self) -> bool:
+        """True for scenes built by ``from_views`` (slots = source views, selected per frame)."""
+        return self._multiview is not None
+
+    @property
+    def frame_buffer_max(self) -> int:
+        """Buffer slots rendered per frame (multi-view: min(sources, frame_buffer_max))."""
+        return self._multiview["frame_buffer_max"] if self._multiview else len(self._slots)
+
+    @property
+    def full_threshold(self) -> float:
+        return self._multiview["full_threshold"] if self._multiview else 0.9
+
+    @property
+    def seed_slot(self) -> int:
+        """Slot index of the seed view: the chosen source (multi-view) or the last slot."""
+        return self._multiview["seed_view"] if self._multiview else len(self._slots) - 1
+
+    @property
+    def support_slots(self) -> list[int]:
+        """Slots whose points support object placement: every source view (multi-view) or the seed."""
+        return list(range(len(self._slots))) if self._multiview else [len(self._slots) - 1]
+
+    @property
     def seed_camera(self) -> tuple[np.ndarray, np.ndarray, int, int] | None:
-        """(K (3,3), w2c (4,4), height, width) of the seed view (last slot), or None for point scenes."""
-        s = self._slots[-1]
+        """(K (3,3), w2c (4,4), height, width) of the seed view, or None for point scenes."""
+        s = self._slots[self.seed_slot]
         if s.grid is None:
             return None
         return s.K.copy(), s.w2c.copy(), s.grid[0], s.grid[1]
@@ -427,6 +499,7 @@ class Scene:
             "max_depth": self._max_depth,
             "next_id": self._next_id,
             "depth_clamped_fraction": self.depth_clamped_fraction,
+            "multiview": None if self._multiview is None else dict(self._multiview),
             "slots": [
                 {
                     "xyz": s.cloud.xyz.cpu().clone(),
@@ -473,6 +546,8 @@ class Scene:
         )
         scene._next_id = int(state["next_id"])
         scene.depth_clamped_fraction = float(state.get("depth_clamped_fraction", 0.0))
+        mv = state.get("multiview")
+        scene._multiview = None if mv is None else dict(mv)
         return scene
 
     def update_from_view(self, image, depth, K, w2c, *, mask=None, align: bool = True):

@@ -28,6 +28,7 @@ from objvid.runtime.shm import RegionWriter
 from objvid.serving.status import guard_stream, guard_unary
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
+from . import multiview_rpc
 from .frames import (
     encode_render_response,
     encode_trajectory_response,
@@ -171,6 +172,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     filter_points_threshold=threshold or None,
                 )
 
+        elif source == "views":
+            build, npoints = multiview_rpc.scene_builder(
+                request.views, decode_view, self.limits, self.device, threshold or None
+            )
         elif source == "points":
             pts, col = decode_cloud(request.points, "points", self.limits)
             npoints = len(pts)
@@ -179,7 +184,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 return Scene.from_points(pts, col, device=self.device)
 
         else:
-            raise ValueError("source: missing (set `rgbd` or `points`)")
+            raise ValueError("source: missing (set `rgbd`, `views` or `points`)")
         if npoints > self.limits.max_points:
             raise LimitExceeded(
                 f"{source}: {npoints} points is over the limit of {self.limits.max_points} (--max-points)"
@@ -382,9 +387,15 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             t1 = time.perf_counter()
             with self.store.device(context):
                 t2 = time.perf_counter()
-                out = scene.render(w2c[None], K[None], height, width, **spec.kwargs())
+                selection = multiview_rpc.plan(scene, w2c[None], K[None], height, width, spec,
+                                               request.options.all_sources)  # fmt: skip
+                out, sources = multiview_rpc.render(
+                    scene, w2c[None], K[None], height, width, spec, selection, 0, 1
+                )
                 t3 = time.perf_counter()
                 host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
+                if sources is not None:
+                    host["_slot_sources"] = sources
                 del out
             t4 = time.perf_counter()
         self._count_frames(1)
@@ -407,6 +418,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 1, min(self.trajectory_batch, self.trajectory_batch * _BATCH_PIXELS // (8 * width * height))
             )
             scene = entry.scene
+            with self.store.device(context):
+                selection = multiview_rpc.plan(
+                    scene, w2cs, Ks, height, width, spec, request.options.all_sources
+                )
             for start in range(0, total, batch):
                 if not context.is_active():
                     raise Cancelled("client went away")
@@ -415,11 +430,19 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     self._render_memory(stop - start, width, height, "trajectory"),
                     self.store.device(context),
                 ):
-                    kw = spec.kwargs() | (
-                        {"start": video[0] + start, "object_track": video[1]} if video else {}
-                    )
-                    out = scene.render(w2cs[start:stop], Ks[start:stop], height, width, **kw)
+                    if video:  # video scenes: frame-synchronous sources (never multi-view)
+                        kw = spec.kwargs() | {"start": video[0] + start, "object_track": video[1]}
+                        out, sources = (
+                            scene.render(w2cs[start:stop], Ks[start:stop], height, width, **kw),
+                            None,
+                        )
+                    else:
+                        out, sources = multiview_rpc.render(
+                            scene, w2cs, Ks, height, width, spec, selection, start, stop
+                        )
                     host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
+                    if sources is not None:
+                        host["_slot_sources"] = sources
                     del out
                 self._count_frames(stop - start)
                 # Serialized RenderTrajectoryResponse messages (encoded before the staging memory goes).
@@ -478,6 +501,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     scene=scene_info(entry, self.device), alignment=cache_pb2.AlignmentReport(**done)
                 )
             scene = entry.scene
+            if getattr(scene, "is_multiview", False):
+                raise Precondition(f"scene_id: scene {sid!r} has several source views and is not updated "
+                                   "(render every chunk from the sources, as upstream's multi-view)")  # fmt: skip
             if scene.num_slots < 2:
                 self.store.make_room(height * width * BYTES_PER_POINT, keep=entry, what="view")
             with self.store.device(context):

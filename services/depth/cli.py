@@ -30,6 +30,13 @@ FLAGS: list[Flag] = [
         metavar="PATH|ID",
     ),  # fmt: skip
     Flag(
+        "geometry-model",
+        _D.geometry_model,
+        "multi-view geometry model for LiftViews: VGGT checkpoint path or hub id (facebook/VGGT-1B); "
+        "empty = LiftViews off",
+        metavar="PATH|ID",
+    ),
+    Flag(
         "model-version",
         _D.model_version,
         "auto (from the checkpoint config), v1 or v2",

@@ -45,6 +45,7 @@ class ServerConfig(ServingConfig):
     metrics_port: int | None = 9101
     model: str = DEFAULT_MODEL
     model_version: str = "auto"
+    geometry_model: str = ""  # VGGT for LiftViews (e.g. facebook/VGGT-1B); empty = LiftViews off
     model_dir: str = DEFAULT_MODEL_DIR
     device: str = "auto"
     dtype: str = "auto"
@@ -139,11 +140,12 @@ class DepthServer:
             raise
         return self
 
-    def load(self, model=None) -> MoGeDepthModel:
+    def load(self, model=None, geometry=None) -> MoGeDepthModel:
         """Load (and warm up) the model, then report SERVING. Raises ModelLoadError.
 
         model: an already built predictor (callable (B, 3, h, w) float [0, 1] -> ``lift.Prediction`` with
-        ``device`` and ``name``) used instead of ``config.model`` (benchmarks, tests).
+        ``device`` and ``name``) used instead of ``config.model`` (benchmarks, tests). geometry: a built
+        ``geometry.GeometryModel`` used instead of ``config.geometry_model``.
         """
         c = self.config
         start = time.perf_counter()
@@ -158,6 +160,11 @@ class DepthServer:
                 model_dir=c.model_dir,
                 fast_kernels=c.fast_kernels,
             )
+        if geometry is None and c.geometry_model:
+            from objvid.depth.geometry import load_geometry_model
+
+            geometry = load_geometry_model(c.geometry_model, device=c.device, model_dir=c.model_dir)
+        self.servicer.geometry_model = geometry  # None: LiftViews answers FAILED_PRECONDITION
         threads = set_torch_threads(c.torch_threads, model.device)
         warmup_s = 0.0
         if c.warmup:

@@ -105,6 +105,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         self.host_guard = host_guard or HostMemoryGuard(0)
         self.metrics = metrics or DepthMetrics()
         self._model = None
+        self.geometry_model = None  # objvid.depth.geometry.GeometryModel for LiftViews (optional)
         self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads), thread_name_prefix="depth-decode")
         self.inference = InferenceThread()
 
@@ -136,6 +137,12 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
     def Lift(self, request: depth_pb2.LiftRequest, context: grpc.ServicerContext) -> depth_pb2.LiftResponse:
         """Lift answering protobuf objects (for the generated ``add_DepthServiceServicer_to_server``)."""
         return self._handle(request, context, build_response)
+
+    def LiftViews(self, request: depth_pb2.LiftViewsRequest, context: grpc.ServicerContext):
+        """N views of one scene -> posed views (``views_rpc``; needs a geometry model)."""
+        from objvid.depth import views_rpc
+
+        return views_rpc.handle(self, request, context)
 
     def LiftEncoded(self, request: depth_pb2.LiftRequest, context: grpc.ServicerContext) -> bytes:
         """Lift answering the serialised LiftResponse directly (registered by ``add_to_server``)."""
@@ -300,4 +307,10 @@ def add_to_server(servicer: DepthServicer, server: grpc.Server) -> None:
         request_deserializer=lenient(depth_pb2.LiftRequest),
         response_serializer=protowire.passthrough,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"Lift": handler}),))
+    views = grpc.unary_unary_rpc_method_handler(
+        servicer.LiftViews,
+        request_deserializer=depth_pb2.LiftViewsRequest.FromString,
+        response_serializer=depth_pb2.LiftViewsResponse.SerializeToString,
+    )
+    handlers = {"Lift": handler, "LiftViews": views}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

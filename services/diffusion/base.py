@@ -29,6 +29,8 @@ DEFAULT_NEGATIVE_PROMPT = (
     "flickering. Overall, the video is of poor quality."
 )
 MAX_CHUNK_INDEX = 1 << 20
+MAX_FUSION_VIEWS = 8  # RENDERS slots with view_fusion latent-max (every source view)
+VIEW_FUSIONS = {0: "select", 1: "select", 2: "latent-max"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class GenerateOptions:
     guidance: float = DEFAULT_GUIDANCE
     fps: float = DEFAULT_FPS
     chunk_index: int = 0  # position in an autoregressive video: fresh initial noise per chunk
+    view_fusion: str = "select"  # or "latent-max" (gen3c/view_fusion.py)
 
     @classmethod
     def from_proto(cls, msg) -> GenerateOptions:
@@ -56,6 +59,7 @@ class GenerateOptions:
             guidance=float(msg.guidance) if msg.HasField("guidance") else DEFAULT_GUIDANCE,
             fps=float(msg.fps) or DEFAULT_FPS,
             chunk_index=int(msg.chunk_index),
+            view_fusion=VIEW_FUSIONS.get(int(msg.view_fusion), f"unknown ({int(msg.view_fusion)})"),
         )
 
     def validate(self) -> None:
@@ -70,6 +74,8 @@ class GenerateOptions:
             raise ValueError(f"options.seed must be in [0, 2**63), got {self.seed}")
         if not 0 <= self.chunk_index < MAX_CHUNK_INDEX:
             raise ValueError(f"options.chunk_index must be in [0, {MAX_CHUNK_INDEX}), got {self.chunk_index}")
+        if self.view_fusion not in ("select", "latent-max"):
+            raise ValueError(f"options.view_fusion must be select or latent-max, got {self.view_fusion}")
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,10 @@ class ChunkInputs:
         return int(self.renders.shape[3])
 
 
-def validate_chunk(first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarray) -> ChunkInputs:
-    """Check the tensors against each other; raise ValueError naming the tensor and the problem."""
+def validate_chunk(first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarray,
+                   max_slots: int = MAX_BUFFER_SLOTS) -> ChunkInputs:  # fmt: skip
+    """Check the tensors against each other; raise ValueError naming the tensor and the problem.
+    max_slots: 2 (GEN3C's buffer), or ``MAX_FUSION_VIEWS`` with view_fusion latent-max."""
     for name, arr, ndim in (("FIRST_FRAME", first_frame, 3), ("RENDERS", renders, 5), ("MASKS", masks, 4)):
         if not isinstance(arr, np.ndarray):
             raise ValueError(f"{name} must be a numpy array, got {type(arr).__name__}")
@@ -128,8 +136,8 @@ def validate_chunk(first_frame: np.ndarray, renders: np.ndarray, masks: np.ndarr
         raise ValueError(f"RENDERS last dim must be 3 (RGB), got {c}")
     if t < 1:
         raise ValueError("RENDERS must hold at least one frame")
-    if not 1 <= n <= MAX_BUFFER_SLOTS:
-        raise ValueError(f"RENDERS buffer slots N must be in [1, {MAX_BUFFER_SLOTS}], got {n}")
+    if not 1 <= n <= max_slots:
+        raise ValueError(f"RENDERS buffer slots N must be in [1, {max_slots}], got {n}")
     if h < 16 or w < 16 or h % 16 or w % 16:
         raise ValueError(f"RENDERS height and width must be positive multiples of 16, got {h}x{w}")
     if first_frame.shape != (h, w, 3):

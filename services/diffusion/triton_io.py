@@ -30,7 +30,15 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
-from objvid.diffusion.base import ChunkInputs, GenerateOptions, Progress, VideoModel, validate_chunk
+from objvid.diffusion.base import (
+    MAX_BUFFER_SLOTS,
+    MAX_FUSION_VIEWS,
+    ChunkInputs,
+    GenerateOptions,
+    Progress,
+    VideoModel,
+    validate_chunk,
+)
 from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource, decode_source
 from objvid.runtime import errors
 from objvid.serving.status import is_device_oom
@@ -155,8 +163,9 @@ def prepare_chunk(
         renders, masks = source.fetch(decode_source(inputs["RENDER_SOURCE"]))
     elif renders is None or masks is None:
         raise ValueError(f"missing input {'RENDERS' if renders is None else 'MASKS'} (or send RENDER_SOURCE)")
-    chunk = validate_chunk(inputs["FIRST_FRAME"], renders, masks)
     options = decode_options(inputs.get("OPTIONS"))
+    max_slots = MAX_FUSION_VIEWS if options.view_fusion == "latent-max" else MAX_BUFFER_SLOTS
+    chunk = validate_chunk(inputs["FIRST_FRAME"], renders, masks, max_slots)
     model.check_frames(chunk.num_frames)
     check_size = getattr(model, "check_size", None)  # optional: models with a maximum resolution
     if check_size is not None:

@@ -26,6 +26,20 @@ def _decode_image_bytes(buf: memoryview, name: str, mask: bool) -> np.ndarray:
     raise ValueError(f"{name}: missing (set `encoded` or `pixels`)")
 
 
+def _int32s(value, wire_type: int, name: str) -> list[int]:
+    """A packed (LEN) or single (VARINT) repeated int32 field -> its values."""
+    if wire_type == protowire.VARINT:
+        raw = [value]
+    elif wire_type == protowire.LEN:
+        raw, pos, buf = [], 0, value
+        while pos < len(buf):
+            v, pos = protowire.read_varint(buf, pos, name)
+            raw.append(v)
+    else:
+        raise ValueError(f"{name}: unexpected wire type {wire_type}")
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in raw]
+
+
 def _stack(arrs: list[np.ndarray]) -> np.ndarray:
     return arrs[0][None] if len(arrs) == 1 else np.stack(arrs)  # one slot: a view, no copy
 
@@ -35,7 +49,8 @@ def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict
 
     Keys: ``index``, ``num_slots``, ``total_frames`` (0 for ``Render``), and per requested output
     ``rgb`` (N, H, W, 3) uint8, ``mask`` (N, H, W) uint8 0/1, ``depth`` (N, H, W) float32,
-    ``object_mask`` (N, H, W) int16 (absent outputs are missing). Raw arrays are read-only views of
+    ``object_mask`` (N, H, W) int16 (absent outputs are missing), ``slot_sources`` (list of N ints,
+    multi-view scenes only). Raw arrays are read-only views of
     ``data`` (keep it alive; one buffer slot: no copy at all); PNG images are decoded. Equal to parsing
     with the protobuf API and ``wire.decode_image`` / ``wire.decode_tensor``. Raises ValueError naming the
     field on malformed input.
@@ -66,6 +81,8 @@ def decode_frame_bytes(data: bytes | memoryview, name: str = "response") -> dict
                 bits = protowire.decode_tensor(v, f"{name}.frame.mask_bits")
             elif f == 22 and wt == protowire.VARINT:
                 width = v
+            elif f == 7:  # multi-view scenes: the source view of each slot (-1 = empty)
+                out.setdefault("slot_sources", []).extend(_int32s(v, wt, f"{name}.frame.slot_sources"))
     if bits is not None:
         masks = [unpack_mask_bits(bits, width, f"{name}.frame.mask_bits")]
     if rgb:

@@ -92,19 +92,33 @@ class ObjectTrack(_message.Message):
     poses: _containers.RepeatedCompositeFieldContainer[_types_pb2.Transform]
     def __init__(self, object_id: _Optional[int] = ..., poses: _Optional[_Iterable[_Union[_types_pb2.Transform, _Mapping]]] = ...) -> None: ...
 
+class RgbdViews(_message.Message):
+    __slots__ = ("views", "seed_view", "frame_buffer_max", "full_threshold")
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
+    SEED_VIEW_FIELD_NUMBER: _ClassVar[int]
+    FRAME_BUFFER_MAX_FIELD_NUMBER: _ClassVar[int]
+    FULL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    views: _containers.RepeatedCompositeFieldContainer[RgbdView]
+    seed_view: int
+    frame_buffer_max: int
+    full_threshold: float
+    def __init__(self, views: _Optional[_Iterable[_Union[RgbdView, _Mapping]]] = ..., seed_view: _Optional[int] = ..., frame_buffer_max: _Optional[int] = ..., full_threshold: _Optional[float] = ...) -> None: ...
+
 class CreateSceneRequest(_message.Message):
-    __slots__ = ("rgbd", "points", "filter_points_threshold", "scene_id", "idempotency_key")
+    __slots__ = ("rgbd", "points", "views", "filter_points_threshold", "scene_id", "idempotency_key")
     RGBD_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
     FILTER_POINTS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     rgbd: RgbdView
     points: _types_pb2.PointCloud
+    views: RgbdViews
     filter_points_threshold: float
     scene_id: str
     idempotency_key: str
-    def __init__(self, rgbd: _Optional[_Union[RgbdView, _Mapping]] = ..., points: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., filter_points_threshold: _Optional[float] = ..., scene_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, rgbd: _Optional[_Union[RgbdView, _Mapping]] = ..., points: _Optional[_Union[_types_pb2.PointCloud, _Mapping]] = ..., views: _Optional[_Union[RgbdViews, _Mapping]] = ..., filter_points_threshold: _Optional[float] = ..., scene_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ObjectInfo(_message.Message):
     __slots__ = ("object_id", "name", "num_points", "transform")
@@ -119,7 +133,7 @@ class ObjectInfo(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., name: _Optional[str] = ..., num_points: _Optional[int] = ..., transform: _Optional[_Union[_types_pb2.Matrix4, _Mapping]] = ...) -> None: ...
 
 class SceneInfo(_message.Message):
-    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera", "depth_clamped_fraction", "depth_warning", "num_video_frames")
+    __slots__ = ("scene_id", "num_points", "num_buffer_slots", "objects", "device_bytes", "device", "seed_camera", "depth_clamped_fraction", "depth_warning", "num_video_frames", "num_source_views", "seed_view")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_POINTS_FIELD_NUMBER: _ClassVar[int]
     NUM_BUFFER_SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +144,8 @@ class SceneInfo(_message.Message):
     DEPTH_CLAMPED_FRACTION_FIELD_NUMBER: _ClassVar[int]
     DEPTH_WARNING_FIELD_NUMBER: _ClassVar[int]
     NUM_VIDEO_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    NUM_SOURCE_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    SEED_VIEW_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     num_points: int
     num_buffer_slots: int
@@ -140,7 +156,9 @@ class SceneInfo(_message.Message):
     depth_clamped_fraction: float
     depth_warning: str
     num_video_frames: int
-    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., depth_clamped_fraction: _Optional[float] = ..., depth_warning: _Optional[str] = ..., num_video_frames: _Optional[int] = ...) -> None: ...
+    num_source_views: int
+    seed_view: int
+    def __init__(self, scene_id: _Optional[str] = ..., num_points: _Optional[int] = ..., num_buffer_slots: _Optional[int] = ..., objects: _Optional[_Iterable[_Union[ObjectInfo, _Mapping]]] = ..., device_bytes: _Optional[int] = ..., device: _Optional[str] = ..., seed_camera: _Optional[_Union[_types_pb2.Camera, _Mapping]] = ..., depth_clamped_fraction: _Optional[float] = ..., depth_warning: _Optional[str] = ..., num_video_frames: _Optional[int] = ..., num_source_views: _Optional[int] = ..., seed_view: _Optional[int] = ...) -> None: ...
 
 class CreateSceneResponse(_message.Message):
     __slots__ = ("scene",)
@@ -231,7 +249,7 @@ class RemoveObjectResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RenderOptions(_message.Message):
-    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px", "foreground_masking", "pack_masks", "depth_fp16", "object_mask_slots")
+    __slots__ = ("mode", "splat", "outputs", "encoding", "footprint", "object_radius_px", "foreground_masking", "pack_masks", "depth_fp16", "object_mask_slots", "all_sources")
     MODE_FIELD_NUMBER: _ClassVar[int]
     SPLAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +260,7 @@ class RenderOptions(_message.Message):
     PACK_MASKS_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FP16_FIELD_NUMBER: _ClassVar[int]
     OBJECT_MASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ALL_SOURCES_FIELD_NUMBER: _ClassVar[int]
     mode: RenderMode
     splat: SplatKind
     outputs: _containers.RepeatedScalarFieldContainer[RenderOutput]
@@ -252,10 +271,11 @@ class RenderOptions(_message.Message):
     pack_masks: bool
     depth_fp16: bool
     object_mask_slots: int
-    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ..., foreground_masking: _Optional[bool] = ..., pack_masks: _Optional[bool] = ..., depth_fp16: _Optional[bool] = ..., object_mask_slots: _Optional[int] = ...) -> None: ...
+    all_sources: bool
+    def __init__(self, mode: _Optional[_Union[RenderMode, str]] = ..., splat: _Optional[_Union[SplatKind, str]] = ..., outputs: _Optional[_Iterable[_Union[RenderOutput, str]]] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., footprint: _Optional[int] = ..., object_radius_px: _Optional[float] = ..., foreground_masking: _Optional[bool] = ..., pack_masks: _Optional[bool] = ..., depth_fp16: _Optional[bool] = ..., object_mask_slots: _Optional[int] = ..., all_sources: _Optional[bool] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("index", "num_slots", "rgb", "mask", "depth", "object_mask", "mask_bits", "mask_width")
+    __slots__ = ("index", "num_slots", "rgb", "mask", "depth", "object_mask", "mask_bits", "mask_width", "slot_sources")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NUM_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RGB_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +284,7 @@ class Frame(_message.Message):
     OBJECT_MASK_FIELD_NUMBER: _ClassVar[int]
     MASK_BITS_FIELD_NUMBER: _ClassVar[int]
     MASK_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SLOT_SOURCES_FIELD_NUMBER: _ClassVar[int]
     index: int
     num_slots: int
     rgb: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
@@ -272,7 +293,8 @@ class Frame(_message.Message):
     object_mask: _types_pb2.Tensor
     mask_bits: _types_pb2.Tensor
     mask_width: int
-    def __init__(self, index: _Optional[int] = ..., num_slots: _Optional[int] = ..., rgb: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., mask: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., object_mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_bits: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_width: _Optional[int] = ...) -> None: ...
+    slot_sources: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, index: _Optional[int] = ..., num_slots: _Optional[int] = ..., rgb: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., mask: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., depth: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., object_mask: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_bits: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ..., mask_width: _Optional[int] = ..., slot_sources: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SharedMemoryRegion(_message.Message):
     __slots__ = ("name", "size", "key")

@@ -107,7 +107,7 @@ class CacheServiceServicer:
     """
 
     def CreateScene(self, request, context):
-        """A new scene from an RGB-D view (one point per pixel) or from a point cloud.
+        """A new scene from an RGB-D view (one point per pixel), N posed RGB-D views, or a point cloud.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +156,7 @@ class CacheServiceServicer:
 
     def UpdateScene(self, request, context):
         """Adds a new view (long videos): aligned to the cache as GEN3C does, stored as the newest buffer slot.
+        Multi-view scenes are not updated (FAILED_PRECONDITION), as upstream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

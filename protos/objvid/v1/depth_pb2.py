@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from objvid.v1 import types_pb2 as objvid_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/depth.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"w\n\x0bLiftRequest\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.objvid.v1.Image\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x13\n\x0bkeep_aspect\x18\x04 \x01(\x08\x12\x12\n\nomit_image\x18\x05 \x01(\x08\"\xa3\x01\n\nLiftedView\x12 \n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x12\n\nintrinsics\x18\x03 \x03(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x1f\n\x05image\x18\x06 \x01(\x0b\x32\x10.objvid.v1.Image\"C\n\x0cLiftResponse\x12$\n\x05views\x18\x01 \x03(\x0b\x32\x15.objvid.v1.LiftedView\x12\r\n\x05model\x18\x02 \x01(\t2G\n\x0c\x44\x65pthService\x12\x37\n\x04Lift\x12\x16.objvid.v1.LiftRequest\x1a\x17.objvid.v1.LiftResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15objvid/v1/depth.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\"w\n\x0bLiftRequest\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.objvid.v1.Image\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x13\n\x0bkeep_aspect\x18\x04 \x01(\x08\x12\x12\n\nomit_image\x18\x05 \x01(\x08\"\xa3\x01\n\nLiftedView\x12 \n\x05\x64\x65pth\x18\x01 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.objvid.v1.Tensor\x12\x12\n\nintrinsics\x18\x03 \x03(\x01\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x1f\n\x05image\x18\x06 \x01(\x0b\x32\x10.objvid.v1.Image\"C\n\x0cLiftResponse\x12$\n\x05views\x18\x01 \x03(\x0b\x32\x15.objvid.v1.LiftedView\x12\r\n\x05model\x18\x02 \x01(\t\"\xa2\x01\n\x10LiftViewsRequest\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.objvid.v1.Image\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x12\n\nomit_image\x18\x04 \x01(\x08\x12\x1d\n\x15\x63onfidence_percentile\x18\x05 \x01(\x01\x12\x1a\n\x12include_confidence\x18\x06 \x01(\x08\"p\n\tPosedView\x12#\n\x04view\x18\x01 \x01(\x0b\x32\x15.objvid.v1.LiftedView\x12\x17\n\x0fworld_to_camera\x18\x02 \x03(\x01\x12%\n\nconfidence\x18\x03 \x01(\x0b\x32\x11.objvid.v1.Tensor\"G\n\x11LiftViewsResponse\x12#\n\x05views\x18\x01 \x03(\x0b\x32\x14.objvid.v1.PosedView\x12\r\n\x05model\x18\x02 \x01(\t2\x8f\x01\n\x0c\x44\x65pthService\x12\x37\n\x04Lift\x12\x16.objvid.v1.LiftRequest\x1a\x17.objvid.v1.LiftResponse\x12\x46\n\tLiftViews\x12\x1b.objvid.v1.LiftViewsRequest\x1a\x1c.objvid.v1.LiftViewsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIFTEDVIEW']._serialized_end=344
   _globals['_LIFTRESPONSE']._serialized_start=346
   _globals['_LIFTRESPONSE']._serialized_end=413
-  _globals['_DEPTHSERVICE']._serialized_start=415
-  _globals['_DEPTHSERVICE']._serialized_end=486
+  _globals['_LIFTVIEWSREQUEST']._serialized_start=416
+  _globals['_LIFTVIEWSREQUEST']._serialized_end=578
+  _globals['_POSEDVIEW']._serialized_start=580
+  _globals['_POSEDVIEW']._serialized_end=692
+  _globals['_LIFTVIEWSRESPONSE']._serialized_start=694
+  _globals['_LIFTVIEWSRESPONSE']._serialized_end=765
+  _globals['_DEPTHSERVICE']._serialized_start=768
+  _globals['_DEPTHSERVICE']._serialized_end=911
 # @@protoc_insertion_point(module_scope)

@@ -44,3 +44,37 @@ class LiftResponse(_message.Message):
     views: _containers.RepeatedCompositeFieldContainer[LiftedView]
     model: str
     def __init__(self, views: _Optional[_Iterable[_Union[LiftedView, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class LiftViewsRequest(_message.Message):
+    __slots__ = ("images", "width", "height", "omit_image", "confidence_percentile", "include_confidence")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    OMIT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_PERCENTILE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[_types_pb2.Image]
+    width: int
+    height: int
+    omit_image: bool
+    confidence_percentile: float
+    include_confidence: bool
+    def __init__(self, images: _Optional[_Iterable[_Union[_types_pb2.Image, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., omit_image: _Optional[bool] = ..., confidence_percentile: _Optional[float] = ..., include_confidence: _Optional[bool] = ...) -> None: ...
+
+class PosedView(_message.Message):
+    __slots__ = ("view", "world_to_camera", "confidence")
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    WORLD_TO_CAMERA_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    view: LiftedView
+    world_to_camera: _containers.RepeatedScalarFieldContainer[float]
+    confidence: _types_pb2.Tensor
+    def __init__(self, view: _Optional[_Union[LiftedView, _Mapping]] = ..., world_to_camera: _Optional[_Iterable[float]] = ..., confidence: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class LiftViewsResponse(_message.Message):
+    __slots__ = ("views", "model")
+    VIEWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    views: _containers.RepeatedCompositeFieldContainer[PosedView]
+    model: str
+    def __init__(self, views: _Optional[_Iterable[_Union[PosedView, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...

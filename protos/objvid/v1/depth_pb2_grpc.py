@@ -40,6 +40,11 @@ class DepthServiceStub:
                 request_serializer=objvid_dot_v1_dot_depth__pb2.LiftRequest.SerializeToString,
                 response_deserializer=objvid_dot_v1_dot_depth__pb2.LiftResponse.FromString,
                 _registered_method=True)
+        self.LiftViews = channel.unary_unary(
+                '/objvid.v1.DepthService/LiftViews',
+                request_serializer=objvid_dot_v1_dot_depth__pb2.LiftViewsRequest.SerializeToString,
+                response_deserializer=objvid_dot_v1_dot_depth__pb2.LiftViewsResponse.FromString,
+                _registered_method=True)
 
 
 class DepthServiceServicer:
@@ -53,6 +58,14 @@ class DepthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LiftViews(self, request, context):
+        """N views of one static scene -> per view depth, confidence mask, K and camera, all in one world frame
+        (OpenCV, view 0 = identity) at the working resolution, from a multi-view geometry model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DepthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_DepthServiceServicer_to_server(servicer, server):
                     servicer.Lift,
                     request_deserializer=objvid_dot_v1_dot_depth__pb2.LiftRequest.FromString,
                     response_serializer=objvid_dot_v1_dot_depth__pb2.LiftResponse.SerializeToString,
+            ),
+            'LiftViews': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftViews,
+                    request_deserializer=objvid_dot_v1_dot_depth__pb2.LiftViewsRequest.FromString,
+                    response_serializer=objvid_dot_v1_dot_depth__pb2.LiftViewsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,33 @@ class DepthService:
             '/objvid.v1.DepthService/Lift',
             objvid_dot_v1_dot_depth__pb2.LiftRequest.SerializeToString,
             objvid_dot_v1_dot_depth__pb2.LiftResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiftViews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/objvid.v1.DepthService/LiftViews',
+            objvid_dot_v1_dot_depth__pb2.LiftViewsRequest.SerializeToString,
+            objvid_dot_v1_dot_depth__pb2.LiftViewsResponse.FromString,
             options,
             channel_credentials,
             insecure,

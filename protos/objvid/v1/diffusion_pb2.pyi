@@ -9,6 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ViewFusion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIEW_FUSION_UNSPECIFIED: _ClassVar[ViewFusion]
+    VIEW_FUSION_SELECT: _ClassVar[ViewFusion]
+    VIEW_FUSION_LATENT_MAX: _ClassVar[ViewFusion]
+
 class GenerateStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GENERATE_STAGE_UNSPECIFIED: _ClassVar[GenerateStage]
@@ -16,6 +22,9 @@ class GenerateStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GENERATE_STAGE_DENOISE: _ClassVar[GenerateStage]
     GENERATE_STAGE_DECODE: _ClassVar[GenerateStage]
     GENERATE_STAGE_DONE: _ClassVar[GenerateStage]
+VIEW_FUSION_UNSPECIFIED: ViewFusion
+VIEW_FUSION_SELECT: ViewFusion
+VIEW_FUSION_LATENT_MAX: ViewFusion
 GENERATE_STAGE_UNSPECIFIED: GenerateStage
 GENERATE_STAGE_ENCODE: GenerateStage
 GENERATE_STAGE_DENOISE: GenerateStage
@@ -33,7 +42,7 @@ class RenderSource(_message.Message):
     def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., options: _Optional[_Union[_cache_pb2.RenderOptions, _Mapping]] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps", "chunk_index")
+    __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps", "chunk_index", "view_fusion")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +50,7 @@ class GenerateOptions(_message.Message):
     GUIDANCE_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FUSION_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     seed: int
@@ -48,7 +58,8 @@ class GenerateOptions(_message.Message):
     guidance: float
     fps: float
     chunk_index: int
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ..., chunk_index: _Optional[int] = ...) -> None: ...
+    view_fusion: ViewFusion
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., seed: _Optional[int] = ..., num_steps: _Optional[int] = ..., guidance: _Optional[float] = ..., fps: _Optional[float] = ..., chunk_index: _Optional[int] = ..., view_fusion: _Optional[_Union[ViewFusion, str]] = ...) -> None: ...
 
 class GenerateProgress(_message.Message):
     __slots__ = ("step", "total", "stage", "message", "model", "preview", "status")

@@ -247,7 +247,7 @@ class Gen3cModel(VideoModel):
         options.validate()
         self.check_frames(chunk.num_frames)
         self.check_size(chunk.height, chunk.width)
-        if chunk.num_slots > self.config.frame_buffer_max:
+        if chunk.num_slots > self.config.frame_buffer_max and options.view_fusion != "latent-max":
             raise ValueError(
                 f"RENDERS buffer slots N must be <= {self.config.frame_buffer_max}, got {chunk.num_slots}"
             )
@@ -259,7 +259,7 @@ class Gen3cModel(VideoModel):
             try:
                 text_cond, text_uncond = self._prompt_pair(options.prompt, options.negative_prompt)
                 stage = "VAE encoding"
-                cond_latent, cache_latents = self._encode_inputs(chunk, emit)
+                cond_latent, cache_latents = self._encode_inputs(chunk, emit, options.view_fusion)
                 stage = "denoising"
                 latent = self._denoise(cond_latent, cache_latents, text_cond, text_uncond, options, emit)
                 stage = "VAE decoding"
@@ -330,7 +330,8 @@ class Gen3cModel(VideoModel):
         uncond = self._prompt_cache[negative] if negative else cond
         return cond.to(self.device, self.dtype), uncond.to(self.device, self.dtype)
 
-    def _encode_inputs(self, chunk: ChunkInputs, emit: ProgressFn) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_inputs(self, chunk: ChunkInputs, emit: ProgressFn,
+                       view_fusion: str = "select") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         total = 1 + 2 * chunk.num_slots
         done = [0]
 
@@ -347,7 +348,10 @@ class Gen3cModel(VideoModel):
             cond_latent = self.vae.encode(first)
             del first
             tick("first frame")
-            cache_latents = conditioning.encode_cache_latents(
+            encode_cache = conditioning.encode_cache_latents
+            if view_fusion == "latent-max":  # the multi-view fork's vector-max over all views
+                from .view_fusion import encode_latent_max as encode_cache
+            cache_latents = encode_cache(
                 self.vae.encode,
                 chunk.renders,
                 chunk.masks,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from objvid.runtime import requests as lenient_requests
 from objvid.runtime import trajectory
 from objvid.v1 import cache_pb2
 
@@ -22,6 +23,7 @@ def read_video_stream(requests: Iterable[cache_pb2.CreateVideoSceneRequest], lim
     frames, first = [], None
     size = None
     for msg in requests:
+        lenient_requests.check(msg)  # random bytes on the stream -> INVALID_ARGUMENT
         if first is None:
             first = msg
             if first.num_frames < 1:

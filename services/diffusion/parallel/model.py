@@ -91,7 +91,10 @@ class ParallelGen3cModel(Gen3cModel):
             uncond = torch.empty_like(cond)
         return self._broadcast(cond.contiguous(), 0), self._broadcast(uncond.contiguous(), 0)
 
-    def _encode_inputs(self, chunk: ChunkInputs, emit: ProgressFn) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_inputs(self, chunk: ChunkInputs, emit: ProgressFn,
+                       view_fusion: str = "select") -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        if view_fusion != "select":  # the multi-view fork's latent-max: every rank encodes every view itself
+            return super()._encode_inputs(chunk, emit, view_fusion)
         world = self.layout.world_size
         dev, vae_dtype = self.device, self.vae.dtype
         makers: list[tuple[str, Callable[[], torch.Tensor]]] = [

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.abc
-import importlib.util
 import json
 import os
+import runpy
 import statistics
 import sys
 import time
@@ -42,23 +41,8 @@ def _ensure_objvid() -> None:
         return
     except ImportError:
         pass
-    import tomllib
-
-    # Every package-dir mapping of pyproject.toml (objvid.runtime, objvid.cache, ...), as an install would.
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        dirs = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
-    mapping = {name: ROOT / rel for name, rel in dirs.items()}
-
-    class _Finder(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name in mapping:
-                d = mapping[name]
-                return importlib.util.spec_from_file_location(
-                    name, d / "__init__.py", submodule_search_locations=[str(d)]
-                )
-            return None
-
-    sys.meta_path.insert(0, _Finder())
+    # The one package-dir mapper (also used through PYTHONPATH=bench/_path by spawned servers).
+    runpy.run_path(str(ROOT / "bench" / "_path" / "sitecustomize.py"))
 
 
 _ensure_objvid()

@@ -307,7 +307,10 @@ class LocalStack:
             for p in stop_tree(procs, self.config.stop_timeout):
                 log.warning("event=child_killed pid=%d", p.pid)
             for child in self.children:
-                child.proc.wait()  # reap (stop_tree waited for it already)
+                try:
+                    child.proc.wait(timeout=5)  # reap (stop_tree waited for it already)
+                except subprocess.TimeoutExpired:  # SIGKILLed but not gone (a hung kernel call): never block
+                    log.warning("event=child_not_reaped name=%s pid=%d", child.name, child.proc.pid)
                 child.ready_path.unlink(missing_ok=True)
                 log.info("event=child_stopped name=%s code=%s", child.name, child.proc.returncode)
             self.children.clear()

@@ -58,14 +58,19 @@ def test_stack_reads_the_bound_port_and_stops_every_process(tmp_path):
 
 CLIENT_SCRIPT = textwrap.dedent(
     """
-    import json, sys, time
+    import faulthandler, json, signal, sys, time
     from objvid.client.connect import _sigterm_interrupts
     from objvid.client.stack import LocalStack, StackConfig
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test's post-mortem if this ever hangs
     with _sigterm_interrupts():  # what every objvid-client command runs under
         with LocalStack(StackConfig(depth=False, backend=None, device="cpu"), sys.argv[1]) as stack:
             print(json.dumps({"pids": stack.pids()}), flush=True)
-            time.sleep(600)
+            # Short sleeps, as the CLI's gRPC waits are: a process-directed signal may be routed to a
+            # non-main thread (some kernels, gVisor), and then only the main thread's next bytecode runs
+            # the Python handler; one long sleep would never return to it.
+            for _ in range(1200):
+                time.sleep(0.5)
     """
 )
 
@@ -80,7 +85,12 @@ def test_a_signalled_client_leaves_no_children(tmp_path, sig):
         pids = json.loads(line)["pids"]
         assert pids and all(psutil.pid_exists(p) for p in pids)
         client.send_signal(sig)
-        client.wait(timeout=60)
+        try:
+            client.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            client.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack to stderr
+            client.kill()
+            pytest.fail(f"the client did not exit within 60 s of {sig.name}:\n{client.communicate()[1]}")
     finally:
         if client.poll() is None:
             client.kill()

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Fused z-buffer + 500k-point object (121 frames, 704x1280): launch-configuration candidates side by side.
 
-Issue 18 asks for <= 4.5 ms on an H200 (5.03-5.15 ms measured). The Triton kernels of
-``objvid.cache.kernels`` read their launch shape from module constants at every call: ``POINT_BLOCK``
-(points per program), ``TARGET_PROGRAMS`` (how far the camera loop is split over the grid's second
-axis) and ``PIXEL_BLOCK`` (resolve pass); ``num_warps`` is Triton's default. This script times the
+Issue 18 asks for <= 4.5 ms on an H200 (5.03-5.15 ms measured). The z-buffer raster of
+``objvid.cache.kernels`` reads its launch shape from module constants at every call: ``ZBUF_POINT_BLOCK``
+(points per program), ``ZBUF_TARGET_PROGRAMS`` (how far the camera loop is split over the grid's second
+axis), ``ZBUF_WARPS`` (warps per program), and ``PIXEL_BLOCK`` (resolve pass). This script times the
 ``render_bench`` workload's ``fused zbuffer + 500k object`` row (rgb + mask + depth) for each candidate,
 interleaved round by round (A B C ... A B C ...) so device drift hits every candidate alike, and checks
 that every candidate's outputs are identical to the current configuration's (the z-buffer is an
@@ -36,15 +36,16 @@ from objvid.cache import Scene  # noqa: E402
 #: name -> kernel constants. "current" = kernels.py as committed (the previous version).
 CANDIDATES: dict[str, dict[str, int]] = {
     "current": {},
-    "point_block_128": {"POINT_BLOCK": 128},
-    "point_block_512": {"POINT_BLOCK": 512},
-    "programs_4096": {"TARGET_PROGRAMS": 4096},
-    "programs_16384": {"TARGET_PROGRAMS": 16384},
-    "programs_32768": {"TARGET_PROGRAMS": 32768},
-    "pixel_block_2048": {"PIXEL_BLOCK": 2048},
-    "pixel_block_4096": {"PIXEL_BLOCK": 4096},
-    "pb128_programs_16384": {"POINT_BLOCK": 128, "TARGET_PROGRAMS": 16384},
-    "pb512_programs_4096": {"POINT_BLOCK": 512, "TARGET_PROGRAMS": 4096},
+    "pb128": {"ZBUF_POINT_BLOCK": 128},
+    "pb128_p16k": {"ZBUF_POINT_BLOCK": 128, "ZBUF_TARGET_PROGRAMS": 16384},
+    "pb128_p32k": {"ZBUF_POINT_BLOCK": 128, "ZBUF_TARGET_PROGRAMS": 32768},
+    "pb128_w2": {"ZBUF_POINT_BLOCK": 128, "ZBUF_WARPS": 2},
+    "pb128_w2_p16k": {"ZBUF_POINT_BLOCK": 128, "ZBUF_WARPS": 2, "ZBUF_TARGET_PROGRAMS": 16384},
+    "pb64_w2": {"ZBUF_POINT_BLOCK": 64, "ZBUF_WARPS": 2},
+    "pb64_w2_p32k": {"ZBUF_POINT_BLOCK": 64, "ZBUF_WARPS": 2, "ZBUF_TARGET_PROGRAMS": 32768},
+    "pb64_w1": {"ZBUF_POINT_BLOCK": 64, "ZBUF_WARPS": 1},
+    "pb256_w8": {"ZBUF_WARPS": 8},
+    "pb128_pix2048": {"ZBUF_POINT_BLOCK": 128, "PIXEL_BLOCK": 2048},
 }
 
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     backend = "triton" if device.type == "cuda" else "torch"
     from objvid.cache import kernels
 
-    defaults = {k: getattr(kernels, k) for k in ("POINT_BLOCK", "TARGET_PROGRAMS", "PIXEL_BLOCK")}
+    knobs = ("ZBUF_POINT_BLOCK", "ZBUF_TARGET_PROGRAMS", "ZBUF_WARPS", "PIXEL_BLOCK")
+    defaults = {k: getattr(kernels, k) for k in knobs}
     img, depth, K = synthetic_rgbd(H, W)
     w2cs = gen3c_left_center_facing(T)
     scene = Scene.from_rgbd(img, depth, K, device=device)

@@ -364,11 +364,18 @@ def _grid(n: int, block: int) -> tuple[int]:
 # Point programs: each takes POINT_BLOCK points and a run of VPP cameras. Enough programs to fill the GPU
 # (small objects get short camera runs), long runs for big clouds (points stay in registers).
 TARGET_PROGRAMS = 8192
+# The z-buffer raster has its own launch shape (bench/zbuffer_tuning.py, docs/performance.md): its atomics
+# are integer min, so the result does not depend on it; the GEN3C splat's float adds keep the one above.
+ZBUF_POINT_BLOCK = 256
+ZBUF_TARGET_PROGRAMS = 8192
+ZBUF_WARPS = 4
 
 
-def _point_grid(n: int, C: int) -> tuple[tuple[int, int], int]:
-    blocks = triton.cdiv(n, POINT_BLOCK)
-    groups = min(C, max(1, triton.cdiv(TARGET_PROGRAMS, blocks)))
+def _point_grid(
+    n: int, C: int, block: int | None = None, target: int | None = None
+) -> tuple[tuple[int, int], int]:
+    blocks = triton.cdiv(n, block or POINT_BLOCK)
+    groups = min(C, max(1, triton.cdiv(target or TARGET_PROGRAMS, blocks)))
     vpp = triton.cdiv(C, groups)
     return (blocks, triton.cdiv(C, vpp)), vpp
 
@@ -436,7 +443,7 @@ def zbuffer(
         eye = eye.to(torch.float64).contiguous()
     else:
         nrm, eye = xyz, P  # placeholders, never read
-    grid, vpp = _point_grid(n, C)
+    grid, vpp = _point_grid(n, C, ZBUF_POINT_BLOCK, ZBUF_TARGET_PROGRAMS)
     _zbuf_kernel[grid](
         xyz,
         xyz.stride(0),
@@ -456,7 +463,8 @@ def zbuffer(
         DISC=fp.is_disc,
         K=fp.window,
         CULL=cull is not None,
-        BLOCK=POINT_BLOCK,
+        BLOCK=ZBUF_POINT_BLOCK,
+        num_warps=ZBUF_WARPS,
     )
 
 

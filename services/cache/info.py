@@ -1,5 +1,6 @@
 """Scene descriptions: what the store keeps per scene (JSON, also in snapshots) and their ``SceneInfo`` /
-``ObjectInfo`` messages for GetScene, ListScenes and every answer that returns a scene."""
+``ObjectInfo`` messages for GetScene, ListScenes and every answer that returns a scene; UpdateScene's
+``AlignmentReport``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from objvid.runtime import wire
 from objvid.v1 import cache_pb2, types_pb2
 
 from . import multiview_rpc
-from .store import SceneEntry
+from .store import SceneEntry, SceneNotFound
 from .units import clamp_warning
 
 
@@ -44,6 +45,30 @@ def describe_scene(scene, entry: SceneEntry) -> dict:
         "depth_clamped_fraction": float(scene.depth_clamped_fraction),
         **multiview_rpc.describe(scene),
     }
+
+
+def object_of(entry: SceneEntry, oid: int) -> cache_pb2.ObjectInfo:
+    """``ObjectInfo`` of object ``oid`` from the store's description; SceneNotFound naming ``object_id``."""
+    for obj in entry.info.get("objects", []):
+        if obj["id"] == oid:
+            return object_info(obj)
+    raise SceneNotFound(f"object_id: scene {entry.scene_id!r} has no object {oid}")
+
+
+def alignment_report(rep) -> tuple[cache_pb2.AlignmentReport, dict]:
+    """``align.AlignmentReport`` (or None: not aligned, all zero) -> (its message, the same fields as a dict
+    for the journal's idempotent answer)."""
+    report = cache_pb2.AlignmentReport()
+    if rep is not None:
+        report = cache_pb2.AlignmentReport(
+            scale=rep.scale,
+            shift=rep.shift,
+            error_before=rep.error_before,
+            error_after=rep.error_after,
+            pixels_used=rep.pixels_used,
+        )
+    fields = ("scale", "shift", "error_before", "error_after", "pixels_used")
+    return report, {f: getattr(report, f) for f in fields}
 
 
 def object_info(obj: dict) -> cache_pb2.ObjectInfo:

@@ -121,6 +121,30 @@ def _np(value: Any) -> Any:
     return value.numpy() if hasattr(value, "numpy") else value
 
 
+def add_object_op(
+    points, colors, transform, normals, oid: int, meta: dict, key: str, fingerprint: str
+) -> dict:
+    """The ``add_object`` operation (points (N, 3) float32, colours (N, 3) uint8, transform (4, 4) or None,
+    normals (N, 3) float32 or None) with its idempotency key and result ``{"oid": oid}``."""
+    op = {
+        "kind": "add_object",
+        "points": np.asarray(points, np.float32),
+        "colors": np.asarray(colors, np.uint8),
+    }
+    op.update(transform=transform, oid=oid, meta=meta, key=key, fingerprint=fingerprint, result={"oid": oid})
+    op["normals"] = None if normals is None else np.asarray(normals, np.float32)
+    return op
+
+
+def add_view_op(image, depth, K, w2c, mask, key: str, fingerprint: str, result: dict) -> dict:
+    """The ``add_view`` operation (image (H, W, 3) uint8, depth (H, W) float32 already aligned, K (3, 3),
+    w2c (4, 4), mask (H, W) bool or None) with its idempotency key and result."""
+    op = {"kind": "add_view", "image": np.asarray(image), "depth": np.asarray(depth, np.float32)}
+    op.update(K=K, w2c=w2c, mask=None if mask is None else np.asarray(mask, bool))
+    op.update(key=key, fingerprint=fingerprint, result=result)
+    return op
+
+
 def apply(scene: Any, op: dict) -> None:
     """Replay one operation on a ``Scene`` (the inverse of what the service journaled)."""
     kind = op["kind"]

@@ -33,6 +33,51 @@ class Limits:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Ids and scalar fields
+
+
+def scene_id(request) -> str:
+    """``request.scene_id`` (required)."""
+    if not request.scene_id:
+        raise ValueError("scene_id: missing")
+    return request.scene_id
+
+
+def object_id(request) -> int:
+    """``request.object_id`` (>= 0)."""
+    if request.object_id < 0:
+        raise ValueError(f"object_id: must be >= 0, got {request.object_id}")
+    return request.object_id
+
+
+def filter_threshold(request: cache_pb2.CreateSceneRequest) -> float | None:
+    """CreateScene's ``filter_points_threshold``: None for 0 (off), else the finite positive value."""
+    threshold = request.filter_points_threshold
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"filter_points_threshold: must be finite and >= 0 (0 = off), got {threshold}")
+    return threshold or None
+
+
+def decode_placement(
+    request: cache_pb2.PlaceObjectRequest,
+) -> tuple[tuple | None, float | None, float | None]:
+    """PlaceObject's optional fields -> (anchor (u, v) pixels or None, height or None, scale or None)."""
+    has_u, has_v = request.HasField("anchor_u"), request.HasField("anchor_v")
+    if has_u != has_v:
+        raise ValueError("anchor_u: set both anchor_u and anchor_v, or neither")
+    anchor = (request.anchor_u, request.anchor_v) if has_u else None
+    if anchor is not None and not all(math.isfinite(a) for a in anchor):
+        raise ValueError("anchor_u: anchor coordinates must be finite")
+    height = request.height if request.HasField("height") else None
+    if height is not None and not (math.isfinite(height) and height > 0):
+        raise ValueError(f"height: must be finite and > 0, got {height}")
+    scale = request.scale if request.HasField("scale") else None
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale: must be finite and > 0, got {scale}")
+    return anchor, height, scale
+
+
+# ---------------------------------------------------------------------------------------------------
 # Cameras, transforms, clouds, views
 
 

@@ -1,7 +1,8 @@
 """gRPC adapter of the cache renderer: ``objvid.v1.CacheService`` over ``objvid.cache.Scene`` + ``SceneStore``.
 
-Each handler decodes its request (``requests.py``: errors name the field), calls the core (``Scene``,
-``SceneStore``) and encodes the answer (``info.py``, ``frames.py``). Status mapping, deadline check,
+Each handler decodes its request (``requests.py``: errors name the field; ``object_rpc.py``: object files;
+``trajectory_rpc.py``, ``multiview_rpc.py``, ``video_rpc.py``), calls the core (``Scene``, ``SceneStore``;
+changes journaled as ``journal.py`` ops) and encodes the answer (``info.py``, ``frames.py``). Status mapping, deadline check,
 metrics and logs come from ``objvid.serving.status`` guards: a bad field -> INVALID_ARGUMENT naming it; an
 unknown scene or object -> NOT_FOUND (for scenes: "create it again"); over a limit or the memory budget ->
 RESOURCE_EXHAUSTED; a deadline that passes while queued -> DEADLINE_EXCEEDED; anything unexpected ->
@@ -15,7 +16,6 @@ written directly from the host arrays (``frames.py``: one copy of the pixels, no
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator
@@ -28,28 +28,31 @@ from objvid.runtime.shm import RegionWriter
 from objvid.serving.status import guard_stream, guard_unary
 from objvid.v1 import cache_pb2, cache_pb2_grpc
 
-from . import multiview_rpc
+from . import journal, multiview_rpc, trajectory_rpc
 from .frames import (
     encode_render_response,
     encode_trajectory_response,
     outputs_to_host,
     write_render_response_shm,
 )
-from .info import describe_scene, object_info, scene_info
-from .io import DEFAULT_SAMPLE_POINTS, estimate_load_bytes
+from .info import alignment_report, describe_scene, object_of, scene_info
 from .io_limits import LoadLimits
 from .metrics import CacheMetrics, RenderStages
+from .object_rpc import load_file
 from .parse_pool import ParsePool
 from .requests import (
     Limits,
     check_shm_request,
     decode_camera,
     decode_cloud,
+    decode_placement,
     decode_transform,
     decode_view,
+    filter_threshold,
     fingerprint,
+    object_id,
     parse_options,
-    trajectory_cameras,
+    scene_id,
     view_pixels,
 )
 from .store import Cancelled, LimitExceeded, Precondition, SceneEntry, SceneNotFound, SceneStore
@@ -59,9 +62,8 @@ log = logging.getLogger("objvid.cache.service")
 SERVICE_NAME = "objvid.v1.CacheService"
 #: Device bytes per scene point assumed before a scene exists (xyz float32 + packed colour int32).
 BYTES_PER_POINT = 16
-#: Cameras rendered per device turn in RenderTrajectory (scaled down for large images).
+#: Cameras rendered per device turn in RenderTrajectory (scaled down for large images: trajectory_rpc).
 TRAJECTORY_BATCH = 8
-_BATCH_PIXELS = 8 * 704 * 1280
 #: Host bytes per output pixel and frame a render holds at its peak (see CacheServicer._render_memory).
 RENDER_HOST_BYTES_CPU = 200
 RENDER_HOST_BYTES_CUDA = 16
@@ -128,22 +130,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         per_pixel = RENDER_HOST_BYTES_CUDA if str(self.device).startswith("cuda") else RENDER_HOST_BYTES_CPU
         return self.host_guard.reserve(per_pixel * frames * width * height, what)
 
-    def _object_of(self, entry: SceneEntry, oid: int) -> cache_pb2.ObjectInfo:
-        for obj in entry.info.get("objects", []):
-            if obj["id"] == oid:
-                return object_info(obj)
-        raise SceneNotFound(f"object_id: scene {entry.scene_id!r} has no object {oid}")
-
     @staticmethod
     def _require_object(entry: SceneEntry, oid: int) -> None:
         if oid not in entry.scene.object_ids:
             raise SceneNotFound(f"object_id: scene {entry.scene_id!r} has no object {oid}")
-
-    @staticmethod
-    def _scene_id(request) -> str:
-        if not request.scene_id:
-            raise ValueError("scene_id: missing")
-        return request.scene_id
 
     # -- scenes ---------------------------------------------------------------------------------------
 
@@ -151,9 +141,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     def CreateScene(self, request, context):
         from .scene import Scene
 
-        threshold = request.filter_points_threshold
-        if not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"filter_points_threshold: must be finite and >= 0 (0 = off), got {threshold}")
+        threshold = filter_threshold(request)
         source = request.WhichOneof("source")
         if request.scene_id:
             self.store.check_id(request.scene_id)
@@ -169,12 +157,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     w2c,
                     mask=mask,
                     device=self.device,
-                    filter_points_threshold=threshold or None,
+                    filter_points_threshold=threshold,
                 )
 
         elif source == "views":
             build, npoints = multiview_rpc.scene_builder(
-                request.views, decode_view, self.limits, self.device, threshold or None
+                request.views, decode_view, self.limits, self.device, threshold
             )
         elif source == "points":
             pts, col = decode_cloud(request.points, "points", self.limits)
@@ -217,7 +205,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @guard_unary
     def GetScene(self, request, context):
-        entry = self.store.entry(self._scene_id(request))
+        entry = self.store.entry(scene_id(request))
         return cache_pb2.GetSceneResponse(scene=scene_info(entry, self.device))
 
     @guard_unary
@@ -226,12 +214,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @guard_unary
     def DeleteScene(self, request, context):
-        self.store.delete(self._scene_id(request))
+        self.store.delete(scene_id(request))
         return cache_pb2.DeleteSceneResponse()
 
     @guard_unary
     def ExportScene(self, request, context):
-        with self.store.use(self._scene_id(request), context) as entry:
+        with self.store.use(scene_id(request), context) as entry:
             with self.store.device(context):
                 if request.HasField("object_id"):
                     self._require_object(entry, request.object_id)
@@ -246,7 +234,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @guard_unary
     def AddObject(self, request, context):
-        sid = self._scene_id(request)
+        sid = scene_id(request)
         transform = (
             decode_transform(request.transform, "transform") if request.HasField("transform") else None
         )
@@ -259,18 +247,20 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             with self.store.use(sid, context) as entry, entry.lock:
                 done = self.store.recall(entry, key, fp)
                 if done is not None:
-                    return cache_pb2.AddObjectResponse(object=self._object_of(entry, int(done["oid"])))
+                    return cache_pb2.AddObjectResponse(object=object_of(entry, int(done["oid"])))
         normals = None  # no normals: no culling (raw clouds, PLY clouds without nx/ny/nz)
         if source == "cloud":
             pts, col = decode_cloud(request.cloud, "cloud", self.limits)
         elif source == "file":  # meshes / PLY with normals: back-face culling (objvid.cache.normals)
-            pts, col, normals = self._load_file(request.file, context)
+            pts, col, normals = load_file(
+                request.file, self.parse_pool, self.load_limits, self.host_guard, context
+            )
         else:
             raise ValueError("source: missing (set `cloud` or `file`)")
         with self.store.use(sid, context) as entry, entry.lock:
             done = self.store.recall(entry, key, fp)
             if done is not None:  # the same key finished while this one parsed
-                return cache_pb2.AddObjectResponse(object=self._object_of(entry, int(done["oid"])))
+                return cache_pb2.AddObjectResponse(object=object_of(entry, int(done["oid"])))
             scene = entry.scene
             if scene.num_objects >= self.limits.max_objects:
                 raise LimitExceeded(
@@ -281,60 +271,13 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 oid = scene.add_object(pts, col, transform, normals=normals)
             meta = {"name": request.name, "num_points": len(pts)}
             entry.objects[oid] = meta
-            op = {
-                "kind": "add_object",
-                "points": np.asarray(pts, np.float32),
-                "colors": np.asarray(col, np.uint8),
-            }
-            op.update(transform=transform, oid=oid, meta=meta, key=key, fingerprint=fp, result={"oid": oid})
-            op["normals"] = None if normals is None else np.asarray(normals, np.float32)
-            self.store.changed(entry, op)
-            return cache_pb2.AddObjectResponse(object=self._object_of(entry, oid))
-
-    def _load_file(
-        self, f: cache_pb2.ObjectFile, context=None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """An object file parsed in a parser worker (``parse_pool``: time and memory bound, cancellable)."""
-        if not f.filename:
-            raise ValueError(
-                "file.filename: missing (its extension picks the format: .ply .obj .glb .gltf .stl)"
-            )
-        data = f.data  # read once: every access copies with the upb backend
-        if not data:
-            raise ValueError(f"file.data: empty (file {f.filename[:120]!r} has no bytes)")
-        limit = self.load_limits.max_sample_points
-        samples = f.sample_points or min(DEFAULT_SAMPLE_POINTS, limit)
-        if samples > limit:
-            raise LimitExceeded(
-                f"file.sample_points: {samples} is over the limit of {limit} (--max-sample-points)"
-            )
-        remaining = None if context is None else context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        abort = None if context is None else (lambda: not context.is_active())
-        with self.host_guard.reserve(estimate_load_bytes(len(data), samples), f"file {f.filename[:120]!r}"):
-            return self.parse_pool.load(data, f.filename, samples, deadline=deadline, should_abort=abort)
-
-    @staticmethod
-    def _object_id(request) -> int:
-        if request.object_id < 0:
-            raise ValueError(f"object_id: must be >= 0, got {request.object_id}")
-        return request.object_id
+            self.store.changed(entry, journal.add_object_op(pts, col, transform, normals, oid, meta, key, fp))
+            return cache_pb2.AddObjectResponse(object=object_of(entry, oid))
 
     @guard_unary
     def PlaceObject(self, request, context):
-        sid, oid = self._scene_id(request), self._object_id(request)
-        has_u, has_v = request.HasField("anchor_u"), request.HasField("anchor_v")
-        if has_u != has_v:
-            raise ValueError("anchor_u: set both anchor_u and anchor_v, or neither")
-        anchor = (request.anchor_u, request.anchor_v) if has_u else None
-        if anchor is not None and not all(math.isfinite(a) for a in anchor):
-            raise ValueError("anchor_u: anchor coordinates must be finite")
-        height = request.height if request.HasField("height") else None
-        if height is not None and not (math.isfinite(height) and height > 0):
-            raise ValueError(f"height: must be finite and > 0, got {height}")
-        scale = request.scale if request.HasField("scale") else None
-        if scale is not None and not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale: must be finite and > 0, got {scale}")
+        sid, oid = scene_id(request), object_id(request)
+        anchor, height, scale = decode_placement(request)
         with self.store.use(sid, context) as entry, entry.lock:
             self._require_object(entry, oid)
             if entry.scene.seed_camera is None:
@@ -345,11 +288,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 entry.scene.place_object(oid, anchor_px=anchor, height=height, scale=scale)
                 placed = np.asarray(entry.scene.get_transform(oid), np.float64)
             self.store.changed(entry, {"kind": "set_transform", "oid": oid, "transform": placed})
-            return cache_pb2.PlaceObjectResponse(object=self._object_of(entry, oid))
+            return cache_pb2.PlaceObjectResponse(object=object_of(entry, oid))
 
     @guard_unary
     def UpdateObject(self, request, context):
-        sid, oid = self._scene_id(request), self._object_id(request)
+        sid, oid = scene_id(request), object_id(request)
         if not request.HasField("transform"):
             raise ValueError("transform: missing")
         transform = decode_transform(request.transform, "transform")
@@ -358,11 +301,11 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
             with self.store.device(context):
                 entry.scene.set_transform(oid, transform)
             self.store.changed(entry, {"kind": "set_transform", "oid": oid, "transform": transform})
-            return cache_pb2.UpdateObjectResponse(object=self._object_of(entry, oid))
+            return cache_pb2.UpdateObjectResponse(object=object_of(entry, oid))
 
     @guard_unary
     def RemoveObject(self, request, context):
-        sid, oid = self._scene_id(request), self._object_id(request)
+        sid, oid = scene_id(request), object_id(request)
         with self.store.use(sid, context) as entry, entry.lock:
             self._require_object(entry, oid)
             with self.store.device(context):
@@ -376,7 +319,7 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     @guard_unary
     def Render(self, request, context):
         t0 = time.perf_counter()
-        sid = self._scene_id(request)
+        sid = scene_id(request)
         if not request.HasField("camera"):
             raise ValueError("camera: missing")
         K, w2c, width, height = decode_camera(request.camera, "camera", self.limits)
@@ -409,14 +352,12 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
 
     @guard_stream
     def RenderTrajectory(self, request, context) -> Iterator[cache_pb2.RenderTrajectoryResponse]:
-        sid = self._scene_id(request)
+        sid = scene_id(request)
         spec = parse_options(request.options)
         with self.store.use(sid, context) as entry:
-            w2cs, Ks, width, height, video = self._trajectory(request, entry)
+            w2cs, Ks, width, height, video = trajectory_rpc.trajectory_request(request, entry, self.limits)
             total = len(w2cs)
-            batch = max(
-                1, min(self.trajectory_batch, self.trajectory_batch * _BATCH_PIXELS // (8 * width * height))
-            )
+            batch = trajectory_rpc.batch_size(self.trajectory_batch, width, height)
             scene = entry.scene
             with self.store.device(context):
                 selection = multiview_rpc.plan(
@@ -430,20 +371,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     self._render_memory(stop - start, width, height, "trajectory"),
                     self.store.device(context),
                 ):
-                    if video:  # video scenes: frame-synchronous sources (never multi-view)
-                        kw = spec.kwargs() | {"start": video[0] + start, "object_track": video[1]}
-                        out, sources = (
-                            scene.render(w2cs[start:stop], Ks[start:stop], height, width, **kw),
-                            None,
-                        )
-                    else:
-                        out, sources = multiview_rpc.render(
-                            scene, w2cs, Ks, height, width, spec, selection, start, stop
-                        )
-                    host = outputs_to_host(out, spec.outputs, **spec.wire_kwargs())
-                    if sources is not None:
-                        host["_slot_sources"] = sources
-                    del out
+                    host = trajectory_rpc.render_batch(
+                        scene, w2cs, Ks, height, width, spec, selection, start, stop, video
+                    )
                 self._count_frames(stop - start)
                 # Serialized RenderTrajectoryResponse messages (encoded before the staging memory goes).
                 responses = [
@@ -454,40 +384,13 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 yield from responses
             log.debug("event=trajectory_done scene=%s frames=%d", sid, total)
 
-    def _trajectory(self, request, entry: SceneEntry):
-        """-> (w2cs, Ks, width, height, video): video = (start_frame, object tracks) for video scenes."""
-        from . import video_rpc
-        from .dynamic import DynamicScene
-
-        if not isinstance(entry.scene, DynamicScene):
-            if request.start_frame or request.object_tracks:
-                raise ValueError(
-                    "start_frame: only video scenes (CreateVideoScene) take start_frame / object_tracks"
-                )
-            return (
-                *trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id, self.limits),
-                None,
-            )
-        if request.HasField("trajectory") and not request.cameras:
-            w2cs, Ks, width, height = video_rpc.video_cameras(request, entry.scene)
-        else:
-            w2cs, Ks, width, height = trajectory_cameras(request, entry.info.get("seed_camera"), entry.scene_id,
-                                                         self.limits)  # fmt: skip
-        return (
-            w2cs,
-            Ks,
-            width,
-            height,
-            (int(request.start_frame), video_rpc.object_tracks(request, entry.scene)),
-        )
-
     # -- long videos ----------------------------------------------------------------------------------
 
     @guard_unary
     def UpdateScene(self, request, context):
         from .update import add_prepared_view, prepare_view
 
-        sid = self._scene_id(request)
+        sid = scene_id(request)
         if not request.HasField("view"):
             raise ValueError("view: missing")
         image, depth, mask, K, w2c = self._decode_view(request.view, "view")
@@ -511,23 +414,8 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                     scene, depth, K, w2c, mask=mask, align=not request.skip_alignment
                 )
                 add_prepared_view(scene, image, depth, K, w2c, mask=mask, aligned=not request.skip_alignment)
-            report = cache_pb2.AlignmentReport()
-            if rep is not None:
-                report = cache_pb2.AlignmentReport(
-                    scale=rep.scale,
-                    shift=rep.shift,
-                    error_before=rep.error_before,
-                    error_after=rep.error_after,
-                    pixels_used=rep.pixels_used,
-                )
-            result = {
-                f: getattr(report, f)
-                for f in ("scale", "shift", "error_before", "error_after", "pixels_used")
-            }
-            op = {"kind": "add_view", "image": np.asarray(image), "depth": np.asarray(depth, np.float32)}
-            op.update(K=K, w2c=w2c, mask=None if mask is None else np.asarray(mask, bool))
-            op.update(key=key, fingerprint=fp, result=result)
-            self.store.changed(entry, op)
+            report, result = alignment_report(rep)
+            self.store.changed(entry, journal.add_view_op(image, depth, K, w2c, mask, key, fp, result))
             log.info(
                 "event=scene_updated scene=%s slots=%d scale=%.6g shift=%.6g err_before=%.4g err_after=%.4g",
                 sid, scene.num_slots, report.scale, report.shift, report.error_before, report.error_after,

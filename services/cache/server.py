@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from objvid.runtime.memguard import HostMemoryGuard
 from objvid.serving.config import ServingConfig
 from objvid.serving.metrics import GcPauses
-from objvid.serving.server import Binding, GrpcServer
+from objvid.serving.server import Binding, GrpcServer, HostedService
 
 from .frames import add_cache_service
 from .io_limits import LoadLimits
@@ -60,7 +60,7 @@ class ServerConfig(ServingConfig):
     snapshot_disk_budget: int = 0
 
 
-class CacheServer:
+class CacheServer(HostedService):
     """A running cache service: gRPC (health, reflection, optional TLS/mTLS/token) + optional /metrics.
 
     ``CacheServer(config)`` binds and reports SERVING at once (nothing to load); ``start=False`` only builds
@@ -110,20 +110,8 @@ class CacheServer:
         )  # fmt: skip
 
     @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.grpc.metrics_port
-
-    @property
     def store(self) -> SceneStore:
         return self.servicer.store
-
-    @property
-    def address(self) -> str:
-        return self.grpc.address
 
     def close(self) -> None:
         """Release what is not gRPC: parser workers end, queued snapshots reach the disk, the GC hook goes."""
@@ -136,6 +124,3 @@ class CacheServer:
         self.grpc.stop(grace)
         self.close()
         log.info("event=cache_server_stopped port=%d", self.port)
-
-    def wait(self) -> None:
-        self.grpc.wait()

@@ -21,7 +21,7 @@ from objvid.depth.metrics import DepthMetrics
 from objvid.depth.model import DEFAULT_MODEL, DEFAULT_MODEL_DIR, MoGeDepthModel, load_model
 from objvid.depth.service import SERVICE_NAME, DepthServicer, LiftSettings, add_to_server
 from objvid.serving.config import ServingConfig
-from objvid.serving.server import Binding, GrpcServer
+from objvid.serving.server import Binding, GrpcServer, HostedService
 
 log = logging.getLogger("objvid.depth.server")
 
@@ -96,7 +96,7 @@ class ServerConfig(ServingConfig):
         )
 
 
-class DepthServer:
+class DepthServer(HostedService):
     """One depth server: gRPC (+ health, reflection, token) and the metrics endpoint, on ``objvid.serving``."""
 
     def __init__(self, config: ServerConfig):
@@ -112,18 +112,6 @@ class DepthServer:
             "depth", config, [Binding(add_to_server, self.servicer, SERVICE_NAME)], self.metrics
         )
         self.model: MoGeDepthModel | None = None
-
-    @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.grpc.metrics_port
-
-    @property
-    def address(self) -> str:
-        return self.grpc.address
 
     @property
     def handle(self):
@@ -198,9 +186,6 @@ class DepthServer:
         self.metrics.model_loaded.set(0)
         self.servicer.close()
         log.info("event=stopped pid=%d", os.getpid())
-
-    def wait(self) -> None:
-        self.grpc.wait()
 
 
 def set_torch_threads(requested: int, device: torch.device) -> int:

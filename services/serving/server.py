@@ -8,6 +8,7 @@ and, with ``ready_file``, in that file (written atomically)::
 
 ``set_serving(True)`` turns health SERVING once the service can answer (model loaded). ``stop(grace)``
 turns health NOT_SERVING, lets in-flight calls finish for ``grace`` seconds, then cancels them.
+``HostedService`` gives a service's server object (holding its ``GrpcServer`` as ``grpc``) the accessors.
 ``run(server, load=..., on_stop=...)`` is the whole process lifecycle for a CLI: SIGTERM/SIGINT (also
 while loading) start the drain, and ``exit_process`` ends the process even when a handler thread is
 stuck (a watchdog forces the exit ``EXIT_MARGIN_S`` after the grace period).
@@ -202,6 +203,30 @@ class GrpcServer:
     def wait(self) -> None:
         if self.server is not None:
             self.server.wait_for_termination()
+
+
+class HostedService:
+    """Base of a service's server object (``DepthServer``, ``CacheServer``) that holds its ``GrpcServer`` as
+    ``self.grpc``: the bound ports and address, and ``wait``."""
+
+    grpc: GrpcServer
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.grpc.metrics_port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a local client can dial."""
+        return self.grpc.address
+
+    def wait(self) -> None:
+        """Block until the gRPC server has stopped."""
+        self.grpc.wait()
 
 
 def report_ready(info: dict, ready_file: str = "") -> None:

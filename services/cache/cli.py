@@ -16,8 +16,7 @@ import click
 
 from objvid.runtime import config as cfg
 from objvid.runtime.config import Flag
-from objvid.serving import server as serving
-from objvid.serving.cli import setup_logging
+from objvid.serving import cli as serving_cli
 from objvid.serving.config import serving_flags
 
 SERVICE = "cache"
@@ -169,20 +168,17 @@ def config_from_options(options: dict):
 @cli.command("serve", help="Serve objvid.v1.CacheService until SIGTERM/SIGINT.")
 @cfg.options(SERVICE, FLAGS)
 def serve(**options) -> int:
-    setup_logging(options["log_level"])
-    from .server import CacheServer
+    def build(config):
+        from .server import CacheServer
 
-    try:
-        config = config_from_options(options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    server = CacheServer(config, start=False)
-    server.servicer.parse_pool.warm()  # parser processes start in the background, before the first file
-    # Startup objects (torch, numpy, protobuf, grpc modules) never become garbage: keep them out of the
-    # collector's full passes, which otherwise walk them all (tens of ms) in the middle of some request.
-    gc.freeze()
-    code = serving.run(server.grpc, on_stop=server.close)
-    return serving.exit_code(server.grpc, code)
+        server = CacheServer(config, start=False)
+        server.servicer.parse_pool.warm()  # parser processes start in the background, before the first file
+        # Startup objects (torch, numpy, protobuf, grpc modules) never become garbage: keep them out of the
+        # collector's full passes, which otherwise walk them all (tens of ms) in the middle of some request.
+        gc.freeze()
+        return server.grpc, None, server.close
+
+    return serving_cli.serve(options, config_from_options, build)
 
 
 def main(argv: list[str] | None = None) -> int:

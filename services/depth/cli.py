@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 from objvid.depth.server import DepthServer, ServerConfig
 from objvid.runtime import config as cfg
 from objvid.runtime.config import Flag
-from objvid.serving import server as serving
-from objvid.serving.cli import setup_logging
+from objvid.serving import cli as serving_cli
 from objvid.serving.config import serving_flags
 
 SERVICE = "depth"
@@ -114,14 +111,11 @@ def config_from_options(options: dict) -> ServerConfig:
 @cli.command("serve", help="Serve objvid.v1.DepthService until SIGTERM/SIGINT.")
 @cfg.options(SERVICE, FLAGS)
 def serve(**options) -> int:
-    setup_logging(options["log_level"])
-    try:
-        config = config_from_options(options)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    server = DepthServer(config)
-    code = serving.run(server.grpc, load=server.load, on_stop=server.servicer.close)
-    return serving.exit_code(server.grpc, code)
+    def build(config):
+        server = DepthServer(config)
+        return server.grpc, server.load, server.servicer.close
+
+    return serving_cli.serve(options, config_from_options, build)
 
 
 def main(argv: list[str] | None = None) -> int:

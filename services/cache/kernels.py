@@ -366,9 +366,9 @@ def _grid(n: int, block: int) -> tuple[int]:
 TARGET_PROGRAMS = 8192
 # The z-buffer raster has its own launch shape (bench/zbuffer_tuning.py, docs/performance.md): its atomics
 # are integer min, so the result does not depend on it; the GEN3C splat's float adds keep the one above.
-ZBUF_POINT_BLOCK = 256
-ZBUF_TARGET_PROGRAMS = 8192
-ZBUF_WARPS = 4
+ZBUF_POINT_BLOCK = 64
+ZBUF_TARGET_PROGRAMS = 32768
+ZBUF_WARPS = 2
 
 
 def _point_grid(

@@ -33,6 +33,8 @@ class ModelSettings:
     cfg_batch: run GEN3C's conditional and unconditional passes as one batch of 2 (faster, more memory).
     attention_backend: GEN3C SDPA backend (auto = cudnn on CUDA; flash, cudnn, efficient, math, default).
     compile: torch.compile the GEN3C blocks: auto (CUDA only), true, false.
+    compile_cache: directory for torch.compile's caches (kept across restarts); None = Inductor's default.
+    fp8: opt-in FP8 linear layers in the GEN3C transformer blocks (Hopper/Ada; measured in docs/performance.md).
     inpaint_radius (working-resolution pixels) and inpaint_max_side (pixels): preview only.
     world_size: gen3c processes (one per GPU from ``device`` on, or CPU processes with gloo); > 1 starts a
     worker group (``objvid.diffusion.parallel``). cfg_parallel: auto, 1 or 2 guidance groups;
@@ -46,6 +48,8 @@ class ModelSettings:
     cfg_batch: bool = False
     attention_backend: str = "auto"
     compile: str = "auto"
+    compile_cache: str | None = None
+    fp8: bool = False
     inpaint_radius: int = 3
     inpaint_max_side: int = 320
     world_size: int = 1
@@ -105,6 +109,8 @@ def load_model(name: str, settings: ModelSettings | None = None) -> VideoModel:
             cfg_batch=settings.cfg_batch,
             attention_backend=None if settings.attention_backend == "default" else settings.attention_backend,
             compile_blocks=None if settings.compile == "auto" else settings.compile == "true",
+            fp8=settings.fp8,
+            compile_cache=settings.compile_cache,
         )
     else:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
@@ -128,10 +134,19 @@ def parse_bool(text: str, key: str) -> bool:
 def settings_from_parameters(parameters: Mapping[str, str], device: str) -> ModelSettings:
     """Triton ``config.pbtxt`` parameters (string values) -> :class:`ModelSettings`.
 
-    Keys: weights_dir, dtype, attention_backend, compile, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
+    Keys: weights_dir, dtype, attention_backend, compile, compile_cache, fp8, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
     inpaint_radius, inpaint_max_side, world_size, cfg_parallel, cp_mode, cache_address, cache_token (read by ``cache_source``) (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
     """
-    known = {"model", "weights_dir", "dtype", "cfg_batch", "attention_backend", "compile"}
+    known = {
+        "model",
+        "weights_dir",
+        "dtype",
+        "cfg_batch",
+        "attention_backend",
+        "compile",
+        "compile_cache",
+        "fp8",
+    }
     known |= {"world_size", "cfg_parallel", "cp_mode"}
     known |= {"inpaint_radius", "inpaint_max_side"}
     known |= {"cache_address", "cache_token"}  # RENDER_SOURCE (objvid.diffusion.cache_source), not settings
@@ -155,6 +170,9 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
             except ValueError:
                 raise ValueError(f"{key} must be an integer, got {parameters[key]!r}") from None
     kwargs["cfg_batch"] = parse_bool(parameters.get("cfg_batch", "false"), "cfg_batch")
+    kwargs["fp8"] = parse_bool(parameters.get("fp8", "false"), "fp8")
+    if parameters.get("compile_cache", "").strip():
+        kwargs["compile_cache"] = parameters["compile_cache"].strip()
     kwargs["offload"] = tuple(
         part
         for part in OFFLOAD_PARTS

@@ -19,6 +19,8 @@ from torch import nn
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = float(torch.finfo(FP8).max)  # 448
+#: Linears narrower than this stay in bf16 (the quantization overhead outweighs the matmul there).
+MIN_FEATURES = 256
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,9 +67,13 @@ def fp8_matmul_available(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 9)
 
 
-def quantize_linears_(module: nn.Module, min_features: int = 256, reference: bool | None = None) -> int:
+def quantize_linears_(
+    module: nn.Module, min_features: int | None = None, reference: bool | None = None
+) -> int:
     """Replace every ``nn.Linear`` in ``module`` with both dimensions >= ``min_features`` (and multiples
-    of 16, as ``_scaled_mm`` needs) by :class:`Fp8Linear`, in place; returns how many were replaced."""
+    of 16, as ``_scaled_mm`` needs) by :class:`Fp8Linear`, in place; returns how many were replaced.
+    min_features None = :data:`MIN_FEATURES`."""
+    min_features = MIN_FEATURES if min_features is None else min_features
     count = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Linear):

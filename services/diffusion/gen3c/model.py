@@ -20,7 +20,9 @@ import torch
 
 from objvid.diffusion.base import ChunkInputs, GenerateOptions, Progress, ProgressFn, VideoModel
 from objvid.diffusion.gen3c import conditioning, memory, sampler, transformer, weights
+from objvid.diffusion.gen3c.compile_cache import use_compile_cache
 from objvid.diffusion.gen3c.config import TRANSFORMER_DIR, VAE_DIR, Gen3cConfig
+from objvid.diffusion.gen3c.fp8 import fp8_matmul_available, quantize_linears_
 from objvid.diffusion.gen3c.memory import GpuMemoryError, Offload
 from objvid.diffusion.gen3c.text import load_prompt_encoder
 from objvid.diffusion.gen3c.vae import Gen3cVae, load_vae
@@ -155,6 +157,8 @@ class Gen3cModel(VideoModel):
         compile_blocks: bool | None = None,
         cfg_batch: bool = False,
         load_text_encoder: bool = True,
+        fp8: bool = False,
+        compile_cache: str | None = None,
     ) -> Gen3cModel:
         """Load a weights directory written by ``objvid-diffusion convert``.
 
@@ -163,7 +167,10 @@ class Gen3cModel(VideoModel):
         fast_attention: use :class:`~objvid.diffusion.gen3c.transformer.FastCosmosAttnProcessor`;
         compile_blocks: ``torch.compile`` each transformer block (first call is slow); None = on CUDA only;
         load_text_encoder: False = zero prompt encoder even when the weights have T5 (worker ranks > 0 of a
-        multi-GPU group receive the embeddings from rank 0).
+        multi-GPU group receive the embeddings from rank 0);
+        fp8: opt-in FP8 (e4m3) linear layers in the transformer blocks (:mod:`~objvid.diffusion.gen3c.fp8`;
+        needs FP8 tensor cores on CUDA; on a CPU the same quantized arithmetic in float32, for tests);
+        compile_cache: directory for ``torch.compile``'s caches (:mod:`~objvid.diffusion.gen3c.compile_cache`).
         Defaults follow docs/performance.md (H100, 2026-11-21): cuDNN attention + compiled blocks reach 78%
         of the bf16 matmul ceiling per DiT forward (3.60 s) against 65% (4.35 s) for diffusers' default.
         """
@@ -189,6 +196,10 @@ class Gen3cModel(VideoModel):
                 raise ValueError(f"attention_backend fa4 needs the flash-attn-4 package ({exc})") from exc
         if compile_blocks is None:
             compile_blocks = device.type == "cuda"
+        if fp8 and device.type == "cuda" and not fp8_matmul_available(device):
+            raise ValueError(f"fp8 needs FP8 tensor cores (compute capability >= 8.9); {device} has none")
+        if compile_cache and compile_blocks:
+            use_compile_cache(compile_cache)
         try:
             net = load_net(weights_dir / TRANSFORMER_DIR, dtype, load_device)
         except Exception as exc:
@@ -201,6 +212,9 @@ class Gen3cModel(VideoModel):
             transformer.use_fast_attention(net.transformer, kernel="fa4")
         elif fast_attention:
             transformer.use_fast_attention(net.transformer)
+        if fp8:  # before compiling, so the compiled graph has the FP8 matmuls
+            count = quantize_linears_(net.transformer.transformer_blocks)
+            log.info("event=gen3c_fp8 linears=%d", count)
         if compile_blocks:
             transformer.compile_blocks(net.transformer)
         vae = Gen3cVae(load_vae(weights_dir / VAE_DIR), config.chunk_frames, config.sigma_data)

@@ -384,6 +384,8 @@ def start_group_model(weights_dir: str, settings) -> WorkerGroupModel:
         cfg_batch=settings.cfg_batch,
         attention_backend=settings.attention_backend,
         compile=settings.compile,
+        compile_cache=settings.compile_cache,
+        fp8=settings.fp8,
         cfg_parallel=settings.cfg_parallel,
         cp_mode=settings.cp_mode,
         log_level=logging.getLogger().getEffectiveLevel(),

@@ -31,7 +31,7 @@ class WorkerSpec:
 
     devices: one torch device per rank ("cuda:0", ... or "cpu" repeated); dtype: "auto" or a torch dtype name;
     cfg_parallel: "auto", "1" or "2"; cp_mode: "auto", "ulysses" or "ring"; store_dir: rendezvous directory;
-    compile: "auto", "true" or "false"; attention_backend as ``ModelSettings``.
+    compile: "auto", "true" or "false"; attention_backend, compile_cache and fp8 as ``ModelSettings``.
     """
 
     weights_dir: str
@@ -42,6 +42,8 @@ class WorkerSpec:
     cfg_batch: bool = False
     attention_backend: str = "auto"
     compile: str = "auto"
+    compile_cache: str | None = None
+    fp8: bool = False
     cfg_parallel: str = "auto"
     cp_mode: str = "auto"
     log_level: int = logging.WARNING
@@ -83,6 +85,8 @@ def load_rank(rank: int, spec: WorkerSpec):
         attention_backend=None if spec.attention_backend == "default" else spec.attention_backend,
         compile_blocks=None if spec.compile == "auto" else spec.compile == "true",
         load_text_encoder=rank == 0,
+        fp8=spec.fp8,
+        compile_cache=spec.compile_cache,
     )
     heads = int(model.net.transformer.config.num_attention_heads)
     layout = plan.choose_layout(spec.world_size, heads, spec.cfg_parallel, spec.cp_mode)

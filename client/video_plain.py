@@ -256,6 +256,19 @@ def estimate(rgb: np.ndarray, lift, static: bool, path, progress=None) -> PlainG
     spans = [] if static else windows(F, pose_window())
     total = -(-F // batch) + len(spans)
     report = progress or (lambda *a: None)
+    reference, geometry = None, {}
+    if not static:
+        parts = []
+        for k, (s, e) in enumerate(spans):
+            posed = _call(lambda s=s, e=e: lift.posed(list(rgb[s:e]), W, H), "poses", path, static)
+            if len(posed) != e - s:
+                raise ValueError(f"geometry model returned {len(posed)} views for frames {s}-{e - 1}")
+            parts.append(WindowResult(np.stack([p.w2c for p in posed]), np.stack([p.depth for p in posed]),
+                                      np.stack([p.mask for p in posed]), np.stack([p.K for p in posed])))  # fmt: skip
+            report(k + 1, total, f"poses: frames {s}-{e - 1} of {F}")
+        reference = chain_windows(parts, spans)
+        geometry = {"geometry_model": posed[0].model, "pose_windows": [list(w) for w in spans],
+                    "window_scales": reference["joins"]}  # fmt: skip
     depths = np.zeros((F, H, W), np.float32)
     masks = np.zeros((F, H, W), bool)
     Ks = np.zeros((F, 3, 3))
@@ -272,21 +285,9 @@ def estimate(rgb: np.ndarray, lift, static: bool, path, progress=None) -> PlainG
             ok = v.mask & np.isfinite(v.depth) & (v.depth > 0)
             depths[s + i], masks[s + i], Ks[s + i] = np.where(ok, v.depth, 0.0), ok, v.K
         model = views[0].model
-        report(b + 1, total, f"depth: frames {s}-{min(s + batch, F) - 1} of {F}")
-    record = {"source": "service", "model": model, "static_camera": static, "lift_batch": batch}
-    reference = None
-    if not static:
-        parts = []
-        for k, (s, e) in enumerate(spans):
-            posed = _call(lambda s=s, e=e: lift.posed(list(rgb[s:e]), W, H), "poses", path, static)
-            if len(posed) != e - s:
-                raise ValueError(f"geometry model returned {len(posed)} views for frames {s}-{e - 1}")
-            parts.append(WindowResult(np.stack([p.w2c for p in posed]), np.stack([p.depth for p in posed]),
-                                      np.stack([p.mask for p in posed]), np.stack([p.K for p in posed])))  # fmt: skip
-            report(total - len(spans) + k + 1, total, f"poses: frames {s}-{e - 1} of {F}")
-        reference = chain_windows(parts, spans)
-        record.update(geometry_model=posed[0].model, pose_windows=[list(w) for w in spans],
-                      window_scales=reference["joins"])  # fmt: skip
+        report(len(spans) + b + 1, total, f"depth: frames {s}-{min(s + batch, F) - 1} of {F}")
+    record = {"source": "service", "model": model, "static_camera": static, "lift_batch": batch,
+              **geometry}  # fmt: skip
     scales, unit = fit_scales(depths, masks, reference)
     depths *= scales[:, None, None].astype(np.float32)
     if reference is None:

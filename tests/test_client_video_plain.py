@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from depth_checkpoints import one_torch_thread, small_checkpoint, start_small_server
 
-from objvid.client import camera_path, pipeline
+from objvid.client import camera_path, manifest, pipeline
 from objvid.client.errors import ObjvidError
 from objvid.client.sdk import ObjvidClient
 from objvid.client.sources.video import VideoSource
@@ -269,7 +269,8 @@ def test_cli_generate_static_camera_with_an_object(checkpoints, clip, tmp_path):
     out = tmp_path / "video.mp4"
     env = {**os.environ, "OBJVID_DEPTH_INFER_WIDTH": "128", "OBJVID_DEPTH_INFER_HEIGHT": "72",
            "OBJVID_DEPTH_NUM_TOKENS": "64"}  # fmt: skip
-    args = ["generate", "--input-video", str(clip), "--static-camera", "--object", str(ply), "--backend", "preview",
+    args = ["generate", "--input-video", str(clip), "--static-camera", "--object", str(ply), "--object-pose", "0,0,20,0,0,0,20",
+            "--backend", "preview",
             "--depth-model", str(checkpoints["depth"]), "--device", "cpu", "--width", str(W), "--height", str(H),
             "--trajectory", "left", "--movement-distance", "0.1", "--out", str(out), "--json"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "objvid.client", *args], capture_output=True, text=True,
@@ -280,4 +281,6 @@ def test_cli_generate_static_camera_with_an_object(checkpoints, clip, tmp_path):
     m = json.loads(Path(result["workdir"], "manifest.json").read_text())
     assert m["services"]["local_stack"] == ["depth", "cache", "diffusion"]  # no geometry model needed
     assert m["inputs"]["static_camera"] and m["depth"]["static_camera"] and len(m["depth"]["scales"]) == 121
-    assert m["objects"][0]["placement"].startswith("auto")
+    # random-weight MoGe's scene sits ~26 units away: the object, placed at 20 in frame 0's world, is seen
+    objects = manifest.load_masks(Path(result["workdir"]) / "masks_chunk00.npz")["object"]
+    assert m["objects"][0]["placement"] == "pose" and (objects[0] >= 0).sum() > 20

@@ -218,17 +218,19 @@ def _call(fn: Callable, what: str, path, static: bool):
     try:
         return fn()
     except ServiceError as err:
-        if what == "poses" and err.code in ("FAILED_PRECONDITION", "UNIMPLEMENTED"):
+        no_service = err.code == "UNAVAILABLE" or err.method == "connect"  # unreachable / no address given
+        if what == "poses" and not no_service and err.code in ("FAILED_PRECONDITION", "UNIMPLEMENTED"):
             raise ValueError(
                 f"--input-video {path}: camera poses of a plain video need the depth service's geometry "
                 f"model (LiftViews: {err.details}); start it with --geometry-model (e.g. facebook/VGGT-1B), "
                 "or give --static-camera for a video shot from a fixed camera"
             ) from None
-        if what == "depth" and err.code in ("FAILED_PRECONDITION", "UNAVAILABLE", "UNIMPLEMENTED"):
+        if no_service or err.code == "UNIMPLEMENTED":
             raise ValueError(
-                f"--input-video {path}: a plain video needs the depth service for per-frame depth "
-                f"({service_reason(err)}); give --depth-addr HOST:PORT, or let the client start one "
-                "(--depth-model)" + ("" if static else " with --geometry-model for the camera poses")
+                f"--input-video {path}: a plain video needs the depth service for per-frame depth"
+                + ("" if static else " and camera poses")
+                + f" ({service_reason(err)}); give --depth-addr HOST:PORT, or let the client start one "
+                "(--depth-model" + (")" if static else ", --geometry-model)")
             ) from None
         raise
 

@@ -247,12 +247,15 @@ def test_missing_geometry_model_and_depth_service(servers, checkpoints, clip, tm
                 source.views(_lift_fn(client))
     finally:
         no_geometry.stop(0)
-    source = VideoSource(_config(clip, tmp_path, static_camera=True), W, H)
-    with ObjvidClient(cache_addr=servers[1].address) as client:  # no depth address
-        with pytest.raises(
-            ValueError, match=r"clip\.mp4: a plain video needs the depth service .*--depth-addr"
-        ):
-            source.views(_lift_fn(client))
+    cases = ((True, r"per-frame depth \(.*--depth-addr HOST:PORT.*\(--depth-model\)"),
+             (False, r"per-frame depth and camera poses \(.*--depth-addr HOST:PORT.*--geometry-model\)"))  # fmt: skip
+    for static, text in cases:
+        source = VideoSource(_config(clip, tmp_path, static_camera=static), W, H)
+        with ObjvidClient(cache_addr=servers[1].address) as client:  # no depth address
+            with pytest.raises(
+                ValueError, match=r"clip\.mp4: a plain video needs the depth service for " + text
+            ):
+                source.views(_lift_fn(client))
 
 
 # -- the CLI, end to end ------------------------------------------------------------------------------

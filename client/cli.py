@@ -23,6 +23,7 @@ from objvid.client import pipeline
 from objvid.client.cli_output import Output
 from objvid.client.connect import Services, connect, run_cli_body, setup_logging
 from objvid.client.fidelity_stage import summary_lines
+from objvid.client.sources.video import VideoSource
 from objvid.client.stack import DEFAULT_DEPTH_MODEL, LocalStack
 from objvid.runtime import trajectory as traj
 
@@ -57,7 +58,7 @@ def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, servi
     need_depth = pipeline.needs_depth_service(cfg) if command == "generate" else cfg.depth is None
     if cfg.views is not None:  # npz views need no depth service; unposed views its geometry model
         need_depth = mv.needs_geometry(cfg)
-    if not mv.needs_geometry(cfg):
+    if not (mv.needs_geometry(cfg) or VideoSource.needs_geometry(cfg)):  # unposed views, a plain video
         services = dataclasses.replace(services, geometry_model="")
     t0 = time.perf_counter()
     result = None
@@ -106,6 +107,7 @@ def generate(
     image: o.Image = None,
     input_video: o.InputVideo = None,
     object_track: o.ObjectTrack = None,
+    static_camera: o.StaticCamera = False,
     objects: o.Objects = None,
     method: o.Method = "fused",
     object_radius: o.Radius = o.RADIUS_DEFAULT,
@@ -163,7 +165,7 @@ def generate(
     """Generate a video of the object in the scene along a camera trajectory."""
     setup_logging(verbose)
     cfg = pipeline.GenerateConfig(
-        image=image, input_video=input_video, object_track=object_track, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        image=image, input_video=input_video, object_track=object_track, static_camera=static_camera, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
         trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
         camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
@@ -195,6 +197,7 @@ def render(
     image: o.Image = None,
     input_video: o.InputVideo = None,
     object_track: o.ObjectTrack = None,
+    static_camera: o.StaticCamera = False,
     objects: o.Objects = None,
     method: o.Method = "fused",
     object_radius: o.Radius = o.RADIUS_DEFAULT,
@@ -252,7 +255,7 @@ def render(
         output.error("inputs", "--no-video needs --png-dir")
         raise typer.Exit(1)
     cfg = pipeline.GenerateConfig(
-        image=image, input_video=input_video, object_track=object_track, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
+        image=image, input_video=input_video, object_track=object_track, static_camera=static_camera, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
         trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
         camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
         object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,

@@ -27,7 +27,8 @@ Image = Annotated[
     Path | None,
     opt("--image", help="background photo (PNG/JPEG); or --input-video, or --views", metavar="PATH"),
 ]
-InputVideo = Annotated[Path | None, opt("--input-video", help="posed RGB-D video to re-shoot: GEN3C dir (rgb.mp4, depth.npz, mask.npz, camera.npz), GEN3C .pt or ViPE dir (docs/client.md)", metavar="PATH")]  # fmt: skip
+InputVideo = Annotated[Path | None, opt("--input-video", help="video to re-shoot: a plain video file (.mp4/.mov/.webm...: depth from the depth service, cameras from --geometry-model or --static-camera), or posed RGB-D: GEN3C dir (rgb.mp4, depth.npz, mask.npz, camera.npz), GEN3C .pt or ViPE dir (docs/client.md)", metavar="PATH")]  # fmt: skip
+StaticCamera = Annotated[bool, flag("static-camera", "plain --input-video file shot from a fixed camera: identity poses, depth scales fitted to frame 0 (no geometry model)")]  # fmt: skip
 ObjectTrack = Annotated[Path | None, opt("--object-track", help="JSON: one 4x4 object-to-world pose per input-video frame (first object)", metavar="PATH")]  # fmt: skip
 Objects = Annotated[list[Path] | None, opt("--object", help="object file (.ply/.obj/.glb/.gltf/.stl); repeat for several", metavar="PATH")]  # fmt: skip
 Depth = Annotated[Path | None, opt("--depth", help="depth map (.npy/.npz/.png mm/.exr) instead of MoGe", metavar="PATH")]  # fmt: skip
@@ -44,7 +45,7 @@ ViewStep = Annotated[int, opt("--view-step", help="first_max_frames: frame step"
 ViewInterval = Annotated[int, opt("--view-interval", help="interval: take every Nth frame", metavar="N")]
 MaxViews = Annotated[int, opt("--max-views", help="at most this many views (folder, glob or video)", metavar="N")]  # fmt: skip
 ViewFusion = Annotated[str, opt("--view-fusion", help="several views: select (upstream: at most 2 buffer slots chosen per frame) or latent-max (the fork: every view, vector-max in latent space; gen3c)", metavar="select|latent-max")]  # fmt: skip
-GeometryModel = Annotated[str, opt("--geometry-model", help="VGGT checkpoint path or hub id for --views DIR|GLOB|VIDEO (local stack)", metavar="MODEL")]  # fmt: skip
+GeometryModel = Annotated[str, opt("--geometry-model", help="VGGT checkpoint path or hub id for --views DIR|GLOB|VIDEO and a plain --input-video (local stack)", metavar="MODEL")]  # fmt: skip
 # Rendering and cameras
 Method = Annotated[str, opt("--method", help="fused (scene splat + object z-buffer) or full (one z-buffer)", metavar="fused|full")]  # fmt: skip
 Radius = Annotated[float, opt("--object-radius", help="object point radius in pixels (0 = the cache's default, 0.75)", metavar="PX")]  # fmt: skip

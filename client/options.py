@@ -77,6 +77,7 @@ class GenerateConfig:
     # video input (issue 15)
     input_video: Path | None = None
     object_track: Path | None = None
+    static_camera: bool = False  # a plain --input-video shot from a fixed camera (identity poses)
     # multi-view input (sources/multi_view.py): FILE.npz, an image folder or glob, or a video
     views: Path | str | None = None
     seed_view: int = 0

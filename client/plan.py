@@ -32,6 +32,7 @@ from objvid.client.options import (
 )
 from objvid.client.placement import parse_anchor, parse_object_pose
 from objvid.client.sources import InputSource, SourceView, mode_for
+from objvid.client.sources.video import video_cameras
 from objvid.runtime import trajectory as traj
 
 
@@ -109,6 +110,8 @@ def check_options(cfg: GenerateConfig) -> None:
     _one_of("--view-fusion", cfg.view_fusion, ("select", "latent-max"))
     if cfg.view_fusion == "latent-max" and cfg.views is None:
         raise ValueError("--view-fusion latent-max needs --views (it fuses several source views)")
+    if cfg.static_camera and cfg.input_video is None:
+        raise ValueError("--static-camera is only used with --input-video (a plain video file)")
 
 
 def video_shape(cfg: GenerateConfig, command: str) -> tuple[int, int, int, campath.CameraPath | None]:
@@ -199,18 +202,17 @@ def _place(cfg: GenerateConfig, objects: list[ObjectInput], width: int, height: 
         obj.height = heights[i]
 
 
-def _video_cameras(cfg: GenerateConfig, source, width: int, height: int) -> campath.CameraPath:
-    """The preset applied relative to each frame's input camera (GEN3C's dynamic mode: L_i @ w2c_i, K_i)."""
+def _video_cameras(cfg: GenerateConfig, source, width: int, height: int) -> campath.CameraPath | None:
+    """The preset applied relative to each frame's input camera (GEN3C's dynamic mode: L_i @ w2c_i, K_i);
+    None for a plain video (its cameras come from the depth stage: ``VideoSource.cameras``)."""
     clip = source.clip
     if cfg.frames is not None and cfg.frames != clip.num_frames:
         raise ValueError(
             f"--frames {cfg.frames} differs from the input video's {clip.num_frames} frames (120 N + 1)"
         )
-    try:
-        w2cs, Ks = traj.generate_camera_trajectory(cfg.trajectory, clip.w2c, clip.K, clip.num_frames,
-                                                   cfg.movement_distance, cfg.camera_rotation)  # fmt: skip
-    except ValueError as err:
-        raise ValueError(f"--trajectory {cfg.trajectory}: {err}") from None
+    if source.plain:
+        return None
+    Ks, w2cs = video_cameras(cfg, clip)
     return campath.CameraPath(width, height, Ks, w2cs)
 
 
@@ -222,7 +224,7 @@ def make_plan(cfg: GenerateConfig, command: str = "generate") -> tuple[Plan, dic
     source = mode_for(cfg)(cfg, width, height)
     if getattr(source, "clip", None) is not None:  # video input: the clip decides frames and cameras
         path, w2cs = _video_cameras(cfg, source, width, height), None
-        frames = path.num_frames
+        frames = source.num_frames
     objects = read_objects(cfg, width, height, required=command == "generate")
     plan = Plan(width, height, frames, source, path, w2cs, objects)
     records = {

@@ -39,18 +39,22 @@ def inputs(run: Run) -> Plan:
 def depth(run: Run, plan: Plan) -> None:
     """Stage ``depth``: the input mode's views (the depth service lifts them unless depth was given)."""
 
-    def lift(images: Sequence[np.ndarray], width: int, height: int) -> list:
-        return run.client.lift(images, width=width, height=height)
+    def lift(images: Sequence[np.ndarray], width: int, height: int, **kw) -> list:
+        return run.client.lift(images, width=width, height=height, **kw)
 
     def lift_views(images: Sequence[np.ndarray], width: int, height: int) -> list:
         return run.client.lift_views(images, width=width, height=height)
 
+    def progress(done: int, total: int, text: str) -> None:  # modes with several depth calls
+        run.reporter.update("depth", done, total, text)
+
     lift.posed = lift_views  # the geometry model's posed lifting (LiftViews), for multi-view modes
+    lift.progress = progress
     mode = type(plan.source)
     if not mode.needs_lift(run.config):
         plan.views, run.manifest["depth"] = plan.source.views(lift)
         return
-    with run.stage("depth", 1, "lifting the image"):
+    with run.stage("depth", 1, "lifting the video" if plan.video else "lifting the image"):
         plan.views, run.manifest["depth"] = plan.source.views(lift)
         run.reporter.update("depth", 1)
 

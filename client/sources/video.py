@@ -1,5 +1,6 @@
-"""Input mode ``video``: ``--input-video PATH``, a posed RGB-D video re-shot along a new camera path
-(GEN3C's dynamic mode, reference 2.5; formats and checks in :mod:`objvid.client.video_input`).
+"""Input mode ``video``: ``--input-video PATH``, a video re-shot along a new camera path (GEN3C's dynamic
+mode, reference 2.5): a posed RGB-D video (formats and checks in :mod:`objvid.client.video_input`) or a
+plain video file whose depth and cameras the depth stage estimates (:mod:`objvid.client.video_plain`).
 
 The scene is a video scene in the cache (``CreateVideoScene``): camera f of the chunk starting at frame s
 renders source frame s + f; the trajectory preset is applied relative to each frame's input camera
@@ -12,13 +13,36 @@ from __future__ import annotations
 import numpy as np
 
 from objvid.client import manifest as mf
+from objvid.client.limits import ClientLimits
 from objvid.client.options import GenerateConfig
 from objvid.client.sources.base import InputSource, LiftFn, SourceView
-from objvid.client.video_input import detect_format, load_object_track, load_video_input
+from objvid.client.video_input import VideoClip, detect_format, load_object_track, load_video_input
+from objvid.runtime import trajectory as traj
+
+
+def is_plain_video(config: GenerateConfig) -> bool:
+    """True for ``--input-video`` naming a plain video file (no depth or cameras)."""
+    if config.input_video is None:
+        return False
+    try:
+        return detect_format(config.input_video) == "video"
+    except ValueError:  # a missing path: the inputs stage names it
+        return False
+
+
+def video_cameras(config: GenerateConfig, clip: VideoClip) -> tuple[np.ndarray, np.ndarray]:
+    """(Ks, w2cs) of the preset applied relative to each frame's input camera (GEN3C's dynamic mode:
+    ``L_i @ w2c_i``, K_i)."""
+    try:
+        w2cs, Ks = traj.generate_camera_trajectory(config.trajectory, clip.w2c, clip.K, clip.num_frames,
+                                                   config.movement_distance, config.camera_rotation)  # fmt: skip
+    except ValueError as err:
+        raise ValueError(f"--trajectory {config.trajectory}: {err}") from None
+    return Ks, w2cs
 
 
 class VideoSource(InputSource):
-    """``--input-video`` [+ ``--object-track``]."""
+    """``--input-video`` [+ ``--static-camera``, ``--object-track``]."""
 
     name = "video"
 
@@ -28,7 +52,12 @@ class VideoSource(InputSource):
 
     @classmethod
     def needs_lift(cls, config: GenerateConfig) -> bool:
-        return False  # posed RGB-D formats only (the plain-video path is not wired yet)
+        return is_plain_video(config)  # posed RGB-D formats carry their depth
+
+    @classmethod
+    def needs_geometry(cls, config: GenerateConfig) -> bool:
+        """True when the depth service's geometry model must pose the frames (a plain video, moving camera)."""
+        return is_plain_video(config) and not config.static_camera
 
     def __init__(self, config: GenerateConfig, width: int, height: int):
         self.config = config
@@ -40,11 +69,18 @@ class VideoSource(InputSource):
                 raise ValueError(
                     f"{flag} is not used with --input-video (the video carries depth and cameras)"
                 )
-        if detect_format(config.input_video) == "video":
-            raise ValueError(f"--input-video {config.input_video}: plain video files are not supported yet; give "
-                             "a GEN3C directory (rgb.mp4, depth.npz, mask.npz, camera.npz), a GEN3C .pt or a ViPE "
-                             "output directory")  # fmt: skip
-        self.clip = load_video_input(config.input_video, width, height)
+        self.plain = detect_format(config.input_video) == "video"
+        if config.static_camera and not self.plain:
+            raise ValueError(f"--static-camera is only used with a plain video file; {config.input_video} "
+                             "carries its own cameras")  # fmt: skip
+        if self.plain:  # depth, masks and cameras come in the depth stage
+            from objvid.client.video_plain import read_plain_video
+
+            limit = ClientLimits.from_env().max_video_frames
+            rgb, total = read_plain_video(config.input_video, width, height, limit)
+            self.clip = VideoClip(rgb, None, None, None, None, "video", total)
+        else:
+            self.clip = load_video_input(config.input_video, width, height)
         self.track = None
         if config.object_track is not None:
             if not config.objects:
@@ -58,7 +94,8 @@ class VideoSource(InputSource):
     def records(self) -> dict:
         return {"input_video": mf.file_record(self.config.input_video) if self.config.input_video.is_file()
                 else str(self.config.input_video), "video_format": self.clip.format,
-                "video_frames_in": self.clip.frames_in, "object_track": mf.file_record(self.config.object_track)}  # fmt: skip
+                "video_frames_in": self.clip.frames_in, "static_camera": self.config.static_camera,
+                "object_track": mf.file_record(self.config.object_track)}  # fmt: skip
 
     def frames(self) -> list[SourceView]:
         c = self.clip
@@ -66,6 +103,20 @@ class VideoSource(InputSource):
 
     def views(self, lift: LiftFn) -> tuple[list[SourceView], dict]:
         c = self.clip
-        first = SourceView(c.rgb[0], c.depth[0], c.mask[0], c.K[0], c.w2c[0])
-        return [first], {"source": "file", "format": c.format, "frames": c.num_frames,
-                         "K": np.asarray(c.K[0]).tolist()}  # fmt: skip
+        if self.plain:
+            from objvid.client.video_plain import estimate
+
+            geo = estimate(c.rgb, lift, self.config.static_camera, self.config.input_video,
+                           getattr(lift, "progress", None))  # fmt: skip
+            c.depth, c.mask, c.w2c, c.K = geo.depth, geo.mask, geo.w2c, geo.K
+            record = {**geo.record, "format": c.format, "frames": c.num_frames}
+        else:
+            record = {"source": "file", "format": c.format, "frames": c.num_frames, "K": np.asarray(c.K[0]).tolist()}  # fmt: skip
+        return [SourceView(c.rgb[0], c.depth[0], c.mask[0], c.K[0], c.w2c[0])], record
+
+    def cameras(self, preset_w2cs, frames: int):
+        """A plain video's cameras are known after the depth stage: the preset relative to each frame's."""
+        if not self.plain:
+            return None
+        Ks, w2cs = video_cameras(self.config, self.clip)
+        return Ks, w2cs, None

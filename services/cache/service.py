@@ -62,7 +62,8 @@ log = logging.getLogger("objvid.cache.service")
 SERVICE_NAME = "objvid.v1.CacheService"
 #: Device bytes per scene point assumed before a scene exists (xyz float32 + packed colour int32).
 BYTES_PER_POINT = 16
-#: Cameras rendered per device turn in RenderTrajectory (scaled down for large images: trajectory_rpc).
+#: Cameras rendered per device turn in RenderTrajectory (scaled down for large images; the first turns ramp
+#: up 2, 4, ...: trajectory_rpc).
 TRAJECTORY_BATCH = 8
 #: Host bytes per output pixel and frame a render holds at its peak (see CacheServicer._render_memory).
 RENDER_HOST_BYTES_CPU = 200
@@ -363,10 +364,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                 selection = multiview_rpc.plan(
                     scene, w2cs, Ks, height, width, spec, request.options.all_sources
                 )
-            for start in range(0, total, batch):
+            for start, stop in trajectory_rpc.trajectory_batches(total, batch):
                 if not context.is_active():
                     raise Cancelled("client went away")
-                stop = min(start + batch, total)
                 with (
                     self._render_memory(stop - start, width, height, "trajectory"),
                     self.store.device(context),

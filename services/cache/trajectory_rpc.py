@@ -1,5 +1,5 @@
-"""``RenderTrajectory`` helpers of the cache service: the cameras of a request, the batch size, and one
-batch of cameras rendered to host arrays.
+"""``RenderTrajectory`` helpers of the cache service: the cameras of a request, the batch size and the
+ramp of camera ranges per device turn, and one batch of cameras rendered to host arrays.
 
 Static scenes take explicit cameras or a ``TrajectorySpec`` expanded from the seed camera
 (``requests.trajectory_cameras``); video scenes (``dynamic.DynamicScene``) also take their own recorded
@@ -24,6 +24,25 @@ BATCH_PIXELS = 8 * 704 * 1280
 def batch_size(trajectory_batch: int, width: int, height: int) -> int:
     """Cameras per device turn: ``trajectory_batch``, fewer for images over ``BATCH_PIXELS`` / 8 pixels."""
     return max(1, min(trajectory_batch, trajectory_batch * BATCH_PIXELS // (8 * width * height)))
+
+
+def trajectory_batches(total: int, batch: int) -> list[tuple[int, int]]:
+    """Camera ranges [start, stop) of a RenderTrajectory: sizes 2, 4, 8, ... up to ``batch``, then ``batch``.
+
+    The ramp streams the first frames after a two-camera render (a client's progress moves within a
+    second or two, not after a whole batch) while later turns keep the full batch's throughput: a
+    trajectory costs at most log2(batch) extra device turns. Every range starts at an even camera (an odd
+    ``batch`` > 1 is rounded down), so GEN3C's depth normaliser, which pairs consecutive views of a render
+    call (``render_common.normaliser_groups``), pairs the same frames as one call over all the cameras: the
+    pixels do not depend on the split. ``batch`` 1 renders one camera per turn (pairs of one view).
+    """
+    cap = max(1, batch - batch % 2) if batch > 1 else 1
+    ranges, start, size = [], 0, min(2, cap)
+    while start < total:
+        stop = min(start + size, total)
+        ranges.append((start, stop))
+        start, size = stop, min(size * 2, cap)
+    return ranges
 
 
 def trajectory_request(request: cache_pb2.RenderTrajectoryRequest, entry: SceneEntry, limits: Limits):

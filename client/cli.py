@@ -73,12 +73,14 @@ def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, servi
             raise
         logging.getLogger("objvid.client").warning("event=interrupted_during_teardown (the run had finished)")
     timings = {"stack": record.get("stack_seconds", 0.0), **result["timings"]}
+    if "stack_stop_seconds" in record:  # the local servers' stop, after the run
+        timings["stack_stop"] = record["stack_stop_seconds"]
     timings.pop("total", None)
-    order = ["stack", *pipeline.STAGES_ORDER]
+    order = ["stack", *pipeline.STAGES_ORDER, "stack_stop"]
     result["timings"] = {
         k: timings[k] for k in sorted(timings, key=lambda k: order.index(k) if k in order else 99)
     }
-    # total = the stages + "other" (connecting, stopping the local servers, the manifest).
+    # total = the stages + "other" (connecting, closing channels, the gaps between stages, the manifest).
     total = time.perf_counter() - t0
     result["timings"]["other"] = round(max(0.0, total - sum(result["timings"].values())), 3)
     result["timings"]["total"] = round(total, 3)

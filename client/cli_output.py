@@ -20,6 +20,7 @@ STAGE_LABELS = {
     "fidelity": "object fidelity",
     "update": "scene update",
     "encoding": "encoding",
+    "stack_stop": "stopping servers",
 }
 
 

@@ -70,7 +70,8 @@ def local_services(cfg: StackConfig) -> list[str]:
 @contextmanager
 def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_cache: bool,
             backend: str | None, log_dir: Path):  # fmt: skip
-    """-> (ObjvidClient, the manifest's ``services`` record); starts the missing servers (stopped on exit)."""
+    """-> (ObjvidClient, the manifest's ``services`` record); starts the missing servers (stopped on exit).
+    The record gets ``stack_seconds`` (start) and, after the exit, ``stack_stop_seconds`` (stop)."""
     cfg = services.stack_config(need_depth, need_cache, backend)
     names = local_services(cfg)
     addrs = {"depth": services.depth_addr, "cache": services.cache_addr, "triton": services.triton_addr}
@@ -98,7 +99,11 @@ def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_ca
             client.close()
     finally:
         if stack is not None:
+            # The stop has its own row in the timing table: an idle diffusion server takes ~4 s (Triton
+            # unloads the model, then polls its exit once a second; PyTriton cleans up its workers).
+            t0 = time.perf_counter()
             stack.stop()
+            record["stack_stop_seconds"] = round(time.perf_counter() - t0, 3)
 
 
 def _start_stack(reporter: Reporter, cfg: StackConfig, names: list[str], log_dir: Path) -> LocalStack:

@@ -30,7 +30,7 @@ $(STAMPS)/torch: | $(PY)
 	@touch $@
 
 # The project with every extra; MoGe without its dependency list (it would pull a CUDA torch and numpy 2).
-$(STAMPS)/objvid: pyproject.toml $(STAMPS)/torch
+$(STAMPS)/objvid: pyproject.toml build_backend/objvid_build.py $(STAMPS)/torch
 	$(PIP) install -q -e '.[all,dev]'
 	$(PIP) install -q --no-deps dlr-moge==2.0.0
 	@touch $@

@@ -131,7 +131,8 @@ def test_build_context_is_an_allow_list(name):
     assert ignore[[line.startswith("#") for line in ignore].index(False)] == "*", "first rule excludes all"
     allowed = {line[1:] for line in ignore if line.startswith("!")}
     assert "deploy/images/build-wheel.sh" in allowed
-    for path in ("pyproject.toml", "protos", "services", "client"):
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"].get("backend-path", [])
+    for path in ("pyproject.toml", "protos", "services", "client", *backend):  # the wheel's build needs each
         assert path in allowed and (ROOT / path).exists(), path
     assert "COPY . /src" in dockerfile(name)
 

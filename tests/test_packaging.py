@@ -4,7 +4,9 @@
 import os
 import subprocess
 import sys
+import tomllib
 import venv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -68,6 +70,28 @@ def test_editable_install_imports_every_package():
     code = IMPORT_ALL
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd="/")
     assert Path(out.stdout.strip()).parent == ROOT / "protos" / "objvid"
+
+
+def test_editable_build_prints_no_warning(tmp_path):
+    """The hook ``pip install -e .`` calls, through pip's own hook caller: no warning may come back
+    (pip >= 25 prints each as ``BuildBackendWarning``; setuptools' "Editable installation." notice was one),
+    and the editable wheel maps every package onto its folder."""
+    from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner
+
+    system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    hooks = BuildBackendHookCaller(str(ROOT), system["build-backend"], backend_path=system.get("backend-path"),
+                                   runner=quiet_subprocess_runner)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name = hooks.build_editable(str(tmp_path))
+    assert not [str(w.message) for w in caught], [f"{w.category.__name__}: {w.message}" for w in caught]
+    files = zipfile.ZipFile(tmp_path / name)
+    finder = next(n for n in files.namelist() if n.endswith("_finder.py"))
+    text = files.read(finder).decode()
+    for package, folder in SOURCE_DIRS.items():
+        assert repr(str(folder)) in text, (package, folder)
+    # what the silenced notice warns about: a folder named like the package in the working directory
+    assert not (ROOT / "objvid").exists()
 
 
 def _source_modules() -> set[str]:
@@ -157,7 +181,16 @@ def test_build_emits_no_project_warnings(tmp_path):
     bad = [
         line
         for line in log.splitlines()
-        if any(k in line for k in ("SetuptoolsDeprecationWarning", "absent from the `packages`", "license"))
+        if any(
+            k in line
+            for k in (
+                "SetuptoolsDeprecationWarning",
+                "absent from the `packages`",
+                "license",
+                "BuildBackendWarning",
+                "Editable installation",
+            )
+        )
         and "warn" in line.lower()
     ]
     assert not bad, "\n".join(bad)

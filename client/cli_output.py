@@ -22,6 +22,8 @@ STAGE_LABELS = {
     "encoding": "encoding",
     "stack_stop": "stopping servers",
 }
+LABEL_WIDTH = max(len(v) for v in STAGE_LABELS.values())
+BAR_WIDTH = 20
 
 
 def stage_time_column():
@@ -50,18 +52,23 @@ class RichReporter(Reporter):
             SpinnerColumn,
             TextColumn,
         )
+        from rich.table import Column
 
         self.console = console
+        # Every column but the description has a fixed width; the description is cut (with an ellipsis) to
+        # what is left of the terminal's width, so a longer text never narrows the bars (all bars redraw).
+        fixed = 1 + LABEL_WIDTH + BAR_WIDTH + 7 + 7 + 5  # spinner, label, bar, "121/121", "  12.3s", gaps
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.fields[stage]:<13}"),
-            BarColumn(bar_width=30),
+            TextColumn(f"[bold]{{task.fields[stage]:<{LABEL_WIDTH}}}"),
+            BarColumn(bar_width=BAR_WIDTH),
             MofNCompleteColumn(),
             stage_time_column(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", table_column=Column(
+                no_wrap=True, overflow="ellipsis", max_width=max(12, console.width - fixed - 1))),
             console=console,
             transient=False,
-        )
+        )  # fmt: skip
         self.tasks: dict[str, int] = {}
         self.progress.start()
 

@@ -101,9 +101,11 @@ def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_ca
         if stack is not None:
             # The stop has its own row in the timing table: an idle diffusion server takes ~4 s (Triton
             # unloads the model, then polls its exit once a second; PyTriton cleans up its workers).
+            reporter.start("stack_stop", None, ", ".join(names))
             t0 = time.perf_counter()
             stack.stop()
             record["stack_stop_seconds"] = round(time.perf_counter() - t0, 3)
+            reporter.finish("stack_stop")
 
 
 def _start_stack(reporter: Reporter, cfg: StackConfig, names: list[str], log_dir: Path) -> LocalStack:

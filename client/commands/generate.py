@@ -175,7 +175,9 @@ def _generate(run: Run) -> dict:
     first = None
     object_pixels: list[list[int]] = []
     for c, (start, end) in enumerate(chunks):
-        label = f"chunk {c + 1}/{len(chunks)}: frames {start}-{end - 1}"
+        label = f"frames {start}-{end - 1}"  # one chunk: the chunk number says nothing
+        if len(chunks) > 1:
+            label = f"chunk {c + 1}/{len(chunks)}: {label}"
         r = stages.RenderBuffers(end - start, plan.height, plan.width)
         stages.render(run, session, Ks[start:end], w2cs[start:end], plan, label, r.add,
                       start_frame=start if plan.video else 0)  # fmt: skip
@@ -183,7 +185,7 @@ def _generate(run: Run) -> dict:
             first = first_frame(plan.view, r)
         video = diffuse(run, first, r, label, c)
         kept = np.arange(start, end)[0 if c == 0 else 1 :]  # later chunks drop the 1-frame overlap
-        with run.stage("fidelity", None, f"{label}: object fidelity"):
+        with run.stage("fidelity", None, label):
             video = fidelity.process_chunk(video, r.rgb[:, 0], r.objects, r.mask[:, 0], np.arange(start, end),
                                            skip=len(video) - len(kept))  # fmt: skip
         with run.stage("encoding"):

@@ -56,6 +56,38 @@ def test_stack_reads_the_bound_port_and_stops_every_process(tmp_path):
     stack.stop()  # twice is fine
 
 
+class _Events:
+    """A Reporter that keeps what it was told (start / finish per stage, in order)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, str]] = []
+
+    def start(self, stage, total=None, text=""):
+        self.events.append(("start", stage))
+
+    def update(self, stage, completed=None, total=None, text=None): ...
+
+    def finish(self, stage, text=None):
+        self.events.append(("finish", stage))
+
+
+def test_connect_times_the_stop_of_the_local_servers(tmp_path):
+    """The CLI's timing table gets the stop of the local servers as its own row (``stack_stop``)."""
+    from objvid.client.connect import Services, connect
+
+    events = _Events()
+    with connect(events, Services(device="cpu"), need_depth=False, need_cache=True, backend=None,
+                 log_dir=tmp_path) as (client, record):  # fmt: skip
+        assert client.healthy(record["cache"])
+        pids = [p.pid for p in psutil.Process().children(recursive=True)]
+        assert "stack_stop_seconds" not in record
+    assert record["local_stack"] == ["cache"] and record["stack_seconds"] > 0
+    assert record["stack_stop_seconds"] > 0  # set once the servers are gone
+    assert _gone(pids)
+    assert events.events == [("start", "stack"), ("finish", "stack"), ("start", "stack_stop"),
+                             ("finish", "stack_stop")]  # fmt: skip
+
+
 CLIENT_SCRIPT = textwrap.dedent(
     """
     import faulthandler, json, signal, sys, time

@@ -489,3 +489,36 @@ def test_a_missing_object_is_one_error_line_before_any_server(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == "error: inputs: --object is required (a .ply/.obj/.glb/.gltf/.stl file)"
     assert not (tmp_path / "o_work").exists()  # nothing started, nothing written
+
+
+def test_progress_bars_keep_their_width_and_fit_the_terminal():
+    """Long descriptions are cut to the terminal's width; they never narrow the bars (which would redraw
+    every bar at another width mid-run)."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from objvid.client.cli_output import BAR_WIDTH, STAGE_LABELS, RichReporter
+
+    buf = io.StringIO()
+    reporter = RichReporter(Console(file=buf, width=80, force_terminal=True, color_system=None))
+    reporter.start("stack", 2, "starting cache, diffusion")
+    reporter.finish("stack")
+    reporter.start("render", 121, "chunk 1/3: frames 0-120")
+    reporter.update("render", 60)
+    reporter.start(
+        "fidelity", None, "chunk 1/3: frames 0-120, and a description far longer than what is left"
+    )
+    reporter.start("stack_stop", None, "cache, diffusion")
+    reporter.close()
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line) for line in buf.getvalue().splitlines()]
+    final = [line for line in lines if line.strip()][-4:]  # the last redraw: one line per stage
+    assert [STAGE_LABELS[s] in line for s, line in zip(("stack", "render", "fidelity", "stack_stop"), final,
+                                                        strict=True)] == [True] * 4  # fmt: skip
+    assert all(len(line) <= 80 for line in final), final
+    # every bar starts in one column; full and pulsing bars (no total) are BAR_WIDTH long
+    assert len({line.index("━") for line in final}) == 1, final
+    for line in (final[0], final[2], final[3]):
+        assert max(len(run) for run in re.findall("━+", line)) == BAR_WIDTH, line
+    assert "…" in final[2] and "description" not in final[2]  # cut, not wrapped onto a second line

@@ -21,6 +21,7 @@ from objvid.client import cli_options as o
 from objvid.client import multiview as mv
 from objvid.client import pipeline
 from objvid.client.cli_output import Output
+from objvid.client.cli_services import service_options
 from objvid.client.connect import Services, connect, run_cli_body, setup_logging
 from objvid.client.fidelity_stage import summary_lines
 from objvid.client.sources.video import VideoSource
@@ -105,6 +106,7 @@ def _generate_and_report(cfg: pipeline.GenerateConfig, output: Output, services:
 
 
 @app.command()
+@service_options()
 def generate(
     image: o.Image = None,
     input_video: o.InputVideo = None,
@@ -149,17 +151,7 @@ def generate(
     object_lock_feather: o.ObjectLockFeather = o.LOCK_FEATHER_DEFAULT,
     workdir: o.Workdir = None,
     out: o.Out = Path("out/out.mp4"),
-    depth_addr: o.DepthAddr = None,
-    cache_addr: o.CacheAddr = None,
-    triton_addr: o.TritonAddr = None,
-    token: o.Token = None,
-    tls_ca: o.TlsCa = None,
-    tls_cert: o.TlsCert = None,
-    tls_key: o.TlsKey = None,
-    allow_insecure_token: o.AllowInsecureToken = False,
-    depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
-    gen3c_weights: o.Weights = None,
-    device: o.Device = "auto",
+    services: Services = None,  # the service flags (@service_options)
     quiet: o.Quiet = False,
     as_json: o.Json = False,
     verbose: o.Verbose = False,
@@ -177,24 +169,12 @@ def generate(
         object_lock=object_lock, object_lock_feather=object_lock_feather, view_fusion=view_fusion,
         **_views_kw(locals()),
     )  # fmt: skip
-    services = Services(
-        depth_addr,
-        cache_addr,
-        triton_addr,
-        token,
-        tls_ca,
-        depth_model,
-        gen3c_weights,
-        device,
-        tls_cert,
-        tls_key,
-        allow_insecure_token,
-        geometry_model=geometry_model,
-    )
+    services = dataclasses.replace(services, geometry_model=geometry_model)
     _generate_and_report(cfg, Output(quiet, as_json), services)
 
 
 @app.command()
+@service_options(triton=False)
 def render(
     image: o.Image = None,
     input_video: o.InputVideo = None,
@@ -237,15 +217,7 @@ def render(
     out: Annotated[Path, o.opt("--out", help="output mp4 of the renders", metavar="PATH")] = Path(
         "out/render.mp4"
     ),
-    depth_addr: o.DepthAddr = None,
-    cache_addr: o.CacheAddr = None,
-    token: o.Token = None,
-    tls_ca: o.TlsCa = None,
-    tls_cert: o.TlsCert = None,
-    tls_key: o.TlsKey = None,
-    allow_insecure_token: o.AllowInsecureToken = False,
-    depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
-    device: o.Device = "auto",
+    services: Services = None,  # the service flags (@service_options)
     quiet: o.Quiet = False,
     as_json: o.Json = False,
     verbose: o.Verbose = False,
@@ -265,8 +237,7 @@ def render(
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
         **_views_kw(locals()),
     )  # fmt: skip
-    services = Services(depth_addr, cache_addr, None, token, tls_ca, depth_model, None, device,
-                        tls_cert, tls_key, allow_insecure_token, geometry_model=geometry_model)  # fmt: skip
+    services = dataclasses.replace(services, geometry_model=geometry_model)
     result = run_cli_body(output, lambda: _run_pipeline("render", cfg, output, services))
     rows = []
     if result["video"]:
@@ -284,6 +255,7 @@ def render(
 
 
 @app.command()
+@service_options(cache=False, triton=False)
 def lift(
     image: Annotated[Path, o.opt("--image", help="photo to lift", metavar="PATH")],
     out: Annotated[
@@ -297,14 +269,7 @@ def lift(
     depth_out: Annotated[
         Path | None, o.opt("--depth-out", help="depth .npy (default <out>_depth.npy)", metavar="PATH")
     ] = None,  # fmt: skip
-    depth_addr: o.DepthAddr = None,
-    token: o.Token = None,
-    tls_ca: o.TlsCa = None,
-    tls_cert: o.TlsCert = None,
-    tls_key: o.TlsKey = None,
-    allow_insecure_token: o.AllowInsecureToken = False,
-    depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
-    device: o.Device = "auto",
+    services: Services = None,  # the service flags (@service_options)
     quiet: o.Quiet = False,
     as_json: o.Json = False,
     verbose: o.Verbose = False,
@@ -312,8 +277,6 @@ def lift(
     """Lift an image to a coloured scene point cloud (PLY) plus its intrinsics (JSON) and depth (.npy)."""
     setup_logging(verbose)
     output = Output(quiet, as_json)
-    services = Services(depth_addr, None, None, token, tls_ca, depth_model, None, device,
-                        tls_cert, tls_key, allow_insecure_token)  # fmt: skip
 
     def body():
         reporter = output.make_reporter()
@@ -439,6 +402,7 @@ StudioPort = Annotated[int, o.opt("--port", help="port (0 = a free one)", metava
 
 
 @app.command()
+@service_options(mtls=False)
 def studio(
     image: StudioImage = None,
     demo: StudioDemo = False,
@@ -458,14 +422,7 @@ def studio(
     workdir: StudioWorkdir = Path("studio_work"),
     host: StudioHost = "127.0.0.1",
     port: StudioPort = 8080,
-    depth_addr: o.DepthAddr = None,
-    cache_addr: o.CacheAddr = None,
-    triton_addr: o.TritonAddr = None,
-    token: o.Token = None,
-    tls_ca: o.TlsCa = None,
-    depth_model: o.DepthModel = DEFAULT_DEPTH_MODEL,
-    gen3c_weights: o.Weights = None,
-    device: o.Device = "auto",
+    services: Services = None,  # the service flags (@service_options)
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> None:
@@ -480,9 +437,6 @@ def studio(
     elif image is None:
         output.error("inputs", "--image is required (or --demo for the demo room and sneaker)")
         raise typer.Exit(1)
-    services = Services(
-        depth_addr, cache_addr, triton_addr, token, tls_ca, depth_model, gen3c_weights, device
-    )
     opts = dict(image=image, objects=list(objects or []), method=method, object_radius=object_radius,
                 frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
                 object_heights=list(object_height or []), depth=depth, intrinsics=intrinsics, backend=backend,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from objvid.client import ObjvidError, camera_path, inputs, manifest, pipeline, placement, video
+from objvid.client import cli_options as o
 from objvid.runtime import geometry
 from objvid.testing import assets
 from objvid.v1 import types_pb2
@@ -522,3 +523,32 @@ def test_progress_bars_keep_their_width_and_fit_the_terminal():
     for line in (final[0], final[2], final[3]):
         assert max(len(run) for run in re.findall("━+", line)) == BAR_WIDTH, line
     assert "…" in final[2] and "description" not in final[2]  # cut, not wrapped onto a second line
+
+
+def test_service_options_gather_the_flags_and_their_env_names_into_services():
+    """@service_options adds the shared service flags (one declaration for generate, render, lift, studio),
+    before the output flags, and hands them to the command as one Services."""
+    import typer
+    from typer.testing import CliRunner
+
+    from objvid.client.cli_services import service_flags, service_options
+
+    app, got = typer.Typer(), {}
+
+    @app.command()
+    @service_options(mtls=False)
+    def cmd(frames: o.Frames = None, services=None, quiet: o.Quiet = False):
+        got.update(services=services, frames=frames, quiet=quiet)
+
+    result = CliRunner().invoke(app, ["--cache-addr", "h:1", "--frames", "5", "--device", "cpu", "--quiet"],
+                                env={"OBJVID_CLIENT_TOKEN": "t0k", "COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    s = got["services"]
+    assert (s.cache_addr, s.token, s.device, s.depth_addr, s.tls_cert) == ("h:1", "t0k", "cpu", None, None)
+    assert got["frames"] == 5 and got["quiet"] is True
+    help_text = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "--tls-cert" not in help_text and "OBJVID_CLIENT_TRITON_ADDR" in help_text
+    order = [help_text.index(f) for f in ("--frames", "--depth-addr", "--device", "--quiet")]
+    assert order == sorted(order)  # own flags, then the service flags, then the output flags
+    assert service_flags(cache=False, triton=False) == ["depth_addr", "token", "tls_ca", "tls_cert", "tls_key",
+                                                         "allow_insecure_token", "depth_model", "device"]  # fmt: skip

@@ -146,6 +146,7 @@ def generate(
     steps: o.Steps = None,
     guidance: o.Guidance = None,
     backend: o.Backend = "gen3c",
+    render_source: o.RenderSource = "auto",
     save_buffer: o.SaveBuffer = False,
     object_lock: o.ObjectLock = 0.0,
     object_lock_feather: o.ObjectLockFeather = o.LOCK_FEATHER_DEFAULT,
@@ -167,7 +168,7 @@ def generate(
         guidance=guidance, backend=backend, save_buffer=save_buffer, workdir=workdir,
         depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
         object_lock=object_lock, object_lock_feather=object_lock_feather, view_fusion=view_fusion,
-        **_views_kw(locals()),
+        render_source=render_source, **_views_kw(locals()),
     )  # fmt: skip
     services = dataclasses.replace(services, geometry_model=geometry_model)
     _generate_and_report(cfg, Output(quiet, as_json), services)

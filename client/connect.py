@@ -87,6 +87,8 @@ def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_ca
             )
             if cfg.depth:
                 record["depth_model"] = cfg.depth_model
+            if stack.cache_wired:  # the local model fetches renders from the local cache (render_path.py)
+                record["model_cache"] = "local stack"
         try:
             client = ObjvidClient(addrs["depth"], addrs["cache"], addrs["triton"], token=services.token,
                                   tls_ca=services.tls_ca, tls_cert=services.tls_cert, tls_key=services.tls_key,

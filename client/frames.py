@@ -41,6 +41,8 @@ class RenderedFrame:
     object_mask: np.ndarray | None = None
     # multi-view scenes: (N,) int32 source view of each slot in this frame (-1 = slot empty); else None
     slot_sources: np.ndarray | None = None
+    # bytes of the message this frame arrived in (gRPC; 0 over shared memory)
+    wire_bytes: int = 0
 
 
 def frame_from_bytes(data: bytes, index: int, name: str = "RenderTrajectory") -> RenderedFrame:
@@ -49,4 +51,4 @@ def frame_from_bytes(data: bytes, index: int, name: str = "RenderTrajectory") ->
     d = decode_frame_bytes(data, name)
     sources = d.get("slot_sources")
     return RenderedFrame(index, d.get("rgb"), d.get("mask"), d.get("depth"), d.get("object_mask"),
-                         None if sources is None else np.array(sources, np.int32))  # fmt: skip
+                         None if sources is None else np.array(sources, np.int32), len(data))  # fmt: skip

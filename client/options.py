@@ -36,6 +36,7 @@ DEFAULT_FILTER_THRESHOLD = 0.05  # GEN3C's --filter_points_threshold
 # speckles): 1.9% at the renderer's default 0.75 px, 0.2% at 1.0 px, under 0.05% at 1.5 px.
 DEFAULT_OBJECT_RADIUS_PX = 1.5
 MAX_SLOTS = 2
+RENDER_SOURCE_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -87,6 +88,8 @@ class GenerateConfig:
     view_interval: int = 30
     max_views: int = 10
     view_fusion: str = "select"  # or latent-max: every view rendered, fused in latent space by gen3c
+    # how a chunk's renders reach the model (objvid.client.render_path): auto | on | off
+    render_source: str = "auto"
     # render command only
     png_dir: Path | None = None
     no_video: bool = False

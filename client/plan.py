@@ -26,6 +26,7 @@ from objvid.client.options import (
     DEFAULT_HEIGHT,
     DEFAULT_WIDTH,
     METHODS,
+    RENDER_SOURCE_MODES,
     GenerateConfig,
     check_frame_count,
     chunk_ranges,
@@ -108,6 +109,7 @@ def check_options(cfg: GenerateConfig) -> None:
     check_alpha(cfg.object_lock)
     check_feather(cfg.object_lock_feather)
     _one_of("--view-fusion", cfg.view_fusion, ("select", "latent-max"))
+    _one_of("--render-source", cfg.render_source, RENDER_SOURCE_MODES)
     if cfg.view_fusion == "latent-max" and cfg.views is None:
         raise ValueError("--view-fusion latent-max needs --views (it fuses several source views)")
     if cfg.static_camera and cfg.input_video is None:

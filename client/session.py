@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from objvid.client.errors import ServiceError
 from objvid.client.frames import RenderedFrame
-from objvid.v1 import cache_pb2, types_pb2
+from objvid.v1 import cache_pb2, diffusion_pb2, types_pb2
 
 log = logging.getLogger("objvid.client")
 
@@ -146,6 +146,18 @@ class SceneSession:
                     raise
                 rebuilt = True
                 self._rebuild()
+
+    def render_source(
+        self, Ks, w2cs, width, height, options, start_frame: int = 0
+    ) -> diffusion_pb2.RenderSource:
+        """What :meth:`render_trajectory` renders, by reference, for the diffusion model to fetch itself
+        (RENDER_SOURCE): the scene id, the cameras, the options and, for video scenes, the source frames
+        and object tracks."""
+        source = self.client.render_source(self.scene_id, Ks, w2cs, width, height, options)
+        if self.video_frames is not None:
+            source.start_frame = start_frame
+            source.object_tracks.extend(self.object_tracks or [])
+        return source
 
     def render(self, K, w2c, width, height, options) -> RenderedFrame:
         """One camera (see ObjvidClient.render); rebuilds the scene on NOT_FOUND."""

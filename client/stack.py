@@ -66,6 +66,7 @@ class ChildSpec:
     name: str
     args: list[str]
     port_keys: tuple[str, ...] = ("port",)
+    env: dict[str, str] = field(default_factory=dict)  # on top of the client's environment
 
 
 def child_specs(cfg: StackConfig) -> list[ChildSpec]:
@@ -92,6 +93,25 @@ def _diffusion_spec(cfg: StackConfig) -> ChildSpec:
     if cfg.backend == "gen3c" and cfg.gen3c_weights:
         args += ["--gen3c-weights", str(cfg.gen3c_weights)]
     return ChildSpec("diffusion", args, ("grpc_port", "http_port"))
+
+
+#: The diffusion server's settings for where it fetches renders (``objvid.diffusion.cache_source``).
+CACHE_READY_FILE_ENV = "OBJVID_DIFFUSION_CACHE_READY_FILE"
+CACHE_ADDRESS_ENVS = ("OBJVID_DIFFUSION_CACHE_ADDRESS", "OBJVID_DIFFUSION_CACHE_TOKEN")
+
+
+def wire_cache(specs: list[ChildSpec], log_dir: Path) -> bool:
+    """Point the diffusion server at the cache started beside it, so the model can fetch a chunk's renders
+    itself (RENDER_SOURCE): its setting is the cache's ready file (the cache binds port 0, so its address
+    is known only once it listens; the model reads the file when a request arrives, and only a loopback
+    host). Start-up stays parallel. An address inherited from the client's environment is cleared (it would
+    win over the file). True when both are started here, i.e. wired."""
+    names = {s.name: s for s in specs}
+    if "cache" not in names or "diffusion" not in names:
+        return False
+    names["diffusion"].env.update({CACHE_READY_FILE_ENV: str(log_dir / "cache.ready.json")},
+                                  **dict.fromkeys(CACHE_ADDRESS_ENVS, ""))  # fmt: skip
+    return True
 
 
 def _free_ports(count: int) -> list[int]:
@@ -193,6 +213,7 @@ class LocalStack:
         self.children: list[Child] = []
         self.startup_seconds: dict[str, float] = {}
         self.seconds = 0.0  # wall time of start() as measured by the caller (the CLI's timing table)
+        self.cache_wired = False  # the diffusion server fetches renders from this stack's cache (wire_cache)
         self._on_event = on_event or (lambda name, state: None)
 
     def _child(self, name: str) -> Child | None:
@@ -222,7 +243,7 @@ class LocalStack:
         log_path = self.log_dir / f"{spec.name}.log"
         ready_path = self.log_dir / f"{spec.name}.ready.json"
         ready_path.unlink(missing_ok=True)
-        env = {**os.environ, **self.config.extra_env}
+        env = {**os.environ, **self.config.extra_env, **spec.env}
         env.setdefault("PYTHONUNBUFFERED", "1")
         args = [
             sys.executable,
@@ -242,7 +263,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         """Spawn every configured server, then wait for all of them (they start in parallel)."""
         try:
-            for spec in child_specs(self.config):
+            specs = child_specs(self.config)
+            self.cache_wired = wire_cache(specs, self.log_dir)
+            for spec in specs:
                 self.children.append(self._spawn(spec))
             self._wait_ready()
         except BaseException:

@@ -146,6 +146,7 @@ class RenderBuffers:
         self.shape = (frames, height, width)
         self.rgb = self.mask = self.objects = None
         self.sources: list[list[int]] = [[] for _ in range(frames)]
+        self.wire_bytes = 0  # bytes of the frames' messages (cache -> client)
 
     def add(self, frame: RenderedFrame) -> None:
         t, h, w = self.shape
@@ -156,6 +157,7 @@ class RenderBuffers:
             self.objects = np.full((t, h, w), -1, np.int16)
         self.rgb[frame.index] = frame.rgb
         self.mask[frame.index] = frame.mask
+        self.wire_bytes += frame.wire_bytes
         if frame.object_mask is not None:
             self.objects[frame.index] = frame.object_mask[active_slot(frame)]
         if frame.slot_sources is not None:
@@ -174,14 +176,7 @@ def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
            start_frame: int = 0) -> None:  # fmt: skip
     """Stage ``render``: RenderTrajectory for the cameras; every checked frame goes to ``on_frame``."""
     t = len(w2cs)
-    options = run.client.render_options(
-        run.config.method, outputs, object_radius_px=run.config.object_radius, pack_masks=True
-    )  # masks as bits on the wire (8x fewer bytes)
-    options.foreground_masking = run.config.foreground_masking
-    # several views: slot 0 may be empty in a frame, so every slot's object mask is sent (RenderBuffers uses
-    # the frame's first slot in use); one view: only slot 0's is used
-    options.object_mask_slots = 0 if len(plan.views) > 1 else 1
-    options.all_sources = run.config.view_fusion == "latent-max"  # multi-view: every view is a slot
+    options = render_options(run, plan, outputs)
     slots = None
     with run.stage("render", t, label):
         for frame in session.render_trajectory(Ks, w2cs, plan.width, plan.height, options, start_frame):
@@ -192,6 +187,19 @@ def render(run: Run, session: SceneSession, Ks, w2cs, plan: Plan, label: str,
             run.reporter.update("render", frame.index + 1)
         if slots is None:
             raise ValueError("the cache returned no frames")
+
+
+def render_options(run: Run, plan: Plan, outputs=("rgb", "mask", "object_mask")) -> cache_pb2.RenderOptions:
+    """The cache render options of a run (also what the model is told to fetch on the direct path)."""
+    options = run.client.render_options(
+        run.config.method, outputs, object_radius_px=run.config.object_radius, pack_masks=True
+    )  # masks as bits on the wire (8x fewer bytes)
+    options.foreground_masking = run.config.foreground_masking
+    # several views: slot 0 may be empty in a frame, so every slot's object mask is sent (RenderBuffers uses
+    # the frame's first slot in use); one view: only slot 0's is used
+    options.object_mask_slots = 0 if len(plan.views) > 1 else 1
+    options.all_sources = run.config.view_fusion == "latent-max"  # multi-view: every view is a slot
+    return options
 
 
 def _check_frame(frame: RenderedFrame, slots: int, plan: Plan) -> None:

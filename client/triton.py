@@ -207,6 +207,14 @@ def _infer_inputs(first_frame, renders, masks, options, source=None) -> list:
     return inputs
 
 
+def input_bytes(first_frame, renders, masks, options=None, source=None) -> int:
+    """Tensor bytes of one chunk's request as :func:`_infer_inputs` builds it (uint8 arrays; a BYTES element
+    is its length prefix + payload); gRPC framing and tensor names are not counted."""
+    arrays = sum(np.asarray(a).size for a in (first_frame, renders, masks) if a is not None)
+    opts = len((options or diffusion_pb2.GenerateOptions()).SerializeToString()) + 4
+    return int(arrays + opts + (len(source.SerializeToString()) + 4 if source is not None else 0))
+
+
 def _delivered_error(responses: queue.Queue, model: str, wait_s: float = 1.0) -> ServiceError | None:
     """The error the stream callback received (waiting up to ``wait_s`` for it), if any."""
     try:

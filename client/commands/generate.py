@@ -20,6 +20,7 @@ from objvid.client import stages
 from objvid.client.fidelity_stage import FidelityStage
 from objvid.client.options import MAX_SLOTS, GenerateConfig, chunk_ranges
 from objvid.client.plan import Plan
+from objvid.client.render_path import RenderPath
 from objvid.client.run import Reporter, Run
 from objvid.client.sdk import ObjvidClient, SceneSession
 from objvid.client.sources import SourceView
@@ -104,8 +105,10 @@ def first_frame(view: SourceView, r: stages.RenderBuffers) -> np.ndarray:
     return out
 
 
-def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str, chunk: int = 0) -> np.ndarray:
-    """Stage ``diffusion``: one chunk through Triton -> video (T, H, W, 3) uint8."""
+def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str, chunk: int, path: RenderPath,
+            source) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """Stage ``diffusion``: one chunk through Triton -> (video (T, H, W, 3) uint8, the chunk's data-path
+    record). ``path`` decides whether the renders go along or the model fetches ``source()`` itself."""
     cfg = run.config
     t, h, w = r.shape
     with run.stage("diffusion", None, f"{label} ({cfg.backend})"):
@@ -114,13 +117,14 @@ def diffuse(run: Run, first: np.ndarray, r: stages.RenderBuffers, label: str, ch
             stage = diffusion_pb2.GenerateStage.Name(msg.stage).removeprefix("GENERATE_STAGE_").lower()
             run.reporter.update("diffusion", msg.step, msg.total or None, f"{label}: {stage}")
 
-        video, last = run.client.generate_chunk(cfg.backend, first, r.rgb, r.mask, generate_options(cfg, chunk),
-                                                on_progress)  # fmt: skip
+        video, last, record = path.send(run.client, cfg.backend, first, r.rgb, r.mask, generate_options(cfg, chunk),
+                                        source, on_progress)  # fmt: skip
         if video.shape != (t, h, w, 3):
             raise ValueError(f"the model returned video {video.shape}, expected {(t, h, w, 3)}")
         if last is not None and last.preview != (cfg.backend == "preview"):
             run.reporter.note(f"model {last.model!r} reports preview={last.preview}")
-    return video
+    record.update(bytes_from_model=int(video.nbytes), bytes_from_cache=r.wire_bytes)
+    return video, record
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -174,6 +178,8 @@ def _generate(run: Run) -> dict:
     fidelity = FidelityStage(names, cfg.object_lock, cfg.object_lock_feather, overlay=outputs.fidelity)
     first = None
     object_pixels: list[list[int]] = []
+    path = RenderPath(cfg.render_source, run.manifest["services"])
+    options = stages.render_options(run, plan)
     for c, (start, end) in enumerate(chunks):
         label = f"frames {start}-{end - 1}"  # one chunk: the chunk number says nothing
         if len(chunks) > 1:
@@ -183,7 +189,8 @@ def _generate(run: Run) -> dict:
                       start_frame=start if plan.video else 0)  # fmt: skip
         if c == 0:
             first = first_frame(plan.view, r)
-        video = diffuse(run, first, r, label, c)
+        video, sent = diffuse(run, first, r, label, c, path, lambda s=start, e=end: session.render_source(
+            Ks[s:e], w2cs[s:e], plan.width, plan.height, options, s if plan.video else 0))  # fmt: skip
         kept = np.arange(start, end)[0 if c == 0 else 1 :]  # later chunks drop the 1-frame overlap
         with run.stage("fidelity", None, label):
             video = fidelity.process_chunk(video, r.rgb[:, 0], r.objects, r.mask[:, 0], np.arange(start, end),
@@ -193,7 +200,7 @@ def _generate(run: Run) -> dict:
             if c == 0:
                 Image.fromarray(first).save(run.workdir / "first_frame.png", compress_level=1)
         object_pixels += [[int((o == i).sum()) for i in session.object_ids] for o in r.objects[-len(kept) :]]
-        record = {"index": c, "start": start, "end": end, "slots": int(r.rgb.shape[1])}
+        record = {"index": c, "start": start, "end": end, "slots": int(r.rgb.shape[1]), **sent}
         if "views" in run.manifest:  # which source view fed each buffer slot, per kept frame
             record["slot_sources"] = r.sources[-len(kept) :]
             run.manifest["views"]["slot_sources"] += record["slot_sources"]
@@ -210,6 +217,7 @@ def _generate(run: Run) -> dict:
     run.manifest["object_pixels"] = {"per_frame": object_pixels, "object_ids": session.object_ids}
     run.manifest["object_fidelity"] = fidelity.report()
     run.manifest["scene"]["rebuilds"] = session.rebuilds
+    run.manifest["render_path"] = path.record()
     run.manifest["outputs"] = paths
     return run.finish({"video": paths["video"], "buffer_video": paths["buffer_video"],
                        "fidelity_video": paths["fidelity_video"], "object_fidelity": fidelity.summary(),

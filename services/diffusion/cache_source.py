@@ -9,39 +9,72 @@ object masks, no depth), and the client sends a few kilobytes.
 The cache address comes from the server's configuration, never from the request (a request must not
 make the model connect anywhere it likes): the Triton model parameter ``cache_address`` (and
 ``cache_token``), else the environment variables ``OBJVID_DIFFUSION_CACHE_ADDRESS`` /
-``OBJVID_DIFFUSION_CACHE_TOKEN`` (PyTriton server and python-backend alike). Unset: RENDER_SOURCE is
-refused with INVALID_ARGUMENT.
+``OBJVID_DIFFUSION_CACHE_TOKEN`` (PyTriton server and python-backend alike). Or, for a cache started
+beside the model with ``--port 0`` (the client's local stack starts both in parallel), the cache's ready
+file: model parameter ``cache_ready_file`` / ``OBJVID_DIFFUSION_CACHE_READY_FILE``, read when a
+RENDER_SOURCE request arrives; its host must be loopback (the file names a local server, never another
+machine). Neither set: RENDER_SOURCE is refused with INVALID_ARGUMENT ("no cache address").
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from objvid.v1 import cache_pb2, diffusion_pb2
 
 ADDRESS_ENV, TOKEN_ENV = "OBJVID_DIFFUSION_CACHE_ADDRESS", "OBJVID_DIFFUSION_CACHE_TOKEN"
+READY_FILE_ENV = "OBJVID_DIFFUSION_CACHE_READY_FILE"
+#: Hosts a ready file may name (it points at a server on this machine).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
 class CacheSource:
-    """Where the model fetches renders: a cache gRPC address (host:port, plaintext or ``tls_ca``)."""
+    """Where the model fetches renders: a cache gRPC address (host:port, plaintext or ``tls_ca``), or
+    ``ready_file``: the JSON a local cache server writes once it listens (``{"host", "port", ...}``),
+    read at each fetch (the cache may still be starting when the model is)."""
 
     address: str
     token: str | None = None
     tls_ca: bytes | None = None
     timeout_per_frame: float = 5.0
+    ready_file: str = ""
 
     @classmethod
     def from_config(cls, params: dict | None = None) -> CacheSource | None:
-        """From model parameters ``cache_address`` / ``cache_token``, else the environment; None if unset."""
+        """From model parameters ``cache_address`` / ``cache_token`` / ``cache_ready_file``, else the
+        environment; an address wins over a ready file; None if neither is set."""
         params = params or {}
+        token = params.get("cache_token") or os.environ.get(TOKEN_ENV) or None
         address = params.get("cache_address") or os.environ.get(ADDRESS_ENV, "")
-        if not address:
-            return None
-        return cls(address, params.get("cache_token") or os.environ.get(TOKEN_ENV) or None)
+        if address:
+            return cls(address, token)
+        ready = params.get("cache_ready_file") or os.environ.get(READY_FILE_ENV, "")
+        return cls("", token, ready_file=ready) if ready else None
+
+    def resolve(self) -> str:
+        """The cache address: ``address``, or host:port from ``ready_file`` (RuntimeError when it is not
+        there yet or names a non-loopback host)."""
+        if self.address:
+            return self.address
+        try:
+            info = json.loads(Path(self.ready_file).read_text())
+            host, port = str(info.get("host") or "127.0.0.1"), int(info["port"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise RuntimeError(
+                f"RENDER_SOURCE: the cache ready file {self.ready_file} is not readable: {err}"
+            ) from None
+        if host not in LOOPBACK or not 0 < port < 65536:
+            raise RuntimeError(
+                f"RENDER_SOURCE: the cache ready file {self.ready_file} names {host}:{port}; only a loopback "
+                f"host ({', '.join(LOOPBACK)}) is accepted"
+            )
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def fetch(self, source: diffusion_pb2.RenderSource) -> tuple[np.ndarray, np.ndarray]:
         """Render ``source`` on the cache: (renders (T, N, H, W, 3) uint8, masks (T, N, H, W) uint8 0/1).
@@ -65,9 +98,11 @@ class CacheSource:
         options.encoding = cache_pb2.IMAGE_ENCODING_RAW
         options.pack_masks = True
         request = cache_pb2.RenderTrajectoryRequest(
-            scene_id=source.scene_id, cameras=source.cameras, options=options
-        )
-        channel = channels.make_channel(self.address, tls_ca=self.tls_ca)
+            scene_id=source.scene_id, cameras=source.cameras, options=options,
+            start_frame=source.start_frame, object_tracks=source.object_tracks,
+        )  # fmt: skip
+        address = self.resolve()
+        channel = channels.make_channel(address, tls_ca=self.tls_ca)
         try:
             stream = channel.unary_stream(
                 "/objvid.v1.CacheService/RenderTrajectory",
@@ -90,7 +125,7 @@ class CacheSource:
                     got += 1
             except grpc.RpcError as err:
                 code = err.code()
-                reason = f"RENDER_SOURCE: the cache at {self.address} answered {code.name}: {err.details()}"
+                reason = f"RENDER_SOURCE: the cache at {address} answered {code.name}: {err.details()}"
                 if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
                     raise ValueError(reason) from None
                 raise RuntimeError(reason) from None

@@ -135,7 +135,7 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     """Triton ``config.pbtxt`` parameters (string values) -> :class:`ModelSettings`.
 
     Keys: weights_dir, dtype, attention_backend, compile, compile_cache, fp8, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
-    inpaint_radius, inpaint_max_side, world_size, cfg_parallel, cp_mode, cache_address, cache_token (read by ``cache_source``) (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
+    inpaint_radius, inpaint_max_side, world_size, cfg_parallel, cp_mode, cache_address, cache_token, cache_ready_file (read by ``cache_source``) (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
     """
     known = {
         "model",
@@ -149,7 +149,8 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     }
     known |= {"world_size", "cfg_parallel", "cp_mode"}
     known |= {"inpaint_radius", "inpaint_max_side"}
-    known |= {"cache_address", "cache_token"}  # RENDER_SOURCE (objvid.diffusion.cache_source), not settings
+    # RENDER_SOURCE (objvid.diffusion.cache_source), not settings
+    known |= {"cache_address", "cache_token", "cache_ready_file"}
     known |= {f"offload_{part}" for part in OFFLOAD_PARTS}
     unknown = sorted(set(parameters) - known)
     if unknown:

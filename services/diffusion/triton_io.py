@@ -39,7 +39,7 @@ from objvid.diffusion.base import (
     VideoModel,
     validate_chunk,
 )
-from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource, decode_source
+from objvid.diffusion.cache_source import ADDRESS_ENV, READY_FILE_ENV, CacheSource, decode_source
 from objvid.runtime import errors
 from objvid.serving.status import is_device_oom
 from objvid.v1 import diffusion_pb2
@@ -158,7 +158,7 @@ def prepare_chunk(
         if source is None:
             raise ValueError(
                 "RENDER_SOURCE: this server has no cache address (model parameter cache_address or "
-                f"{ADDRESS_ENV}); send RENDERS + MASKS"
+                f"{ADDRESS_ENV}, or cache_ready_file / {READY_FILE_ENV}); send RENDERS + MASKS"
             )
         renders, masks = source.fetch(decode_source(inputs["RENDER_SOURCE"]))
     elif renders is None or masks is None:

@@ -26,23 +26,23 @@ from objvid.v1 import types_pb2 as objvid_dot_v1_dot_types__pb2
 from objvid.v1 import cache_pb2 as objvid_dot_v1_dot_cache__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19objvid/v1/diffusion.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\x1a\x15objvid/v1/cache.proto\"o\n\x0cRenderSource\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\"\n\x07\x63\x61meras\x18\x02 \x03(\x0b\x32\x11.objvid.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\"\xf4\x01\n\x0fGenerateOptions\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x1c\n\x0fnegative_prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x11\n\tnum_steps\x18\x04 \x01(\r\x12\x15\n\x08guidance\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x13\n\x0b\x63hunk_index\x18\x0b \x01(\r\x12*\n\x0bview_fusion\x18\x07 \x01(\x0e\x32\x15.objvid.v1.ViewFusionB\x12\n\x10_negative_promptB\x07\n\x05_seedB\x0b\n\t_guidance\"\xb4\x01\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\'\n\x05stage\x18\x03 \x01(\x0e\x32\x18.objvid.v1.GenerateStage\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07preview\x18\x06 \x01(\x08\x12)\n\x06status\x18\n \x01(\x0b\x32\x19.objvid.v1.GenerateStatus\"/\n\x0eGenerateStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*]\n\nViewFusion\x12\x1b\n\x17VIEW_FUSION_UNSPECIFIED\x10\x00\x12\x16\n\x12VIEW_FUSION_SELECT\x10\x01\x12\x1a\n\x16VIEW_FUSION_LATENT_MAX\x10\x02*\x9a\x01\n\rGenerateStage\x12\x1e\n\x1aGENERATE_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15GENERATE_STAGE_ENCODE\x10\x01\x12\x1a\n\x16GENERATE_STAGE_DENOISE\x10\x02\x12\x19\n\x15GENERATE_STAGE_DECODE\x10\x03\x12\x17\n\x13GENERATE_STAGE_DONE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19objvid/v1/diffusion.proto\x12\tobjvid.v1\x1a\x15objvid/v1/types.proto\x1a\x15objvid/v1/cache.proto\"\xb3\x01\n\x0cRenderSource\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\"\n\x07\x63\x61meras\x18\x02 \x03(\x0b\x32\x11.objvid.v1.Camera\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.objvid.v1.RenderOptions\x12\x13\n\x0bstart_frame\x18\x04 \x01(\r\x12-\n\robject_tracks\x18\x05 \x03(\x0b\x32\x16.objvid.v1.ObjectTrack\"\xf4\x01\n\x0fGenerateOptions\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x1c\n\x0fnegative_prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x01\x88\x01\x01\x12\x11\n\tnum_steps\x18\x04 \x01(\r\x12\x15\n\x08guidance\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x13\n\x0b\x63hunk_index\x18\x0b \x01(\r\x12*\n\x0bview_fusion\x18\x07 \x01(\x0e\x32\x15.objvid.v1.ViewFusionB\x12\n\x10_negative_promptB\x07\n\x05_seedB\x0b\n\t_guidance\"\xb4\x01\n\x10GenerateProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\x12\'\n\x05stage\x18\x03 \x01(\x0e\x32\x18.objvid.v1.GenerateStage\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0f\n\x07preview\x18\x06 \x01(\x08\x12)\n\x06status\x18\n \x01(\x0b\x32\x19.objvid.v1.GenerateStatus\"/\n\x0eGenerateStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*]\n\nViewFusion\x12\x1b\n\x17VIEW_FUSION_UNSPECIFIED\x10\x00\x12\x16\n\x12VIEW_FUSION_SELECT\x10\x01\x12\x1a\n\x16VIEW_FUSION_LATENT_MAX\x10\x02*\x9a\x01\n\rGenerateStage\x12\x1e\n\x1aGENERATE_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15GENERATE_STAGE_ENCODE\x10\x01\x12\x1a\n\x16GENERATE_STAGE_DENOISE\x10\x02\x12\x19\n\x15GENERATE_STAGE_DECODE\x10\x03\x12\x17\n\x13GENERATE_STAGE_DONE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'objvid.v1.diffusion_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIEWFUSION']._serialized_start=678
-  _globals['_VIEWFUSION']._serialized_end=771
-  _globals['_GENERATESTAGE']._serialized_start=774
-  _globals['_GENERATESTAGE']._serialized_end=928
-  _globals['_RENDERSOURCE']._serialized_start=86
-  _globals['_RENDERSOURCE']._serialized_end=197
-  _globals['_GENERATEOPTIONS']._serialized_start=200
-  _globals['_GENERATEOPTIONS']._serialized_end=444
-  _globals['_GENERATEPROGRESS']._serialized_start=447
-  _globals['_GENERATEPROGRESS']._serialized_end=627
-  _globals['_GENERATESTATUS']._serialized_start=629
-  _globals['_GENERATESTATUS']._serialized_end=676
+  _globals['_VIEWFUSION']._serialized_start=747
+  _globals['_VIEWFUSION']._serialized_end=840
+  _globals['_GENERATESTAGE']._serialized_start=843
+  _globals['_GENERATESTAGE']._serialized_end=997
+  _globals['_RENDERSOURCE']._serialized_start=87
+  _globals['_RENDERSOURCE']._serialized_end=266
+  _globals['_GENERATEOPTIONS']._serialized_start=269
+  _globals['_GENERATEOPTIONS']._serialized_end=513
+  _globals['_GENERATEPROGRESS']._serialized_start=516
+  _globals['_GENERATEPROGRESS']._serialized_end=696
+  _globals['_GENERATESTATUS']._serialized_start=698
+  _globals['_GENERATESTATUS']._serialized_end=745
 # @@protoc_insertion_point(module_scope)

@@ -32,14 +32,18 @@ GENERATE_STAGE_DECODE: GenerateStage
 GENERATE_STAGE_DONE: GenerateStage
 
 class RenderSource(_message.Message):
-    __slots__ = ("scene_id", "cameras", "options")
+    __slots__ = ("scene_id", "cameras", "options", "start_frame", "object_tracks")
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     CAMERAS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    START_FRAME_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_TRACKS_FIELD_NUMBER: _ClassVar[int]
     scene_id: str
     cameras: _containers.RepeatedCompositeFieldContainer[_types_pb2.Camera]
     options: _cache_pb2.RenderOptions
-    def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., options: _Optional[_Union[_cache_pb2.RenderOptions, _Mapping]] = ...) -> None: ...
+    start_frame: int
+    object_tracks: _containers.RepeatedCompositeFieldContainer[_cache_pb2.ObjectTrack]
+    def __init__(self, scene_id: _Optional[str] = ..., cameras: _Optional[_Iterable[_Union[_types_pb2.Camera, _Mapping]]] = ..., options: _Optional[_Union[_cache_pb2.RenderOptions, _Mapping]] = ..., start_frame: _Optional[int] = ..., object_tracks: _Optional[_Iterable[_Union[_cache_pb2.ObjectTrack, _Mapping]]] = ...) -> None: ...
 
 class GenerateOptions(_message.Message):
     __slots__ = ("prompt", "negative_prompt", "seed", "num_steps", "guidance", "fps", "chunk_index", "view_fusion")

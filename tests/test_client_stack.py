@@ -15,7 +15,7 @@ import pytest
 
 from objvid.client.errors import ObjvidError
 from objvid.client.sdk import ObjvidClient
-from objvid.client.stack import LocalStack, StackConfig, child_specs
+from objvid.client.stack import LocalStack, StackConfig, child_specs, wire_cache
 
 CACHE_ONLY = StackConfig(depth=False, backend=None, device="cpu")
 
@@ -38,6 +38,19 @@ def test_children_bind_port_zero_and_report_it():
         args = specs[name].args
         assert args[args.index("--port") + 1] == "0"
         assert args[args.index("--metrics-port") + 1] == "off"
+
+
+def test_diffusion_is_pointed_at_the_cache_ready_file_only_when_both_start(tmp_path):
+    from objvid.diffusion import cache_source
+
+    specs = child_specs(StackConfig(depth=False, backend="preview"))
+    assert wire_cache(specs, tmp_path)
+    env = {s.name: s.env for s in specs}
+    assert env["cache"] == {}
+    assert env["diffusion"] == {cache_source.READY_FILE_ENV: str(tmp_path / "cache.ready.json"),
+                                cache_source.ADDRESS_ENV: "", cache_source.TOKEN_ENV: ""}  # fmt: skip
+    alone = child_specs(StackConfig(depth=False, cache=False, backend="preview"))
+    assert not wire_cache(alone, tmp_path) and alone[0].env == {}
 
 
 def test_stack_reads_the_bound_port_and_stops_every_process(tmp_path):

@@ -4,12 +4,26 @@ so produces the same video. Bad sources are INVALID_ARGUMENT naming RENDER_SOURC
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from cache_service_helpers import H, W, create_rgbd_scene, rgbd, start, stub_for, w2c_shift
+from cache_service_helpers import (
+    H,
+    W,
+    cloud_msg,
+    create_rgbd_scene,
+    cube_cloud,
+    matrix_transform,
+    rgbd,
+    start,
+    stub_for,
+    translation,
+    w2c_shift,
+)
 
 from objvid.client import ObjvidClient
-from objvid.diffusion.cache_source import ADDRESS_ENV, CacheSource
+from objvid.diffusion.cache_source import ADDRESS_ENV, READY_FILE_ENV, TOKEN_ENV, CacheSource
 from objvid.diffusion.preview import PreviewModel
 from objvid.diffusion.registry import settings_from_parameters
 from objvid.diffusion.triton_io import ChunkError, run_chunk
@@ -105,3 +119,60 @@ def test_generate_stage_asks_for_packed_masks_and_slot0_object_masks_only(cache)
         np.testing.assert_array_equal(f.mask, p.mask)
         np.testing.assert_array_equal(f.rgb, p.rgb)
     assert cache_pb2.RenderOptions(object_mask_slots=1).object_mask_slots == 1
+
+
+def test_ready_file_names_the_cache_read_at_each_fetch(cache, tmp_path, monkeypatch):
+    """The local stack's wiring: the server setting is the cache's ready file, read when a request comes."""
+    for name in (ADDRESS_ENV, TOKEN_ENV):
+        monkeypatch.delenv(name, raising=False)
+    ready = tmp_path / "cache.ready.json"
+    monkeypatch.setenv(READY_FILE_ENV, str(ready))
+    source = CacheSource.from_config()
+    assert source == CacheSource("", ready_file=str(ready))
+    assert CacheSource.from_config({"cache_address": "a:1"}).address == "a:1"  # an address wins
+    Ks, w2cs = _cams(2)
+    src = ObjvidClient.render_source("s", Ks, w2cs, W, H)
+    with pytest.raises(RuntimeError, match="ready file .* is not readable"):
+        source.fetch(src)  # the cache has not written it yet
+    host, port = cache.address.rsplit(":", 1)
+    ready.write_text(json.dumps({"service": "cache", "host": host, "port": int(port)}))
+    renders, masks = source.fetch(src)
+    assert renders.shape == (2, 1, H, W, 3) and masks.any()
+    ready.write_text(json.dumps({"service": "cache", "host": "10.0.0.5", "port": int(port)}))
+    with pytest.raises(RuntimeError, match="only a loopback host"):
+        source.fetch(src)
+
+
+def test_video_scene_source_carries_start_frame_and_object_tracks(tmp_path):
+    """RenderSource.start_frame / object_tracks render what the client's RenderTrajectory renders."""
+    from test_cache_video_service import video_stream
+
+    from objvid.testing.video import synthetic_rgbd_video
+
+    video = synthetic_rgbd_video(frames=6, height=32, width=48)
+    srv = start()
+    channel, stub = stub_for(srv)
+    try:
+        stub.CreateVideoScene(video_stream(video, float32_depth=True), timeout=60)
+        pts, cols = cube_cloud(size=0.1)
+        oid = stub.AddObject(cache_pb2.AddObjectRequest(scene_id="clip", cloud=cloud_msg(pts, cols),
+                                                        transform=matrix_transform(translation(0, 0, 2.5))),
+                             timeout=30).object.object_id  # fmt: skip
+        poses = [matrix_transform(translation(0.1 * i, 0, 2.5)) for i in range(6)]
+        tracks = [cache_pb2.ObjectTrack(object_id=oid, poses=poses)]
+        Ks, w2cs = video["K"][2:5], video["w2c"][2:5]
+        with ObjvidClient(cache_addr=srv.address) as client:
+            options = client.render_options("fused", ("rgb", "mask"), pack_masks=True)
+            want = list(client.render_trajectory("clip", Ks, w2cs, 48, 32, options, start_frame=2,
+                                                 object_tracks=tracks))  # fmt: skip
+            source = client.render_source("clip", Ks, w2cs, 48, 32, options)
+        got_plain = CacheSource(srv.address).fetch(source)[0]
+        source.start_frame = 2
+        source.object_tracks.extend(tracks)
+        got_r, got_m = CacheSource(srv.address).fetch(source)
+        np.testing.assert_array_equal(got_r, np.stack([f.rgb for f in want]))
+        np.testing.assert_array_equal(got_m, np.stack([f.mask for f in want]))
+        assert not np.array_equal(got_plain, got_r)  # frames 0.. without the track differ
+    finally:
+        channel.close()
+        srv.stop(0)

@@ -74,7 +74,7 @@ Guidance = Annotated[
     float | None, opt("--guidance", help="classifier-free guidance (default 1.0)", metavar="G")
 ]
 Backend = Annotated[str, opt("--backend", help="gen3c, or preview (CPU hole filling, NOT GEN3C)", metavar="gen3c|preview")]  # fmt: skip
-RenderSource = Annotated[str, opt("--render-source", help="how a chunk's renders reach the model: on = the model fetches them from its cache itself (RENDER_SOURCE; ~0.9 GB less upload per 720p chunk; the Triton server needs a cache address), off = the client sends them (RENDERS + MASKS), auto = on when the model can fetch (the local stack wires it; a remote server is tried and falls back to off)", metavar="auto|on|off")]  # fmt: skip
+RenderSource = Annotated[str, opt("--render-source", help="how a chunk's renders reach the model: on = the model fetches them from its cache itself (RENDER_SOURCE; ~0.9 GB less upload per 720p chunk; the Triton server needs a cache address), off = the client sends them (RENDERS + MASKS), auto = on when the model can fetch (the local stack wires it, except for its CPU preview model; a remote server is tried and falls back to off)", metavar="auto|on|off")]  # fmt: skip
 SaveBuffer = Annotated[bool, flag("save-buffer", "also write <out>_buffer.mp4 (renders left of the video) and <out>_fidelity.mp4 (object outlines, flagged frames in red)")]  # fmt: skip
 ObjectLock = Annotated[float, opt("--object-lock", help="blend the object's colour-matched render over the output, 0..1 (0 = off)", metavar="ALPHA")]  # fmt: skip
 ObjectLockFeather = Annotated[float, opt("--object-lock-feather", help="pixels over which the lock fades in at the object's edge", metavar="PX")]  # fmt: skip

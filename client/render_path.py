@@ -8,7 +8,10 @@ itself: its outputs need them (the first frame, renders.mp4, the masks npz, the 
 scene update's object mask), so the outputs are the same on both paths.
 
 ``auto`` (default) tries the direct path: the local stack wires its diffusion server to its cache
-(``objvid.client.stack.wire_cache``); a remote Triton is tried once. A refusal about RENDER_SOURCE
+(``objvid.client.stack.wire_cache``); a remote Triton is tried once. Not with the local stack's
+``preview`` model: on the direct path the cache renders each chunk twice (once for the client's outputs,
+once for the model), which on a GPU costs ~0.6 s per chunk against ~1 s of upload saved, but with the
+CPU preview stack (the demo, tests) costs a whole CPU render to save a localhost copy. A refusal about RENDER_SOURCE
 (no cache address, a cache that does not know the scene, a server without the input) comes back before
 the model starts, and the client, which holds the renders anyway, resends the chunk on the client path
 and stays on it for the rest of the run (the reason goes to the manifest). ``on`` turns that refusal into
@@ -40,12 +43,14 @@ def refused(err: ServiceError) -> bool:
 
 class RenderPath:
     """Per run: which path each chunk takes. ``mode``: auto | on | off; ``services``: the manifest's
-    services record (``model_cache`` is set when the local stack wired the model to its cache)."""
+    services record (``model_cache`` is set when the local stack wired the model to its cache);
+    ``backend``: the Triton model name."""
 
-    def __init__(self, mode: str, services: dict):
+    def __init__(self, mode: str, services: dict, backend: str | None = None):
         self.mode = mode
         self.wired = services.get("model_cache") == "local stack"
-        self.direct = mode != "off"
+        local_preview = self.wired and backend == "preview"  # see the module doc
+        self.direct = mode == "on" or (mode == "auto" and not local_preview)
         self.fallback: str | None = None  # why auto left the direct path
 
     def record(self) -> dict:

@@ -83,7 +83,9 @@ def _outputs(m: dict, frames: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_on_and_off_write_identical_outputs_and_auto_goes_direct(room, wired, tmp_path, monkeypatch):
+def test_on_and_off_write_identical_outputs_and_auto_keeps_the_local_preview_on_the_client_path(
+    room, wired, tmp_path, monkeypatch
+):
     client, record = wired
     frames = _tap_writers(monkeypatch)
     runs, written = {}, {}
@@ -92,7 +94,9 @@ def test_on_and_off_write_identical_outputs_and_auto_goes_direct(room, wired, tm
         written[mode] = dict(frames)
         frames.clear()
     paths = {mode: [c["render_path"] for c in m["chunks"]] for mode, m in runs.items()}
-    assert paths == {"off": ["client"], "on": ["direct"], "auto": ["direct"]}  # auto: the stack wired them
+    # auto: the stack wired them, but its model is the CPU preview (a second CPU render would cost more
+    # than the localhost copy it saves; render_path.py)
+    assert paths == {"off": ["client"], "on": ["direct"], "auto": ["client"]}
     assert runs["auto"]["render_path"] == {"mode": "auto", "model_cache": "local stack"}
     off, on = _outputs(runs["off"], written["off"]), _outputs(runs["on"], written["on"])
     assert off.keys() == on.keys() and len(written["on"]) == 4

@@ -178,7 +178,7 @@ def _generate(run: Run) -> dict:
     fidelity = FidelityStage(names, cfg.object_lock, cfg.object_lock_feather, overlay=outputs.fidelity)
     first = None
     object_pixels: list[list[int]] = []
-    path = RenderPath(cfg.render_source, run.manifest["services"])
+    path = RenderPath(cfg.render_source, run.manifest["services"], cfg.backend)
     options = stages.render_options(run, plan)
     for c, (start, end) in enumerate(chunks):
         label = f"frames {start}-{end - 1}"  # one chunk: the chunk number says nothing

@@ -4,7 +4,7 @@
 Issue 18 asks for <= 4.5 ms on an H200 (5.03-5.15 ms measured). The z-buffer raster of
 ``objvid.cache.kernels`` reads its launch shape from module constants at every call: ``ZBUF_POINT_BLOCK``
 (points per program), ``ZBUF_TARGET_PROGRAMS`` (how far the camera loop is split over the grid's second
-axis), ``ZBUF_WARPS`` (warps per program), and ``PIXEL_BLOCK`` (resolve pass). This script times the
+axis), ``ZBUF_WARPS`` (warps per program), and ``kernels_resolve.PIXEL_BLOCK`` (resolve pass). This script times the
 ``render_bench`` workload's ``fused zbuffer + 500k object`` row (rgb + mask + depth) for each candidate,
 interleaved round by round (A B C ... A B C ...) so device drift hits every candidate alike, and checks
 that every candidate's outputs are identical to the current configuration's (the z-buffer is an
@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.small:
         args.object_points, args.rounds = 5_000, 2
     backend = "triton" if device.type == "cuda" else "torch"
-    from objvid.cache import kernels
+    from objvid.cache import kernels, kernels_resolve
 
-    knobs = ("ZBUF_POINT_BLOCK", "ZBUF_TARGET_PROGRAMS", "ZBUF_WARPS", "PIXEL_BLOCK")
-    defaults = {k: getattr(kernels, k) for k in knobs}
+    knobs = {"ZBUF_POINT_BLOCK": kernels, "ZBUF_TARGET_PROGRAMS": kernels, "ZBUF_WARPS": kernels,
+             "PIXEL_BLOCK": kernels_resolve}  # fmt: skip
+    defaults = {k: getattr(mod, k) for k, mod in knobs.items()}
     img, depth, K = synthetic_rgbd(H, W)
     w2cs = gen3c_left_center_facing(T)
     scene = Scene.from_rgbd(img, depth, K, device=device)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def use(name: str) -> None:
         for k, v in {**defaults, **CANDIDATES[name]}.items():
-            setattr(kernels, k, v)
+            setattr(knobs[k], k, v)
 
     names = args.candidates.split(",")
     reference, same = None, {}

@@ -79,11 +79,14 @@ def test_compile_cache_holds_what_torch_compile_writes(tmp_path, monkeypatch):
     torch._dynamo.reset()
 
 
-def test_compile_cache_that_cannot_be_written_is_refused(tmp_path):
+def test_compile_cache_that_cannot_be_written_is_refused(tmp_path, weights_dir):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match=r"^compile_cache: cannot use .*file"):
         use_compile_cache(blocker / "cache")
+    # at load, also where nothing is compiled (CPU): a bad path is a configuration error
+    with pytest.raises(ValueError, match=r"^compile_cache: cannot use .*file"):
+        load_model("gen3c", ModelSettings(weights_dir=weights_dir, compile_cache=str(blocker / "cache")))
 
 
 def test_serve_help_documents_the_flags():

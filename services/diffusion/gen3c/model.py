@@ -198,7 +198,7 @@ class Gen3cModel(VideoModel):
             compile_blocks = device.type == "cuda"
         if fp8 and device.type == "cuda" and not fp8_matmul_available(device):
             raise ValueError(f"fp8 needs FP8 tensor cores (compute capability >= 8.9); {device} has none")
-        if compile_cache and compile_blocks:
+        if compile_cache:  # checked even when not compiling: a bad path is a configuration error
             use_compile_cache(compile_cache)
         try:
             net = load_net(weights_dir / TRANSFORMER_DIR, dtype, load_device)

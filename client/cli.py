@@ -38,18 +38,26 @@ app = typer.Typer(
 )
 
 
-def _views_kw(args: dict) -> dict:
-    """The multi-view options of a command's arguments (GenerateConfig field names)."""
-    names = (
-        "views",
-        "seed_view",
-        "views_trajectory",
-        "view_select",
-        "view_step",
-        "view_interval",
-        "max_views",
+#: Command arguments that go to GenerateConfig under the same name (generate and render take them all).
+_SHARED_INPUTS = (
+    "image", "input_video", "object_track", "static_camera", "out", "method", "object_radius", "trajectory",
+    "camera_rotation", "movement_distance", "camera_path", "frames", "fps", "width", "height", "depth",
+    "intrinsics", "workdir", "depth_units", "object_units", "foreground_masking",
+    "views", "seed_view", "views_trajectory", "view_select", "view_step", "view_interval", "max_views",
+)  # fmt: skip
+
+
+def _input_config(args: dict, **extra) -> pipeline.GenerateConfig:
+    """GenerateConfig from a command's arguments (``locals()``): the inputs generate and render share,
+    the repeatable options as lists, plus the command's own ``extra`` fields."""
+    return pipeline.GenerateConfig(
+        **{n: args[n] for n in _SHARED_INPUTS},
+        objects=list(args["objects"] or []),
+        anchors=list(args["anchor"] or []),
+        object_heights=list(args["object_height"] or []),
+        object_poses=list(args["object_pose"] or []),
+        **extra,
     )
-    return {n: args[n] for n in names}
 
 
 def _run_pipeline(command: str, cfg: pipeline.GenerateConfig, out: Output, services: Services) -> dict:
@@ -159,16 +167,10 @@ def generate(
 ) -> None:
     """Generate a video of the object in the scene along a camera trajectory."""
     setup_logging(verbose)
-    cfg = pipeline.GenerateConfig(
-        image=image, input_video=input_video, object_track=object_track, static_camera=static_camera, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
-        trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
-        camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
-        object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
-        intrinsics=intrinsics, prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps,
-        guidance=guidance, backend=backend, save_buffer=save_buffer, workdir=workdir,
-        depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
-        object_lock=object_lock, object_lock_feather=object_lock_feather, view_fusion=view_fusion,
-        render_source=render_source, **_views_kw(locals()),
+    cfg = _input_config(
+        locals(), prompt=prompt, negative_prompt=negative_prompt, seed=seed, steps=steps, guidance=guidance,
+        backend=backend, save_buffer=save_buffer, object_lock=object_lock, object_lock_feather=object_lock_feather,
+        view_fusion=view_fusion, render_source=render_source,
     )  # fmt: skip
     services = dataclasses.replace(services, geometry_model=geometry_model)
     _generate_and_report(cfg, Output(quiet, as_json), services)
@@ -229,15 +231,7 @@ def render(
     if not video and png_dir is None:
         output.error("inputs", "--no-video needs --png-dir")
         raise typer.Exit(1)
-    cfg = pipeline.GenerateConfig(
-        image=image, input_video=input_video, object_track=object_track, static_camera=static_camera, objects=list(objects or []), out=out, method=method, object_radius=object_radius,
-        trajectory=trajectory, camera_rotation=camera_rotation, movement_distance=movement_distance,
-        camera_path=camera_path, frames=frames, fps=fps, width=width, height=height, anchors=list(anchor or []),
-        object_heights=list(object_height or []), object_poses=list(object_pose or []), depth=depth,
-        intrinsics=intrinsics, workdir=workdir, png_dir=png_dir, no_video=not video, backend="preview",
-        depth_units=depth_units, object_units=object_units, foreground_masking=foreground_masking,
-        **_views_kw(locals()),
-    )  # fmt: skip
+    cfg = _input_config(locals(), png_dir=png_dir, no_video=not video, backend="preview")
     services = dataclasses.replace(services, geometry_model=geometry_model)
     result = run_cli_body(output, lambda: _run_pipeline("render", cfg, output, services))
     rows = []

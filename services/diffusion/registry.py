@@ -102,15 +102,7 @@ def load_model(name: str, settings: ModelSettings | None = None) -> VideoModel:
         from objvid.diffusion.gen3c import Gen3cModel  # torch + diffusers: import only when asked
 
         model = Gen3cModel.from_pretrained(
-            weights_dir,
-            device=settings.device,
-            dtype=settings.torch_dtype(),
-            offload=",".join(settings.offload),
-            cfg_batch=settings.cfg_batch,
-            attention_backend=None if settings.attention_backend == "default" else settings.attention_backend,
-            compile_blocks=None if settings.compile == "auto" else settings.compile == "true",
-            fp8=settings.fp8,
-            compile_cache=settings.compile_cache,
+            weights_dir, device=settings.device, dtype=settings.torch_dtype(), **gen3c_load_options(settings)
         )
     else:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
@@ -119,6 +111,19 @@ def load_model(name: str, settings: ModelSettings | None = None) -> VideoModel:
         name, settings.device, settings.dtype, ",".join(settings.offload) or "none", settings.weights_dir,
     )  # fmt: skip
     return model
+
+
+def gen3c_load_options(settings) -> dict:
+    """``Gen3cModel.from_pretrained`` keyword arguments (besides device and dtype) of ``settings``: a
+    :class:`ModelSettings`, or a multi-GPU worker's spec, which carries the same fields."""
+    return {
+        "offload": ",".join(settings.offload),
+        "cfg_batch": settings.cfg_batch,
+        "attention_backend": None if settings.attention_backend == "default" else settings.attention_backend,
+        "compile_blocks": None if settings.compile == "auto" else settings.compile == "true",
+        "fp8": settings.fp8,
+        "compile_cache": settings.compile_cache,
+    }
 
 
 def parse_bool(text: str, key: str) -> bool:

@@ -45,6 +45,19 @@ def mask_video(masks: np.ndarray, device, dtype) -> torch.Tensor:
     return m[None, None].expand(1, 3, *m.shape).contiguous()
 
 
+def encode_slot(
+    encode, renders, masks, n: int, device, dtype, on_video=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents (1, C, T', h, w) float32 of slot ``n``'s warp and mask videos (arguments as
+    :func:`encode_cache_latents`); ``on_video`` after each of the two."""
+    out = []
+    for video in (uint8_to_unit(renders[:, n], device, dtype), mask_video(masks[:, n], device, dtype)):
+        out.append(encode(video).float())
+        if on_video is not None:
+            on_video()
+    return out[0], out[1]
+
+
 def encode_cache_latents(
     encode: Callable[[torch.Tensor], torch.Tensor],
     renders: np.ndarray,
@@ -65,10 +78,7 @@ def encode_cache_latents(
         raise ValueError(f"RENDERS buffer slots N must be in [1, {frame_buffer_max}], got {slots}")
     parts: list[torch.Tensor] = []
     for n in range(slots):
-        for video in (uint8_to_unit(renders[:, n], device, dtype), mask_video(masks[:, n], device, dtype)):
-            parts.append(encode(video).float())
-            if on_video is not None:
-                on_video()
+        parts.extend(encode_slot(encode, renders, masks, n, device, dtype, on_video))
     zeros = torch.zeros_like(parts[0])
     parts.extend([zeros] * (2 * (frame_buffer_max - slots)))
     return torch.cat(parts, dim=1)

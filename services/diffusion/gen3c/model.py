@@ -63,6 +63,14 @@ def bf16_round(value: float) -> float:
     return float(torch.tensor(value, dtype=torch.bfloat16))
 
 
+def check_frame_count(config: Gen3cConfig, num_frames: int) -> None:
+    """Raise ValueError unless ``num_frames`` is one GEN3C chunk (``config.chunk_frames``)."""
+    if num_frames != config.chunk_frames:
+        raise ValueError(
+            f"RENDERS frame count T must be {config.chunk_frames} (one GEN3C chunk), got {num_frames}"
+        )
+
+
 def check_chunk_size(
     config: Gen3cConfig, max_latent_size: tuple[int, int, int], height: int, width: int, token_split: int = 1
 ) -> None:
@@ -245,10 +253,7 @@ class Gen3cModel(VideoModel):
         return self.config.chunk_frames
 
     def check_frames(self, num_frames: int) -> None:
-        if num_frames != self.config.chunk_frames:
-            raise ValueError(
-                f"RENDERS frame count T must be {self.config.chunk_frames} (one GEN3C chunk), got {num_frames}"
-            )
+        check_frame_count(self.config, num_frames)
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ValueError when (H, W) is outside what the positional embedding covers."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .conditioning import mask_video, uint8_to_unit
+from .conditioning import encode_slot
 
 MAX_FUSION_VIEWS = 8  # RENDERS grow by T x H x W x 4 bytes per view (~436 MB per view at 121 x 704 x 1280)
 
@@ -49,12 +49,9 @@ def encode_latent_max(
         )
     warps, mlats = [], []
     for v in range(views):
-        warps.append(encode(uint8_to_unit(renders[:, v], device, dtype)).float()[0])
-        if on_video is not None:
-            on_video()
-        mlats.append(encode(mask_video(masks[:, v], device, dtype)).float()[0])
-        if on_video is not None:
-            on_video()
+        warp, mlat = encode_slot(encode, renders, masks, v, device, dtype, on_video)
+        warps.append(warp[0])
+        mlats.append(mlat[0])
     warp, mask = vector_max(torch.stack(warps), torch.stack(mlats))
     zeros = torch.zeros_like(warp)
     parts = [warp, mask] + [zeros] * (2 * (frame_buffer_max - 1))

@@ -17,6 +17,7 @@ streams progress and returns the video.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import logging
 import os
@@ -318,10 +319,9 @@ class WorkerGroupModel(VideoModel):
         return self.config.chunk_frames
 
     def check_frames(self, num_frames: int) -> None:
-        if num_frames != self.config.chunk_frames:
-            raise ValueError(
-                f"RENDERS frame count T must be {self.config.chunk_frames} (one GEN3C chunk), got {num_frames}"
-            )
+        from objvid.diffusion.gen3c.model import check_frame_count
+
+        check_frame_count(self.config, num_frames)
 
     def check_size(self, height: int, width: int) -> None:
         from objvid.diffusion.gen3c.model import check_chunk_size
@@ -375,19 +375,12 @@ def devices_for(device: str, world_size: int) -> tuple[str, ...]:
 
 def start_group_model(weights_dir: str, settings) -> WorkerGroupModel:
     """A :class:`WorkerGroupModel` from :class:`~objvid.diffusion.registry.ModelSettings` (world_size > 1)."""
+    shared = {f.name for f in dataclasses.fields(WorkerSpec)} & {f.name for f in dataclasses.fields(settings)}
     spec = WorkerSpec(
         weights_dir=weights_dir,
         devices=devices_for(settings.device, settings.world_size),
         store_dir="",
-        dtype=settings.dtype,
-        offload=tuple(settings.offload),
-        cfg_batch=settings.cfg_batch,
-        attention_backend=settings.attention_backend,
-        compile=settings.compile,
-        compile_cache=settings.compile_cache,
-        fp8=settings.fp8,
-        cfg_parallel=settings.cfg_parallel,
-        cp_mode=settings.cp_mode,
         log_level=logging.getLogger().getEffectiveLevel(),
+        **{name: getattr(settings, name) for name in shared - {"weights_dir"}},
     )
     return WorkerGroupModel(spec)

@@ -27,7 +27,8 @@ log = logging.getLogger("objvid.diffusion.parallel")
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs to load its rank (picklable).
+    """Everything a worker needs to load its rank (picklable): the rank devices and the rendezvous, plus the
+    loading fields of :class:`~objvid.diffusion.registry.ModelSettings` under the same names.
 
     devices: one torch device per rank ("cuda:0", ... or "cpu" repeated); dtype: "auto" or a torch dtype name;
     cfg_parallel: "auto", "1" or "2"; cp_mode: "auto", "ulysses" or "ring"; store_dir: rendezvous directory;
@@ -60,6 +61,7 @@ def load_rank(rank: int, spec: WorkerSpec):
 
     from objvid.diffusion.parallel import plan
     from objvid.diffusion.parallel.model import ParallelGen3cModel
+    from objvid.diffusion.registry import gen3c_load_options
 
     device = torch.device(spec.devices[rank])
     if device.type == "cuda":
@@ -77,16 +79,7 @@ def load_rank(rank: int, spec: WorkerSpec):
     if spec.dtype != "auto":
         dtype = getattr(torch, spec.dtype)
     model = ParallelGen3cModel.from_pretrained(
-        spec.weights_dir,
-        device=device,
-        dtype=dtype,
-        offload=",".join(spec.offload),
-        cfg_batch=spec.cfg_batch,
-        attention_backend=None if spec.attention_backend == "default" else spec.attention_backend,
-        compile_blocks=None if spec.compile == "auto" else spec.compile == "true",
-        load_text_encoder=rank == 0,
-        fp8=spec.fp8,
-        compile_cache=spec.compile_cache,
+        spec.weights_dir, device=device, dtype=dtype, load_text_encoder=rank == 0, **gen3c_load_options(spec)
     )
     heads = int(model.net.transformer.config.num_attention_heads)
     layout = plan.choose_layout(spec.world_size, heads, spec.cfg_parallel, spec.cp_mode)

@@ -6,11 +6,12 @@ Phases (``--phases``):
 
 - ``chunk``: ``Gen3cModel.generate`` (VAE encode of the first frame and 2 buffer slots, conditioning,
   ``--steps`` EDM steps with classifier-free guidance (two DiT passes per step unless ``--guidance 0``),
-  VAE decode), per variant on the SAME weights and inputs: ``bf16`` (the default serving path: fast
-  attention, cuDNN SDPA, ``torch.compile`` of the blocks), then ``fp8`` (``objvid.diffusion.gen3c.fp8``:
-  the blocks' linears as float8 rowwise ``_scaled_mm``). Reports seconds per stage, s/step, the 35-step
-  extrapolation when ``--steps`` < 35, and the fp8 video's deviation from the bf16 one (mean / max abs
-  uint8 difference, PSNR) plus one DiT forward's relative error on identical inputs.
+  VAE decode), per variant on the SAME weights and inputs (``VARIANTS``): ``bf16`` (fast attention, cuDNN
+  SDPA, ``torch.compile`` of the blocks), ``fa4`` (the same with FlashAttention-4), ``cfgbatch`` (bf16 with
+  both CFG passes in one batch: an output-preserving change, the yardstick for bf16 noise), then ``fp8``
+  (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise ``_scaled_mm``). Reports seconds
+  per stage, s/step, the 35-step extrapolation when ``--steps`` < 35, and each video's deviation from the
+  bf16 one (mean / max abs uint8 difference, PSNR) plus one DiT forward's relative error on identical inputs.
 - ``compile-cache``: three fresh processes each build the net, ``torch.compile`` the blocks and time the
   first DiT forward (= compile + run) against the second: ``cold`` (empty Inductor cache), ``disk``
   (Inductor's on-disk cache from ``cold``, ``TORCHINDUCTOR_CACHE_DIR``), ``mega`` (an empty cache dir
@@ -82,6 +83,17 @@ def run_chunk(model, chunk, args, device) -> tuple[np.ndarray, dict]:
                    "chunk_35_steps_s": encode + 35 * step + decode}  # fmt: skip
 
 
+# variant -> diffusion_bench variant of the DiT (attention kernel + compile); fp8 keeps cuDNN attention and
+# quantizes the linears (irreversibly: run it last); cfgbatch = bf16 with cond + uncond in one batch of 2,
+# an output-preserving change whose deviation from bf16 is the bf16-noise yardstick for the others.
+VARIANTS = {
+    "bf16": "fast-cudnn-compile",
+    "fa4": "fast-fa4-compile",
+    "cfgbatch": "fast-cudnn-compile",
+    "fp8": "fast-cudnn-compile",
+}
+
+
 def phase_chunk(args) -> dict:
     from objvid.diffusion.gen3c.model import Gen3cModel
     from objvid.diffusion.gen3c.text import ZeroPromptEncoder
@@ -103,6 +115,11 @@ def phase_chunk(args) -> dict:
     rows, videos, forwards = {}, {}, {}
     for variant in args.variants.split(","):
         try:
+            if variant not in VARIANTS:
+                raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+            if not args.small:
+                db.configure_variant(net, VARIANTS[variant])
+            model.cfg_batch = variant == "cfgbatch"
             if variant == "fp8":
                 n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
                                           reference=True if args.small else None)  # fmt: skip
@@ -152,7 +169,7 @@ dtype = torch.float32 if small else torch.bfloat16
 cfg = db.transformer_config_tiny() if small else db.transformer_config_7b()
 latent = (2, 8, 12) if small else (16, 88, 160)
 net = db.build_net(cfg, device, dtype)
-db.configure_variant(net, "fast-default-compile" if small else "fast-cudnn-compile")
+db.configure_variant(net, "fast-default-compile" if small else {variant!r})
 x = db.net_args(cfg, latent, 1, device, dtype, 8 if small else 512)
 times = []
 for _ in range(2):
@@ -170,17 +187,15 @@ print(json.dumps({{"first_s": times[0], "second_s": times[1], "compile_s": times
 
 def phase_compile_cache(args) -> dict:
     bench_dir = str(Path(__file__).parent)
-    code = CHILD.format(bench=bench_dir, small=bool(args.small))
+    code = CHILD.format(bench=bench_dir, small=bool(args.small), variant=args.compile_variant)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         art = os.path.join(tmp, "mega_cache.bin")
         disk = os.path.join(tmp, "inductor-disk")
-        for mode, cache_dir in (
-            ("cold", disk),
-            ("disk", disk),
-            ("mega", os.path.join(tmp, "inductor-empty")),
-        ):
-            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, TRITON_CACHE_DIR=cache_dir + "-triton")
+        modes = (("cold", disk), ("disk", disk), ("mega", os.path.join(tmp, "inductor-empty")))
+        for mode, cache_dir in (m for m in modes if m[0] in args.compile_modes.split(",")):
+            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, TRITON_CACHE_DIR=cache_dir + "-triton",
+                       FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED="1", FLASH_ATTENTION_CUTE_DSL_CACHE_DIR=cache_dir + "-fa4")  # fmt: skip
             proc = subprocess.run([sys.executable, "-c", code, mode, art], env=env, capture_output=True, text=True,
                                   timeout=600)  # fmt: skip
             if proc.returncode != 0:
@@ -199,8 +214,13 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--guidance", type=float, default=1.0, help="CFG g (GEN3C's default 1.0: two passes per step)"
     )
-    p.add_argument("--variants", default="bf16,fp8", help="comma list: bf16 (default path), fp8 (opt-in)")
+    p.add_argument("--variants", default="bf16,fa4,cfgbatch,fp8",
+                   help="comma list, fp8 last: bf16 (cuDNN attention), fa4 (FlashAttention-4), cfgbatch, fp8")  # fmt: skip
     p.add_argument("--phases", default="chunk,compile-cache")
+    p.add_argument(
+        "--compile-variant", default="fast-fa4-compile", help="DiT variant of the compile-cache phase"
+    )
+    p.add_argument("--compile-modes", default="cold,disk,mega", help="compile-cache processes to run")
     p.add_argument("--frames", type=int, default=121)
     p.add_argument("--height", type=int, default=704)
     p.add_argument("--width", type=int, default=1280)

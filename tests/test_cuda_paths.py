@@ -4,7 +4,7 @@
 - the renderer's Triton-lang kernels vs the float64 PyTorch reference on random scenes and cameras;
 - the cache service on `--device cuda` returns the library's render (bit for bit with the z-buffer; GEN3C's
   float atomic adds vary in the last bit between runs);
-- GEN3C with the CUDA defaults (bf16, cuDNN attention, compiled blocks) runs a tiny converted model
+- GEN3C with the CUDA defaults (bf16, FA4 or cuDNN attention, compiled blocks) runs a tiny converted model
   deterministically.
 """
 
@@ -120,3 +120,77 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
     assert a.shape == (T, 64, 96, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert a.std() > 0
+
+
+def _fa4_or_skip():
+    from objvid.diffusion.gen3c import fa4
+
+    reason = fa4.unavailable_reason("cuda", torch.bfloat16)
+    if reason is not None:
+        pytest.skip(f"FlashAttention-4 {reason}")
+    return fa4
+
+
+@pytest.mark.parametrize("kv_tokens", [1000, 77])  # self-attention, cross-attention onto text tokens
+def test_fa4_attention_matches_reference(kv_tokens):
+    """The FA4 op against float64 softmax attention, with cuDNN SDPA's error on the same inputs as the bar."""
+    import torch.nn.functional as F
+
+    from objvid.diffusion.gen3c.transformer import sdpa_backend
+
+    fa4 = _fa4_or_skip()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(2, n, 4, 128, generator=g, device="cuda", dtype=torch.bfloat16)
+        for n in (1000, kv_tokens, kv_tokens)
+    )
+    d = [t.double().transpose(1, 2) for t in (q, k, v)]
+    want = (torch.softmax(d[0] @ d[1].transpose(-1, -2) / 128**0.5, dim=-1) @ d[2]).transpose(1, 2)
+    got = fa4.fa4_attention(q, k, v)
+    assert got.shape == q.shape and got.dtype == torch.bfloat16
+    with sdpa_backend("cudnn"):
+        bar = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
+    err, bar_err = (got.double() - want).abs(), (bar.double() - want).abs()
+    assert err.max() <= 2 * bar_err.max() + 1e-3, (err.max(), bar_err.max())
+    assert err.mean() <= 1.5 * bar_err.mean() + 1e-5, (err.mean(), bar_err.mean())
+
+
+def test_gen3c_fa4_compiled_matches_cudnn(tmp_path):
+    """A tiny converted GEN3C: FA4 inside compiled blocks gives cuDNN's DiT output to bf16 noise, and the
+    same video twice."""
+    _fa4_or_skip()
+    from test_diffusion_gen3c import TOK_LAYOUT, T, make_chunk
+
+    from objvid.diffusion.base import GenerateOptions
+    from objvid.diffusion.convert import convert
+    from objvid.diffusion.gen3c.model import Gen3cModel
+    from objvid.testing import gen3c as synthetic
+
+    model_pt = synthetic.write_gen3c_checkpoint(
+        tmp_path / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)
+    )
+    tok = synthetic.write_tokenizer_dir(
+        tmp_path / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
+    )
+    weights = convert(model_pt, tok, tmp_path / "w", chunk_frames=T, text_max_length=8).out_dir
+    fast = Gen3cModel.from_pretrained(weights, device="cuda", attention_backend="fa4")
+    ref = Gen3cModel.from_pretrained(weights, device="cuda", attention_backend="cudnn", compile_blocks=False)
+    assert fast.net.attention_backend == "fa4"
+    assert fast.net.transformer.transformer_blocks[0].attn1.processor.kernel == "fa4"
+    g = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(1, 16, 3, 8, 12, generator=g, device="cuda", dtype=torch.bfloat16)
+    text = torch.randn(1, 8, fast.config.text_embed_dim, generator=g, device="cuda", dtype=torch.bfloat16)
+    cond = torch.zeros(1, 1, 3, 8, 12, device="cuda", dtype=torch.bfloat16)
+    cache = torch.randn(
+        1, fast.net.cache_channels, 3, 8, 12, generator=g, device="cuda", dtype=torch.bfloat16
+    )
+    step = torch.full((1,), -0.3, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        a = fast.net(x, step, text, cond, cache, fps=24.0).float()
+        b = ref.net(x, step, text, cond, cache, fps=24.0).float()
+    assert ((a - b).norm() / b.norm()).item() < 2e-2
+    chunk = make_chunk(64, 96)
+    opts = GenerateOptions(seed=3, num_steps=2, guidance=1.0)
+    v1, v2 = fast.generate(chunk, opts), fast.generate(chunk, opts)
+    np.testing.assert_array_equal(v1, v2)
+    assert v1.std() > 0

@@ -14,7 +14,13 @@ from objvid.diffusion.base import GenerateOptions, validate_chunk
 from objvid.diffusion.cli import cli
 from objvid.diffusion.convert import convert
 from objvid.diffusion.gen3c import fp8
-from objvid.diffusion.gen3c.compile_cache import INDUCTOR_ENV, TRITON_ENV, use_compile_cache
+from objvid.diffusion.gen3c.compile_cache import (
+    FA4_ENABLE_ENV,
+    FA4_ENV,
+    INDUCTOR_ENV,
+    TRITON_ENV,
+    use_compile_cache,
+)
 from objvid.diffusion.registry import ModelSettings, load_model, settings_from_parameters
 from objvid.testing import gen3c as synthetic
 
@@ -66,10 +72,13 @@ def test_fp8_and_compile_cache_parameters_are_checked(tmp_path):
 
 
 def test_compile_cache_holds_what_torch_compile_writes(tmp_path, monkeypatch):
-    for name in (INDUCTOR_ENV, TRITON_ENV):  # restored after the test
+    for name in (INDUCTOR_ENV, TRITON_ENV, FA4_ENV, FA4_ENABLE_ENV):  # restored after the test
         monkeypatch.setenv(name, os.environ.get(name, ""))
     env = use_compile_cache(tmp_path / "cc")
     assert env[INDUCTOR_ENV] == str(tmp_path / "cc" / "inductor") == os.environ[INDUCTOR_ENV]
+    # FlashAttention-4 keeps its compiled kernels there too (read by flash_attn.cute at import)
+    assert os.environ[FA4_ENV] == str(tmp_path / "cc" / "fa4") and os.environ[FA4_ENABLE_ENV] == "1"
+    assert (tmp_path / "cc" / "fa4").is_dir()
     torch._dynamo.reset()
     f = torch.compile(lambda x: torch.sin(x) * 2 + 1, dynamic=False)
     x = torch.randn(64)

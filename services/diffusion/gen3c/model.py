@@ -171,7 +171,9 @@ class Gen3cModel(VideoModel):
         """Load a weights directory written by ``objvid-diffusion convert``.
 
         attention_backend: SDPA backend ("flash", "cudnn", "efficient", "math", None = PyTorch's choice),
-        "fa4" (FlashAttention-4, package flash-attn-4), or "auto" = "cudnn" on CUDA, None on CPU;
+        "fa4" (FlashAttention-4, package flash-attn-4), or "auto"
+        (:func:`~objvid.diffusion.gen3c.transformer.resolve_attention_backend`: fa4 where it runs, else cudnn
+        on CUDA, None on CPU);
         fast_attention: use :class:`~objvid.diffusion.gen3c.transformer.FastCosmosAttnProcessor`;
         compile_blocks: ``torch.compile`` each transformer block (first call is slow); None = on CUDA only;
         load_text_encoder: False = zero prompt encoder even when the weights have T5 (worker ranks > 0 of a
@@ -191,23 +193,16 @@ class Gen3cModel(VideoModel):
         config = Gen3cConfig.load(weights_dir)
         t0 = time.perf_counter()
         load_device = device if (device.type == "cuda" and not offload.transformer) else torch.device("cpu")
-        if attention_backend == "auto":
-            attention_backend = "cudnn" if device.type == "cuda" else None
-        if attention_backend not in (None, *transformer.ATTENTION_BACKENDS):  # checked before the slow load
-            raise ValueError(
-                f"attention_backend must be one of {transformer.ATTENTION_BACKENDS}, got {attention_backend!r}"
-            )
-        if attention_backend == "fa4":
-            try:
-                transformer.flash_attn_4()
-            except ImportError as exc:
-                raise ValueError(f"attention_backend fa4 needs the flash-attn-4 package ({exc})") from exc
+        if (
+            compile_cache
+        ):  # checked even when not compiling (a bad path is a configuration error); sets FA4 env
+            use_compile_cache(compile_cache)
+        attention_auto = attention_backend == "auto"
+        attention_backend = transformer.resolve_attention_backend(attention_backend, device, dtype)
         if compile_blocks is None:
             compile_blocks = device.type == "cuda"
         if fp8 and device.type == "cuda" and not fp8_matmul_available(device):
             raise ValueError(f"fp8 needs FP8 tensor cores (compute capability >= 8.9); {device} has none")
-        if compile_cache:  # checked even when not compiling: a bad path is a configuration error
-            use_compile_cache(compile_cache)
         try:
             net = load_net(weights_dir / TRANSFORMER_DIR, dtype, load_device)
         except Exception as exc:
@@ -216,6 +211,7 @@ class Gen3cModel(VideoModel):
                 raise memory.oom_error(exc, "loading the transformer", offload, sizes) from exc
             raise
         net.attention_backend = attention_backend
+        net.attention_auto = attention_auto  # a multi-GPU group may swap an automatic fa4 for cuDNN
         if attention_backend == "fa4":
             transformer.use_fast_attention(net.transformer, kernel="fa4")
         elif fast_attention:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from objvid.diffusion.gen3c import fa4
 from objvid.diffusion.gen3c.config import LATENT_CHANNELS
 
 UPSTREAM_QK_NORM_EPS = 1e-6
@@ -75,23 +76,16 @@ def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
-def flash_attn_4():
-    """FlashAttention-4's ``flash_attn_func`` ((B, S, H, D) in and out); ImportError when not installed."""
-    from flash_attn.cute import flash_attn_func
-
-    return flash_attn_func
-
-
 class FastCosmosAttnProcessor:
     """Same math as diffusers' ``CosmosAttnProcessor2_0`` (q/k RMSNorm, rotate-half RoPE, SDPA), without its
     GQA ``repeat_interleave`` copies and layout round trips. kernel "sdpa": the SDPA backend follows the
-    caller's ``torch.nn.attention.sdpa_kernel`` context (see :class:`Gen3cNet`); kernel "fa4": FlashAttention-4."""
+    caller's ``torch.nn.attention.sdpa_kernel`` context (see :class:`Gen3cNet`); kernel "fa4": FlashAttention-4
+    (:mod:`~objvid.diffusion.gen3c.fa4`, one opaque op inside compiled blocks)."""
 
     def __init__(self, kernel: str = "sdpa"):
         if kernel not in ("sdpa", "fa4"):
             raise ValueError(f"attention kernel must be 'sdpa' or 'fa4', got {kernel!r}")
         self.kernel = kernel
-        self._fa4 = flash_attn_4() if kernel == "fa4" else None
         # (diffusers ParallelConfig, backend name) under context parallelism (objvid.diffusion.parallel.plan)
         self.parallel: tuple[Any, str] | None = None
 
@@ -119,15 +113,36 @@ class FastCosmosAttnProcessor:
             config, backend = self.parallel
             out = dispatch_attention_fn(q, k, v, backend=backend, parallel_config=config)
             out = out.flatten(2).type_as(q)
-        elif self._fa4 is not None and attention_mask is None:
-            out = self._fa4(q.contiguous(), k.contiguous(), v.contiguous())
-            out = (out[0] if isinstance(out, tuple) else out).flatten(2).type_as(q)
+        elif self.kernel == "fa4" and attention_mask is None:
+            out = fa4.fa4_attention(q, k, v).flatten(2).type_as(q)
         else:
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask
             )
             out = out.transpose(1, 2).flatten(2).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))
+
+
+def resolve_attention_backend(requested: str | None, device: torch.device, dtype: torch.dtype) -> str | None:
+    """The attention kernel a load uses (:data:`ATTENTION_BACKENDS` or None = PyTorch's SDPA choice).
+
+    "auto": FlashAttention-4 where it runs (:func:`~objvid.diffusion.gen3c.fa4.unavailable_reason`: sm90 /
+    sm100, bf16 / fp16, package installed; the fastest measured on the H200, docs/performance.md), else cuDNN
+    SDPA on CUDA, PyTorch's choice on a CPU. A named kernel that cannot run is a ValueError naming why.
+    """
+    if requested == "auto":
+        if device.type != "cuda":
+            return None
+        return "fa4" if fa4.unavailable_reason(device, dtype) is None else "cudnn"
+    if requested not in (None, *ATTENTION_BACKENDS):
+        raise ValueError(
+            f"attention_backend must be one of {('auto', *ATTENTION_BACKENDS)}, got {requested!r}"
+        )
+    if requested == "fa4":
+        reason = fa4.unavailable_reason(device, dtype)
+        if reason is not None:
+            raise ValueError(f"attention_backend fa4 {reason}")
+    return requested
 
 
 def use_fast_attention(model: nn.Module, enabled: bool = True, kernel: str = "sdpa") -> None:

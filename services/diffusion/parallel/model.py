@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from objvid.diffusion.base import ChunkInputs, Progress, ProgressFn
-from objvid.diffusion.gen3c import conditioning, memory, sampler
+from objvid.diffusion.gen3c import conditioning, memory, sampler, transformer
 from objvid.diffusion.gen3c.model import Gen3cModel
 from objvid.diffusion.parallel import plan
 
@@ -53,6 +53,14 @@ class ParallelGen3cModel(Gen3cModel):
         self.layout = layout
         self.mesh = mesh
         self.token_split = layout.cp
+        if (
+            layout.cp > 1
+            and self.net.attention_backend == "fa4"
+            and getattr(self.net, "attention_auto", False)
+        ):
+            # FA4 has no context-parallel path: an automatic choice falls back to cuDNN (a named one fails below)
+            self.net.attention_backend = "cudnn"
+            transformer.use_fast_attention(self.net.transformer)
         backend = plan.cp_attention_backend(self.net.attention_backend, layout)
         plan.enable_context_parallel(self.net.transformer, layout, mesh, backend)
 

@@ -29,7 +29,7 @@ from objvid.diffusion.gen3c import fa4  # noqa: E402
 from objvid.diffusion.gen3c.transformer import sdpa_backend  # noqa: E402
 
 
-def kernels(device: torch.device, dtype: torch.dtype) -> dict:
+def kernels(device: torch.device, dtype: torch.dtype, tile_sweep=()) -> dict:
     """name -> fn(q, k, v) on (B, S, H, D) tensors (the processor's layout), or the reason it cannot run."""
 
     def sdpa(name):
@@ -46,6 +46,16 @@ def kernels(device: torch.device, dtype: torch.dtype) -> dict:
     )
     reason = fa4.unavailable_reason(device, dtype)
     out["fa4"] = fa4.fa4_attention if reason is None else reason
+    for tiles in (
+        tile_sweep if reason is None else ()
+    ):  # FA4 forward tiles (tile_m, tile_n) other than its own
+
+        def run(q, k, v, tiles=tiles):
+            from flash_attn.cute.interface import _flash_attn_fwd
+
+            return _flash_attn_fwd(q, k, v, tile_mn=tiles)[0]
+
+        out[f"fa4-{tiles[0]}x{tiles[1]}"] = run
     return out
 
 
@@ -71,6 +81,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cuda")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--small", action="store_true", help="tiny shapes (CPU check of the script)")
+    p.add_argument("--fa4-tiles", default="", help="FA4 forward tiles to try, e.g. 128x176,192x128")
     p.add_argument("--out", help="JSON path (default $OUT/attention_bench.json or bench/results/)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -90,10 +101,11 @@ def main(argv=None) -> dict:
            "shape": {"batch": b, "heads": h, "head_dim": d, "tokens": tokens, "text_tokens": text}, "kernels": {}}  # fmt: skip
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(device)
-    for name, fn in kernels(device, dtype).items():
+    sweep = [tuple(int(x) for x in t.split("x")) for t in args.fa4_tiles.split(",") if t]
+    for name, fn in kernels(device, dtype, sweep).items():
         if isinstance(fn, str):
             res["kernels"][name] = {"unavailable": fn}
-            print(f"{name:<11s} unavailable: {fn}", flush=True)
+            print(f"{name:<13s} unavailable: {fn}", flush=True)
             continue
         row = {}
         for case, a in cases.items():
@@ -109,7 +121,7 @@ def main(argv=None) -> dict:
             row[case] = {"first_s": first, "median_ms": med * 1e3, "tflops": flops / med / 1e12,
                          "max_abs_err": float(err.max()), "mean_abs_err": float(err.mean())}  # fmt: skip
         res["kernels"][name] = row
-        print(f"{name:<11s} " + "  ".join(
+        print(f"{name:<13s} " + "  ".join(
             f"{c}: {r['median_ms']:8.2f} ms {r['tflops']:6.1f} TFLOP/s first {r['first_s']:6.2f} s max|d| {r['max_abs_err']:.2e}"
             if "median_ms" in r else f"{c}: {r['error']}" for c, r in row.items()), flush=True)  # fmt: skip
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"

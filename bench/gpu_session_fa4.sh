@@ -2,9 +2,10 @@
 # Third H200 session of issue 18: FlashAttention-4 (flash-attn-4, CuTe DSL) in the GEN3C DiT.
 # Its compiler library (nvidia-cutlass-dsl-libs-cu13, 92 MB as a wheel) is over one call's 64 MiB, so it
 # travels as an xz tarball in two halves (.gpu_a, .gpu_b; see docs/performance.md) over calls a and b.
-#   a: install the small wheels, keep half a; attention kernels that need nothing more (cuDNN, flash)
-#   b: join the halves; attention kernels incl. FA4; CUDA tests; a 3-step chunk per variant, side by side
-#   c: a whole 35-step chunk on the new default; compile cost at restart with the FA4 cache
+#   a: install the small wheels, keep half a (a fresh machine; the next call must follow within its idle release)
+#   b: join the halves; attention kernels incl. FA4 tiles; where a DiT forward spends its time; a 3-step chunk
+#      per variant side by side (bf16 = cuDNN, fa4, fa4-cfgbatch); the CUDA tests of the GEN3C paths
+#   c VARIANT: a whole 35-step chunk of VARIANT; compile cost at restart with the FA4 kernel cache
 set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"
@@ -14,22 +15,24 @@ a)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   mkdir -p /tmp/stash && cp .gpu_a/* /tmp/stash/ && ls -la /tmp/stash
   nvidia-smi --query-gpu=name,power.limit,driver_version --format=csv
-  timeout 200 python bench/attention_bench.py --out "$O/attention_a.json" 2>&1 | tee "$O/attention_a.log"
   ;;
 b)
   test -d /tmp/site || { echo "no /tmp/site: stage a ran on another machine"; exit 1; }
-  cat /tmp/stash/cu13.part.aa .gpu_b/cu13.part.ab | xz -d | tar x -C /tmp/site || exit 1
+  test -d /tmp/site/nvidia_cutlass_dsl/cu13 || cat /tmp/stash/cu13.part.aa .gpu_b/cu13.part.ab | xz -d | tar x -C /tmp/site || exit 1
   python -c "import flash_attn.cute, cutlass; print('fa4 import ok', cutlass.__version__)" 2>&1 | tail -3
-  timeout 240 python bench/attention_bench.py --out "$O/attention_b.json" > "$O/attention_b.log" 2>&1
-  timeout 200 python -m pytest -q -p no:cacheprovider tests/test_cuda_paths.py -k "fa4 or gen3c" > "$O/cuda_tests.log" 2>&1
-  timeout 330 python bench/diffusion_chunk.py --steps 3 --variants bf16,fa4,cfgbatch --phases chunk \
+  timeout 100 python -W ignore bench/attention_bench.py --fa4-tiles 128x176,128x192,128x160,192x128 \
+    --out "$O/attention_b.json" > "$O/attention_b.log" 2>&1
+  timeout 150 python -W ignore bench/dit_profile.py --variants fast-cudnn-compile,fast-fa4-compile \
+    --out "$O/dit_profile.json" > "$O/dit_profile.log" 2>&1
+  timeout 250 python -W ignore bench/diffusion_chunk.py --steps 3 --variants bf16,fa4,fa4-cfgbatch --phases chunk \
     --out "$O/diffusion_chunk_fa4_3.json" > "$O/chunk3.log" 2>&1
-  for f in attention_b cuda_tests chunk3; do echo "== $f"; tail -n 14 "$O/$f.log"; done
+  timeout 60 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py -k "fa4 or cuda_defaults" > "$O/cuda_tests.log" 2>&1
+  for f in attention_b dit_profile chunk3 cuda_tests; do echo "== $f"; tail -n 16 "$O/$f.log"; done
   ;;
 c)
-  timeout 380 python bench/diffusion_chunk.py --steps 35 --variants fa4 --phases chunk \
+  timeout 380 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4}" --phases chunk \
     --out "$O/diffusion_chunk_fa4_35.json" > "$O/chunk35.log" 2>&1
-  timeout 170 python bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
+  timeout 170 python -W ignore bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
     --out "$O/compile_cache_fa4.json" > "$O/compile_cache.log" 2>&1
   for f in chunk35 compile_cache; do echo "== $f"; tail -n 12 "$O/$f.log"; done
   ;;

@@ -8,7 +8,12 @@ FA4's Python entry point builds and caches its kernels at call time and cannot b
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+
+# CuTe DSL and FA4 warn about their own internals (argument adapters, deprecated aliases) on every new kernel
+warnings.filterwarnings("ignore", module=r"(cutlass|flash_attn)(\.|$)")
 
 SUPPORTED_CAPABILITY_MAJOR = (9, 10)  # sm90 (H100/H200), sm100 (B200); others use SDPA
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16)
@@ -26,8 +31,8 @@ def unavailable_reason(device: torch.device | str, dtype: torch.dtype) -> str | 
         return f"needs bfloat16 or float16, the model runs in {dtype}"
     try:
         from flash_attn.cute import flash_attn_func  # noqa: F401
-    except ImportError as exc:
-        return f"needs the flash-attn-4 package ({exc})"
+    except Exception as exc:  # noqa: BLE001 - ImportError, or cutlass's RuntimeError for a partial install
+        return f"needs the flash-attn-4 package and its CUDA libraries ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -47,8 +47,8 @@ def main(argv=None) -> dict:
             first_enc = clock.once(lambda: vae.encode(video))
             enc, enc_times = clock.median(lambda: vae.encode(video), reps=args.reps, warmup=0)
             latent = vae.encode(video)
-            first_dec = clock.once(lambda: vae.decode(latent))
-            dec, dec_times = clock.median(lambda: vae.decode(latent), reps=args.reps, warmup=0)
+            first_dec = clock.once(lambda lat=latent: vae.decode(lat))
+            dec, dec_times = clock.median(lambda lat=latent: vae.decode(lat), reps=args.reps, warmup=0)
             outs[mode] = (latent.float().cpu(), vae.decode(latent).float().cpu())
         res["modes"][mode] = {"encode_s": enc, "decode_s": dec, "first_encode_s": first_enc,
                               "first_decode_s": first_dec, "chunk_vae_s": 5 * enc + dec}  # fmt: skip

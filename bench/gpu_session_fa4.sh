@@ -10,6 +10,10 @@ set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"
 export PYTHONPATH=$PWD/bench/_path:/tmp/site:/tmp/site/nvidia_cutlass_dsl/dsl_packages PYTHONUNBUFFERED=1
+join_fa4() {  # stages b and c: the second half (.gpu_b) joins the first, kept by stage a
+  test -d /tmp/site || { echo "no /tmp/site: stage a ran on another machine"; exit 1; }
+  test -d /tmp/site/nvidia_cutlass_dsl/cu13 || cat /tmp/stash/cu13.part.aa .gpu_b/cu13.part.ab | xz -d | tar x -C /tmp/site || exit 1
+}
 case $stage in
 a)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -17,8 +21,7 @@ a)
   nvidia-smi --query-gpu=name,power.limit,driver_version --format=csv
   ;;
 b)
-  test -d /tmp/site || { echo "no /tmp/site: stage a ran on another machine"; exit 1; }
-  test -d /tmp/site/nvidia_cutlass_dsl/cu13 || cat /tmp/stash/cu13.part.aa .gpu_b/cu13.part.ab | xz -d | tar x -C /tmp/site || exit 1
+  join_fa4
   python -c "import flash_attn.cute, cutlass; print('fa4 import ok', cutlass.__version__)" 2>&1 | tail -3
   timeout 100 python -W ignore bench/attention_bench.py --fa4-tiles 128x176,128x192,128x160,192x128 \
     --out "$O/attention_b.json" > "$O/attention_b.log" 2>&1

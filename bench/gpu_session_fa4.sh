@@ -5,7 +5,7 @@
 #   a: install the small wheels, keep half a (a fresh machine; the next call must follow within its idle release)
 #   b: join the halves; attention kernels incl. FA4 tiles; where a DiT forward spends its time; a 3-step chunk
 #      per variant side by side (bf16 = cuDNN, fa4, fa4-cfgbatch); the CUDA tests of the GEN3C paths
-#   c VARIANT: a whole 35-step chunk of VARIANT; compile cost at restart with the FA4 kernel cache
+#   c VARIANT: the VAE with cuDNN's heuristics vs cudnn.benchmark; a whole 35-step chunk of VARIANT (fa4)
 set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"
@@ -33,10 +33,10 @@ b)
   for f in attention_b dit_profile chunk3 cuda_tests; do echo "== $f"; tail -n 16 "$O/$f.log"; done
   ;;
 c)
-  timeout 380 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4}" --phases chunk \
+  join_fa4
+  timeout 150 python -W ignore bench/vae_bench.py --out "$O/vae_bench.json" > "$O/vae_bench.log" 2>&1
+  timeout 400 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4}" --phases chunk \
     --out "$O/diffusion_chunk_fa4_35.json" > "$O/chunk35.log" 2>&1
-  timeout 170 python -W ignore bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
-    --out "$O/compile_cache_fa4.json" > "$O/compile_cache.log" 2>&1
-  for f in chunk35 compile_cache; do echo "== $f"; tail -n 12 "$O/$f.log"; done
+  for f in vae_bench chunk35; do echo "== $f"; tail -n 12 "$O/$f.log"; done
   ;;
 esac

@@ -204,6 +204,10 @@ def phase_compile_cache(args) -> dict:
             else:
                 out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
                 out[mode]["artifact_bytes"] = os.path.getsize(art) if os.path.exists(art) else 0
+                fa4_dir = Path(cache_dir + "-fa4")
+                out[mode]["fa4_cache_files"] = (
+                    sum(1 for p in fa4_dir.rglob("*") if p.is_file()) if fa4_dir.is_dir() else 0
+                )
             print(f"compile-cache {mode}: {out[mode]}", flush=True)
     return out
 

@@ -6,6 +6,7 @@
 #   b: join the halves; attention kernels incl. FA4 tiles; where a DiT forward spends its time; a 3-step chunk
 #      per variant side by side (bf16 = cuDNN, fa4, fa4-cfgbatch); the CUDA tests of the GEN3C paths
 #   c VARIANT: the VAE with cuDNN's heuristics vs cudnn.benchmark; a whole 35-step chunk of VARIANT (fa4)
+#   d: compile cost at restart (first DiT forward in a fresh process) with FA4, cold and with the disk caches
 set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"
@@ -38,5 +39,11 @@ c)
   timeout 400 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4}" --phases chunk \
     --out "$O/diffusion_chunk_fa4_35.json" > "$O/chunk35.log" 2>&1
   for f in vae_bench chunk35; do echo "== $f"; tail -n 12 "$O/$f.log"; done
+  ;;
+d)
+  join_fa4
+  timeout 250 python -W ignore bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
+    --out "$O/compile_cache_fa4.json" > "$O/compile_cache.log" 2>&1
+  tail -n 8 "$O/compile_cache.log"
   ;;
 esac

@@ -9,7 +9,13 @@ import re
 import pytest
 
 from objvid.diffusion import cli
-from objvid.diffusion.parallel.plan import ParallelLayout, choose_layout, cp_attention_backend, gen3c_cp_plan
+from objvid.diffusion.parallel.plan import (
+    ParallelLayout,
+    choose_layout,
+    cp_attention_backend,
+    gen3c_cp_plan,
+    rank_attention_backend,
+)
 from objvid.diffusion.registry import ModelSettings, settings_from_parameters
 from objvid.runtime import config
 
@@ -59,6 +65,14 @@ def test_ring_needs_a_kernel_with_log_sum_exp():
         cp_attention_backend("efficient", ring)
     with pytest.raises(ValueError, match="fa4 has no context-parallel path"):
         cp_attention_backend("fa4", ulysses)
+    # an automatic fa4 (auto on an H100/H200 with flash-attn-4) falls back to cuDNN where tokens are split;
+    # a named one is kept (and refused above); without context parallelism every rank keeps fa4
+    assert (
+        rank_attention_backend("fa4", True, ulysses) == "cudnn" == rank_attention_backend("fa4", True, ring)
+    )
+    assert rank_attention_backend("fa4", False, ulysses) == "fa4"
+    assert rank_attention_backend("fa4", True, ParallelLayout(2, cfg=2)) == "fa4"
+    assert rank_attention_backend("cudnn", True, ring) == "cudnn"
 
 
 def test_cp_plan_splits_tokens_consistently():

@@ -15,6 +15,9 @@ RUN sh /src/deploy/images/build-wheel.sh /src /wheels
 FROM ${TRITON_IMAGE}
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=
+# objvid extras beyond `diffusion`: `fa4` brings FlashAttention-4 (the default attention on H100/H200/B200);
+# set OBJVID_EXTRAS=diffusion for a torch built for CUDA 12 (then add flash-attn-4 without [cu13]).
+ARG OBJVID_EXTRAS=diffusion,fa4
 # The container's Python is the system one (PEP 668); objvid goes into /usr/local for the backend.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -30,7 +33,7 @@ RUN if ! python3 -m pip --version >/dev/null 2>&1; then \
  && printf 'torch==%s\nnumpy<2\n' "${TORCH_VERSION}" > /etc/objvid/constraints.txt
 RUN python3 -m pip install ${TORCH_INDEX_URL:+--index-url "${TORCH_INDEX_URL}"} "torch==${TORCH_VERSION}"
 COPY --from=wheel /wheels /wheels
-RUN python3 -m pip install "$(ls /wheels/objvid-*.whl)[diffusion]" \
+RUN python3 -m pip install "$(ls /wheels/objvid-*.whl)[${OBJVID_EXTRAS}]" \
  && rm -rf /wheels \
  && python3 -c "import objvid.diffusion, torch; print('torch', torch.__version__)" \
  && (command -v hf || command -v huggingface-cli)

@@ -82,7 +82,7 @@ FLAGS: list[Flag] = [
     Flag(
         "attention-backend",
         "auto",
-        "gen3c attention kernel (auto: cudnn on CUDA, the fastest measured on H100)",
+        "gen3c attention kernel (auto: fa4 where flash-attn-4 runs, else cudnn on CUDA)",
         choices=ATTENTION_CHOICES,
     ),  # fmt: skip
     Flag(

@@ -31,7 +31,8 @@ class ModelSettings:
     device: ``cpu``, ``cuda`` or ``cuda:<index>``. dtype: ``auto`` = bfloat16 on CUDA, float32 on CPU.
     offload: subset of :data:`OFFLOAD_PARTS` kept on the CPU between uses (gen3c only).
     cfg_batch: run GEN3C's conditional and unconditional passes as one batch of 2 (faster, more memory).
-    attention_backend: GEN3C SDPA backend (auto = cudnn on CUDA; flash, cudnn, efficient, math, default).
+    attention_backend: GEN3C attention kernel (auto = fa4 where it runs, else cudnn on CUDA; fa4, flash, cudnn,
+    efficient, math, default).
     compile: torch.compile the GEN3C blocks: auto (CUDA only), true, false.
     compile_cache: directory for torch.compile's caches (kept across restarts); None = Inductor's default.
     fp8: opt-in FP8 linear layers in the GEN3C transformer blocks (Hopper/Ada; measured in docs/performance.md).

@@ -181,8 +181,9 @@ class Gen3cModel(VideoModel):
         fp8: opt-in FP8 (e4m3) linear layers in the transformer blocks (:mod:`~objvid.diffusion.gen3c.fp8`;
         needs FP8 tensor cores on CUDA; on a CPU the same quantized arithmetic in float32, for tests);
         compile_cache: directory for ``torch.compile``'s caches (:mod:`~objvid.diffusion.gen3c.compile_cache`).
-        Defaults follow docs/performance.md (H100, 2026-11-21): cuDNN attention + compiled blocks reach 78%
-        of the bf16 matmul ceiling per DiT forward (3.60 s) against 65% (4.35 s) for diffusers' default.
+        Defaults follow docs/performance.md: cuDNN attention + compiled blocks reach 78% of the bf16 matmul
+        ceiling per DiT forward (3.60 s, H100) against 65% (4.35 s) for diffusers' default; FlashAttention-4
+        makes the forward 6 % faster again (3.42 s vs 3.65 s, H200, 2026-12-02).
         """
         weights_dir = Path(weights_dir)
         if not weights_dir.is_dir():

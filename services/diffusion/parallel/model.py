@@ -53,13 +53,11 @@ class ParallelGen3cModel(Gen3cModel):
         self.layout = layout
         self.mesh = mesh
         self.token_split = layout.cp
-        if (
-            layout.cp > 1
-            and self.net.attention_backend == "fa4"
-            and getattr(self.net, "attention_auto", False)
-        ):
-            # FA4 has no context-parallel path: an automatic choice falls back to cuDNN (a named one fails below)
-            self.net.attention_backend = "cudnn"
+        kept = plan.rank_attention_backend(
+            self.net.attention_backend, getattr(self.net, "attention_auto", False), layout
+        )
+        if kept != self.net.attention_backend:  # the SDPA processors (the compiled blocks recompile once)
+            self.net.attention_backend = kept
             transformer.use_fast_attention(self.net.transformer)
         backend = plan.cp_attention_backend(self.net.attention_backend, layout)
         plan.enable_context_parallel(self.net.transformer, layout, mesh, backend)

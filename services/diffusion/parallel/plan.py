@@ -125,6 +125,16 @@ def build_mesh(layout: ParallelLayout, device_type: str):
     )
 
 
+def rank_attention_backend(
+    attention_backend: str | None, automatic: bool, layout: ParallelLayout
+) -> str | None:
+    """The attention kernel a rank keeps: an automatic ``fa4`` becomes ``cudnn`` under context parallelism
+    (FA4 has no context-parallel path); anything else is kept (a named ``fa4`` fails in :func:`cp_attention_backend`)."""
+    if layout.cp > 1 and attention_backend == "fa4" and automatic:
+        return "cudnn"
+    return attention_backend
+
+
 def cp_attention_backend(attention_backend: str | None, layout: ParallelLayout) -> str:
     """diffusers attention backend for the parallel self-attention.
 
@@ -134,7 +144,7 @@ def cp_attention_backend(attention_backend: str | None, layout: ParallelLayout) 
     """
     if attention_backend == "fa4":
         raise ValueError(
-            "attention_backend fa4 has no context-parallel path; use cudnn (the default) or flash"
+            "attention_backend fa4 has no context-parallel path; use auto (falls back to cudnn), cudnn or flash"
         )
     if layout.ring == 1:
         return "native"

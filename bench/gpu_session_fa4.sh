@@ -6,6 +6,7 @@
 #   b: join the halves; attention kernels incl. FA4 tiles; where a DiT forward spends its time; a 3-step chunk
 #      per variant side by side (bf16 = cuDNN, fa4, fa4-cfgbatch); the CUDA tests of the GEN3C paths
 #   c VARIANT: the VAE with cuDNN's heuristics vs cudnn.benchmark; a whole 35-step chunk of VARIANT (fa4)
+#   e: the CUDA tests of the FA4 paths (FA4 op, FA4 in compiled blocks, FP8 + FA4)
 #   d: compile cost at restart (first DiT forward in a fresh process) with FA4, cold and with the disk caches
 set -u
 stage=${1:?stage a, b or c}
@@ -45,5 +46,9 @@ d)
   timeout 250 python -W ignore bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
     --out "$O/compile_cache_fa4.json" > "$O/compile_cache.log" 2>&1
   tail -n 8 "$O/compile_cache.log"
+  ;;
+e)
+  join_fa4
+  timeout 150 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py -k "fa4" 2>&1 | tail -n 15
   ;;
 esac

@@ -194,9 +194,8 @@ class Gen3cModel(VideoModel):
         config = Gen3cConfig.load(weights_dir)
         t0 = time.perf_counter()
         load_device = device if (device.type == "cuda" and not offload.transformer) else torch.device("cpu")
-        if (
-            compile_cache
-        ):  # checked even when not compiling (a bad path is a configuration error); sets FA4 env
+        # A bad cache path is a configuration error even when nothing compiles; set before FA4 is imported.
+        if compile_cache:
             use_compile_cache(compile_cache)
         attention_auto = attention_backend == "auto"
         attention_backend = transformer.resolve_attention_backend(attention_backend, device, dtype)

@@ -93,7 +93,18 @@ def test_images_install_their_extra_and_pin_torch(name):
     extra, script, ports = SERVICES[name]
     text = dockerfile(name)
     assert extra in pyproject()["project"]["optional-dependencies"], extra
-    assert f"objvid-*.whl)[{extra}]" in text, f"{name}: does not install objvid[{extra}]"
+    installed = re.search(r"objvid-\*\.whl\)\[([^\]]+)\]", text)
+    assert installed, f"{name}: does not install the objvid wheel with extras"
+    extras = installed.group(1)
+    var = re.fullmatch(r"\$\{(\w+)\}", extras)
+    if var:  # a build argument: its default is what the image installs
+        default = re.search(rf"^ARG\s+{var.group(1)}=(\S+)", text, re.M)
+        assert default, f"{name}: no default for ARG {var.group(1)}"
+        extras = default.group(1)
+    extras = extras.split(",")
+    assert extra in extras, f"{name}: does not install objvid[{extra}]"
+    for other in extras:  # every extra the image names exists
+        assert other in pyproject()["project"]["optional-dependencies"], other
     if name != "client":
         assert "torch==${TORCH_VERSION}" in text, f"{name}: torch is not pinned"
         assert "numpy<2" in text

@@ -8,6 +8,17 @@
 #   c VARIANT: the VAE with cuDNN's heuristics vs cudnn.benchmark; a whole 35-step chunk of VARIANT (fa4)
 #   e: the CUDA tests of the FA4 paths (FA4 op, FA4 in compiled blocks, FP8 + FA4)
 #   d: compile cost at restart (first DiT forward in a fresh process) with FA4, cold and with the disk caches
+# Preparing the carried folders here (git-ignored through .git/info/exclude: /.whl/ /.gpu_a/ /.gpu_b/), with
+# P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform any":
+#   pip download $P -d .whl diffusers==0.42.1 grpcio==1.81.1 grpcio-health-checking==1.81.1 \
+#     grpcio-reflection==1.81.1 protobuf==6.33.5 flash-attn-4==4.0.0b36 quack-kernels==0.6.5 \
+#     nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1 nvidia-cutlass-dsl-libs-core==4.8.1 \
+#     apache-tvm-ffi==0.1.15.post2 torch-c-dlpack-ext==0.1.5
+#   pip download $P -d /tmp/cu13 nvidia-cutlass-dsl-libs-cu13==4.8.1
+#   mkdir /tmp/x && (cd /tmp/x && unzip -q /tmp/cu13/*.whl && tar cf - . | xz -9 -T2 > /tmp/cu13.tar.xz)
+#   split -b 31M /tmp/cu13.tar.xz /tmp/cu13.part. && mkdir -p .gpu_a .gpu_b
+#   mv /tmp/cu13.part.aa .gpu_a/ && mv /tmp/cu13.part.ab .gpu_b/
+# Calls: `a` with carry [.whl, .gpu_a], then `b`, `c`, `d` or `e` with carry [.gpu_b].
 set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"

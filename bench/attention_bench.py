@@ -13,11 +13,8 @@ its kernel then) and the error against a float32 reference computed for 512 samp
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -97,10 +94,7 @@ def main(argv=None) -> dict:
     rows = torch.randperm(tokens, generator=g, device=device)[: min(512, tokens)]
     cases = {"self": (q, k, v), "cross": (q, kt, vt)}
     refs = {c: reference_rows(*a, rows) for c, a in cases.items()}
-    res = {"benchmark": "attention_bench", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
-           "shape": {"batch": b, "heads": h, "head_dim": d, "tokens": tokens, "text_tokens": text}, "kernels": {}}  # fmt: skip
-    if device.type == "cuda":
-        res["gpu"] = torch.cuda.get_device_name(device)
+    res = db.result_header("attention_bench", device, shape={"batch": b, "heads": h, "head_dim": d, "tokens": tokens, "text_tokens": text}, kernels={})  # fmt: skip
     sweep = [tuple(int(x) for x in t.split("x")) for t in args.fa4_tiles.split(",") if t]
     for name, fn in kernels(device, dtype, sweep).items():
         if isinstance(fn, str):
@@ -124,15 +118,7 @@ def main(argv=None) -> dict:
         print(f"{name:<13s} " + "  ".join(
             f"{c}: {r['median_ms']:8.2f} ms {r['tflops']:6.1f} TFLOP/s first {r['first_s']:6.2f} s max|d| {r['max_abs_err']:.2e}"
             if "median_ms" in r else f"{c}: {r['error']}" for c, r in row.items()), flush=True)  # fmt: skip
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
-    path = (
-        Path(args.out)
-        if args.out
-        else out / ("attention_bench_small.json" if args.small else "attention_bench.json")
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
-    print(f"wrote {path}")
+    db.write_result(res, args.small, args.out)
     return res
 
 

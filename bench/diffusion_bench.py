@@ -107,6 +107,38 @@ def peak_reset(device):
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def result_header(name: str, device: torch.device | None = None, **extra) -> dict:
+    """The first keys of a bench's JSON: its name, when, the torch version, the GPU (when on one), ``extra``."""
+    res = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "torch": torch.__version__,
+        **extra,
+    }
+    if device is not None and device.type == "cuda":
+        res["gpu"] = torch.cuda.get_device_name(device)
+    return res
+
+
+def result_path(name: str, small: bool, out: str | None = None) -> Path:
+    """Where a bench writes its JSON: ``out``, else ``$OUT/<name>[_small].json``, else bench/results/ (parent made)."""
+    if out:
+        path = Path(out)
+    else:
+        folder = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "bench" / "results"
+        path = folder / f"{name}{'_small' if small else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_result(res: dict, small: bool, out: str | None = None) -> Path:
+    """Write ``res`` (from :func:`result_header`) to :func:`result_path` and say where."""
+    path = result_path(res["benchmark"], small, out)
+    path.write_text(json.dumps(res, indent=2, default=str))
+    print(f"wrote {path}")
+    return path
+
+
 def peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None
 

@@ -101,7 +101,6 @@ def phase_chunk(args) -> dict:
 
     device, dtype, (f, h, w), dit_cfg, vae_cfg, ctx = setup(args)
     net = db.build_net(dit_cfg, device, dtype)
-    db.configure_variant(net, "fast-default" if args.small else "fast-cudnn-compile")
     config = Gen3cConfig(chunk_frames=f, text_max_length=ctx, text_embed_dim=dit_cfg["text_embed_dim"])
     vae = db.build_vae(vae_cfg, device, dtype, f)
     model = Gen3cModel(
@@ -119,8 +118,7 @@ def phase_chunk(args) -> dict:
             if variant not in VARIANTS:
                 raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
             dit_variant, model.cfg_batch = VARIANTS[variant]
-            if not args.small:
-                db.configure_variant(net, dit_variant)
+            db.configure_variant(net, "fast-default" if args.small else dit_variant)
             if variant == "fp8":
                 n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
                                           reference=True if args.small else None)  # fmt: skip
@@ -232,18 +230,10 @@ def main(argv=None) -> dict:
     p.add_argument("--small", action="store_true", help="tiny CPU check of the script")
     p.add_argument("--out", help="JSON path (default $OUT/diffusion_chunk.json or bench/results/)")
     args = p.parse_args(argv)
-    res = {"benchmark": "diffusion_chunk", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": vars(args),
-           "torch": torch.__version__}  # fmt: skip
-    if torch.cuda.is_available() and not args.small:
-        res["gpu"] = torch.cuda.get_device_name()
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = (
-        Path(args.out)
-        if args.out
-        else out / ("diffusion_chunk_small.json" if args.small else "diffusion_chunk.json")
+    res = db.result_header(
+        "diffusion_chunk", None if args.small else torch.device(args.device), config=vars(args)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = db.result_path("diffusion_chunk", args.small, args.out)
     for phase in args.phases.split(","):
         try:
             res[phase] = {"chunk": phase_chunk, "compile-cache": phase_compile_cache}[phase](args)

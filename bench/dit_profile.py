@@ -10,10 +10,7 @@ Triton fused elementwise / norms, other).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -71,10 +68,7 @@ def main(argv=None) -> dict:
     net = db.build_net(cfg, device, dtype)
     x = db.net_args(cfg, latent, 1, device, dtype, ctx)
     clock = db.Clock(device)
-    res = {"benchmark": "dit_profile", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
-           "latent": latent, "variants": {}}  # fmt: skip
-    if device.type == "cuda":
-        res["gpu"] = torch.cuda.get_device_name(device)
+    res = db.result_header("dit_profile", device, latent=latent, variants={})
     for name in args.variants.split(","):
         db.configure_variant(net, name)
         with torch.inference_mode():
@@ -86,13 +80,7 @@ def main(argv=None) -> dict:
         print(f"{name:<22s} forward {med:.3f} s (first {first:.1f} s)  kernel s by kind: {kinds}", flush=True)
         for k in row["top_kernels"][:6]:
             print(f"    {k['s']:.3f} s  {k['name']}", flush=True)
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
-    path = (
-        Path(args.out) if args.out else out / ("dit_profile_small.json" if args.small else "dit_profile.json")
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
-    print(f"wrote {path}")
+    db.write_result(res, args.small, args.out)
     return res
 
 

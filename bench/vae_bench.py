@@ -10,10 +10,7 @@ algorithms once per shape), same weights and input, outputs compared.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,10 +33,7 @@ def main(argv=None) -> dict:
     g = torch.Generator(device=device).manual_seed(0)
     video = torch.rand(1, 3, f, h, w, generator=g, device=device, dtype=dtype) * 2 - 1
     clock = db.Clock(device)
-    res = {"benchmark": "vae_bench", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "torch": torch.__version__,
-           "shape": [f, h, w], "modes": {}}  # fmt: skip
-    if device.type == "cuda":
-        res["gpu"] = torch.cuda.get_device_name(device)
+    res = db.result_header("vae_bench", device, shape=[f, h, w], modes={})
     outs = {}
     for mode in ("heuristic", "benchmark"):
         torch.backends.cudnn.benchmark = mode == "benchmark"
@@ -60,11 +54,7 @@ def main(argv=None) -> dict:
     res["video_max_abs_diff"] = float((va - vb).abs().max())
     print(f"benchmark vs heuristic: latent rel L2 {res['latent_rel_l2']:.2e}, video max |d| "
           f"{res['video_max_abs_diff']:.2e} (of [-1, 1])")  # fmt: skip
-    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(__file__).parent / "results"
-    path = Path(args.out) if args.out else out / ("vae_bench_small.json" if args.small else "vae_bench.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
-    print(f"wrote {path}")
+    db.write_result(res, args.small, args.out)
     return res
 
 

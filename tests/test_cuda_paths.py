@@ -98,12 +98,11 @@ def test_cache_service_on_cuda_equals_library(splat):
         np.testing.assert_allclose(got["depth"], dep, rtol=1e-6, atol=0)
 
 
-def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
-    from test_diffusion_gen3c import TOK_LAYOUT, T, make_chunk
+def _tiny_gen3c_weights(tmp_path):
+    """A tiny upstream-format GEN3C checkpoint and tokenizer, converted: the weights directory."""
+    from test_diffusion_gen3c import TOK_LAYOUT, T
 
-    from objvid.diffusion.base import GenerateOptions
     from objvid.diffusion.convert import convert
-    from objvid.diffusion.gen3c.model import Gen3cModel
     from objvid.testing import gen3c as synthetic
 
     model_pt = synthetic.write_gen3c_checkpoint(
@@ -113,6 +112,16 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
         tmp_path / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
     )
     weights = convert(model_pt, tok, tmp_path / "w", chunk_frames=T, text_max_length=8).out_dir
+    return weights
+
+
+def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
+    from test_diffusion_gen3c import T, make_chunk
+
+    from objvid.diffusion.base import GenerateOptions
+    from objvid.diffusion.gen3c.model import Gen3cModel
+
+    weights = _tiny_gen3c_weights(tmp_path)
     model = Gen3cModel.from_pretrained(weights, device="cuda")  # bf16, cuDNN attention, compiled blocks
     chunk = make_chunk(64, 96)
     opts = GenerateOptions(seed=3, num_steps=2, guidance=1.0)
@@ -160,20 +169,12 @@ def test_gen3c_fa4_compiled_matches_cudnn(tmp_path):
     """A tiny converted GEN3C: FA4 inside compiled blocks gives cuDNN's DiT output to bf16 noise, and the
     same video twice."""
     _fa4_or_skip()
-    from test_diffusion_gen3c import TOK_LAYOUT, T, make_chunk
+    from test_diffusion_gen3c import make_chunk
 
     from objvid.diffusion.base import GenerateOptions
-    from objvid.diffusion.convert import convert
     from objvid.diffusion.gen3c.model import Gen3cModel
-    from objvid.testing import gen3c as synthetic
 
-    model_pt = synthetic.write_gen3c_checkpoint(
-        tmp_path / "src" / "model.pt", synthetic.upstream_dit_state(seed=5)
-    )
-    tok = synthetic.write_tokenizer_dir(
-        tmp_path / "src" / "tok", synthetic.upstream_tokenizer_state(TOK_LAYOUT, seed=6), TOK_LAYOUT
-    )
-    weights = convert(model_pt, tok, tmp_path / "w", chunk_frames=T, text_max_length=8).out_dir
+    weights = _tiny_gen3c_weights(tmp_path)
     fast = Gen3cModel.from_pretrained(weights, device="cuda", attention_backend="fa4")
     ref = Gen3cModel.from_pretrained(weights, device="cuda", attention_backend="cudnn", compile_blocks=False)
     assert fast.net.attention_backend == "fa4"

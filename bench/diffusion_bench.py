@@ -201,12 +201,23 @@ def is_compiled(net: transformer.Gen3cNet) -> bool:
     return getattr(net.transformer.transformer_blocks[0], "_compiled_call_impl", None) is not None
 
 
+#: Inductor's GEMM autotuning: cuBLAS and Triton templates timed per shape, fusion of epilogues (GELU).
+GEMM_AUTOTUNE_OPTIONS = {
+    "max_autotune_gemm": True,
+    "max_autotune_gemm_backends": "ATEN,TRITON",
+    "triton.enable_persistent_tma_matmul": True,
+}
+
+
 def configure_variant(net: transformer.Gen3cNet, name: str) -> None:
-    """Set the attention processor / SDPA backend / compile of one variant on ``net`` (compiled blocks are
-    kept while the next variant also compiles, and dropped otherwise)."""
+    """Set the attention processor / SDPA backend / compile of one variant on ``net``: ``PROC-BACKEND``
+    plus ``-compile`` (compiled blocks) and ``-tuned`` (Inductor's kernel tuning) or ``-autotune`` (that plus
+    Triton GEMM templates benchmarked against cuBLAS, epilogues fused into them). Compiled blocks are kept
+    while the next variant compiles the same way, and dropped otherwise."""
     proc, backend, *rest = name.split("-")
     want_compile = "compile" in rest
-    if is_compiled(net) and not want_compile:
+    tuned = "autotune" if "autotune" in rest else "tuned" if "tuned" in rest else ""
+    if is_compiled(net) and (not want_compile or getattr(net, "_bench_tuned", "") != tuned):
         for block in net.transformer.transformer_blocks:
             block._compiled_call_impl = None
         torch._dynamo.reset()
@@ -215,7 +226,13 @@ def configure_variant(net: transformer.Gen3cNet, name: str) -> None:
     )
     net.attention_backend = None if backend == "default" else backend
     if want_compile and not is_compiled(net):
-        transformer.compile_blocks(net.transformer)
+        options = {
+            "": None,
+            "tuned": transformer.TUNED_KERNEL_OPTIONS,
+            "autotune": {**transformer.TUNED_KERNEL_OPTIONS, **GEMM_AUTOTUNE_OPTIONS},
+        }[tuned]
+        transformer.compile_blocks(net.transformer, options=options)
+        net._bench_tuned = tuned
 
 
 def net_args(cfg: dict, latent, batch, device, dtype, ctx_tokens):

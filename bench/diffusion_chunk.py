@@ -7,11 +7,13 @@ Phases (``--phases``):
 - ``chunk``: ``Gen3cModel.generate`` (VAE encode of the first frame and 2 buffer slots, conditioning,
   ``--steps`` EDM steps with classifier-free guidance (two DiT passes per step unless ``--guidance 0``),
   VAE decode), per variant on the SAME weights and inputs (``VARIANTS``): ``bf16`` (fast attention, cuDNN
-  SDPA, ``torch.compile`` of the blocks), ``fa4`` (the same with FlashAttention-4), ``cfgbatch`` (bf16 with
-  both CFG passes in one batch: an output-preserving change, the yardstick for bf16 noise), then ``fp8``
-  (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise ``_scaled_mm``). Reports seconds
-  per stage, s/step, the 35-step extrapolation when ``--steps`` < 35, and each video's deviation from the
-  bf16 one (mean / max abs uint8 difference, PSNR) plus one DiT forward's relative error on identical inputs.
+  SDPA, ``torch.compile`` of the blocks), ``fa4`` (the same with FlashAttention-4), ``fa4-prev`` (the
+  previous default: fa4 with the whole padded chunk encoded for the condition latent), ``-tuned`` (Inductor's
+  kernel tuning), ``cfgbatch`` (both CFG passes in one batch: an output-preserving change, the yardstick for
+  bf16 noise), then ``fp8`` (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise
+  ``_scaled_mm``). Reports seconds per stage, s/step, the 35-step extrapolation when ``--steps`` < 35, and
+  each video's deviation from the first variant's (mean / max abs uint8 difference, PSNR) plus one DiT
+  forward's relative error on identical inputs.
 - ``compile-cache``: three fresh processes each build the net, ``torch.compile`` the blocks and time the
   first DiT forward (= compile + run) against the second: ``cold`` (empty Inductor cache), ``disk``
   (Inductor's on-disk cache from ``cold``, ``TORCHINDUCTOR_CACHE_DIR``), ``mega`` (an empty cache dir
@@ -83,27 +85,52 @@ def run_chunk(model, chunk, args, device) -> tuple[np.ndarray, dict]:
                    "chunk_35_steps_s": encode + 35 * step + decode}  # fmt: skip
 
 
-# variant -> (diffusion_bench variant of the DiT: attention kernel + compile, CFG passes in one batch of 2).
-# fp8 keeps cuDNN attention and quantizes the linears (irreversibly: run it last). cfgbatch is bf16 with cond
-# + uncond batched: an output-preserving change, a yardstick for what bf16 noise looks like in the video.
+# variant -> (diffusion_bench variant of the DiT: attention kernel + compile (+ Inductor kernel tuning), CFG
+# passes in one batch of 2, the condition latent from the whole padded chunk as upstream encodes it instead of
+# from its first frame). fp8 keeps cuDNN attention and quantizes the linears (irreversibly: run it last).
+# cfgbatch is bf16 with cond + uncond batched: an output-preserving change, a yardstick for bf16 noise.
+# fa4-prev is the default of the previous version (FA4, whole-chunk condition encode, untuned kernels).
 VARIANTS = {
-    "bf16": ("fast-cudnn-compile", False),
-    "fa4": ("fast-fa4-compile", False),
-    "cfgbatch": ("fast-cudnn-compile", True),
-    "fa4-cfgbatch": ("fast-fa4-compile", True),
-    "fp8": ("fast-cudnn-compile", False),
+    "bf16": ("fast-cudnn-compile", False, False),
+    "fa4-prev": ("fast-fa4-compile", False, True),
+    "fa4": ("fast-fa4-compile", False, False),
+    "fa4-tuned": ("fast-fa4-compile-tuned", False, False),
+    "fa4-tuned-cfgbatch": ("fast-fa4-compile-tuned", True, False),
+    "fa4-autotune": ("fast-fa4-compile-autotune", False, False),
+    "cfgbatch": ("fast-cudnn-compile", True, False),
+    "fa4-cfgbatch": ("fast-fa4-compile", True, False),
+    "fp8": ("fast-cudnn-compile", False, False),
 }
 
 
-def phase_chunk(args) -> dict:
+def bench_model_class():
+    from objvid.diffusion.gen3c import conditioning
     from objvid.diffusion.gen3c.model import Gen3cModel
+
+    class BenchModel(Gen3cModel):
+        """Gen3cModel that can also build the condition latent as the previous version did."""
+
+        whole_chunk_condition = False
+
+        def _condition_latent(self, chunk):
+            if not self.whole_chunk_condition:
+                return super()._condition_latent(chunk)
+            video = conditioning.first_frame_video(
+                chunk.first_frame, chunk.num_frames, self.device, self.vae.dtype
+            )
+            return self.vae.encode(video)
+
+    return BenchModel
+
+
+def phase_chunk(args) -> dict:
     from objvid.diffusion.gen3c.text import ZeroPromptEncoder
 
     device, dtype, (f, h, w), dit_cfg, vae_cfg, ctx = setup(args)
     net = db.build_net(dit_cfg, device, dtype)
     config = Gen3cConfig(chunk_frames=f, text_max_length=ctx, text_embed_dim=dit_cfg["text_embed_dim"])
     vae = db.build_vae(vae_cfg, device, dtype, f)
-    model = Gen3cModel(
+    model = bench_model_class()(
         net, vae, ZeroPromptEncoder(ctx, config.text_embed_dim), config, device=device, dtype=dtype
     )
     rng = np.random.default_rng(0)
@@ -117,15 +144,18 @@ def phase_chunk(args) -> dict:
         try:
             if variant not in VARIANTS:
                 raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
-            dit_variant, model.cfg_batch = VARIANTS[variant]
+            dit_variant, model.cfg_batch, model.whole_chunk_condition = VARIANTS[variant]
             db.configure_variant(net, "fast-default" if args.small else dit_variant)
             if variant == "fp8":
                 n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
                                           reference=True if args.small else None)  # fmt: skip
                 print(f"fp8: {n} linears quantized", flush=True)
+            warmup = None
             if not args.small:  # compile / autotune outside the timed run
-                run_chunk(model, chunk, argparse.Namespace(**{**vars(args), "steps": 1}), device)
+                warmup = run_chunk(model, chunk, argparse.Namespace(**{**vars(args), "steps": 1}), device)[1]
             video, row = run_chunk(model, chunk, args, device)
+            if warmup is not None:  # a 1-step chunk including the compile (and kernel tuning) of this variant
+                row["warmup_chunk_s"] = warmup["seconds"]
             with torch.no_grad():
                 forwards[variant] = net(*net_in, fps=24.0).float().cpu()
         except Exception:  # noqa: BLE001 - keep the other variant's numbers
@@ -136,21 +166,23 @@ def phase_chunk(args) -> dict:
             continue
         rows[variant], videos[variant] = row, video
         print(f"{variant}: {json.dumps({k: round(v, 3) for k, v in row.items()})}", flush=True)
-    if "bf16" in videos:
-        ref = videos["bf16"].astype(np.int16)
+    base = args.variants.split(",")[0]  # deviations are measured against the first variant listed
+    if base in videos:
+        ref = videos[base].astype(np.int16)
         for variant, video in videos.items():  # variants that ran
             diff = np.abs(video.astype(np.int16) - ref)
             mse = float((diff.astype(np.float64) ** 2).mean())
             rows[variant]["video_mean_abs_diff"] = float(diff.mean())
             rows[variant]["video_max_abs_diff"] = int(diff.max())
             rows[variant]["video_psnr_db"] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-            e = forwards[variant] - forwards["bf16"]
-            rows[variant]["dit_forward_rel_l2"] = float(e.norm() / forwards["bf16"].norm().clamp(min=1e-12))
+            e = forwards[variant] - forwards[base]
+            rows[variant]["dit_forward_rel_l2"] = float(e.norm() / forwards[base].norm().clamp(min=1e-12))
     return {
         "shape": [f, h, w],
         "latent": latent,
         "steps": args.steps,
         "guidance": args.guidance,
+        "deviation_baseline": base,
         "variants": rows,
     }
 
@@ -245,13 +277,13 @@ def main(argv=None) -> dict:
         path.write_text(json.dumps(res, indent=2, default=str))  # after every phase: a timeout keeps the rest
     chunk = res.get("chunk", {})
     if "variants" in chunk:
-        print(f"\n{'variant':<8s} {'total s':>8s} {'encode s':>9s} {'s/step':>8s} {'decode s':>9s} {'35-step s':>10s} "
+        print(f"\n{'variant':<18s} {'total s':>8s} {'encode s':>9s} {'s/step':>8s} {'decode s':>9s} {'35-step s':>10s} "
               f"{'mean|d|':>8s} {'PSNR dB':>8s} {'DiT rel':>8s}")  # fmt: skip
         for v, r in chunk["variants"].items():
             if "error" in r:
-                print(f"{v:<8s} failed (see JSON)")
+                print(f"{v:<18s} failed (see JSON)")
                 continue
-            print(f"{v:<8s} {r['seconds']:>8.1f} {r['encode_s']:>9.2f} {r['step_s']:>8.3f} {r['decode_s']:>9.2f} "
+            print(f"{v:<18s} {r['seconds']:>8.1f} {r['encode_s']:>9.2f} {r['step_s']:>8.3f} {r['decode_s']:>9.2f} "
                   f"{r['chunk_35_steps_s']:>10.1f} {r.get('video_mean_abs_diff', 0):>8.3f} "
                   f"{r.get('video_psnr_db', 0):>8.1f} {r.get('dit_forward_rel_l2', 0):>8.4f}")  # fmt: skip
     cc = res.get("compile-cache", {})

@@ -8,6 +8,11 @@
 #   c VARIANT: the VAE with cuDNN's heuristics vs cudnn.benchmark; a whole 35-step chunk of VARIANT (fa4)
 #   e: the CUDA tests of the FA4 paths (FA4 op, FA4 in compiled blocks, FP8 + FA4)
 #   d: compile cost at restart (first DiT forward in a fresh process) with FA4, cold and with the disk caches
+# Fourth session (issue 18, the last seconds):
+#   f: 3-step chunks side by side: fa4-prev (previous default), fa4 (one-frame condition encode), fa4-tuned
+#      (+ Inductor kernel tuning), fa4-tuned-cfgbatch, fa4-cfgbatch
+#   g VARIANT: a whole 35-step chunk of VARIANT, then the CUDA tests of the GEN3C paths
+#   h: 3-step chunks: fa4-tuned vs fa4-autotune (Triton GEMM templates + fused GELU epilogue)
 # Preparing the carried folders here (git-ignored through .git/info/exclude: /.whl/ /.gpu_a/ /.gpu_b/), with
 # P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform any":
 #   pip download $P -d .whl diffusers==0.42.1 grpcio==1.81.1 grpcio-health-checking==1.81.1 \
@@ -57,6 +62,26 @@ d)
   timeout 250 python -W ignore bench/diffusion_chunk.py --phases compile-cache --compile-modes cold,disk \
     --out "$O/compile_cache_fa4.json" > "$O/compile_cache.log" 2>&1
   tail -n 8 "$O/compile_cache.log"
+  ;;
+f)
+  join_fa4
+  timeout 560 python -W ignore bench/diffusion_chunk.py --steps 3 --phases chunk \
+    --variants fa4-prev,fa4,fa4-tuned,fa4-tuned-cfgbatch,fa4-cfgbatch \
+    --out "$O/diffusion_chunk_i18d_3.json" > "$O/chunk3.log" 2>&1
+  tail -n 14 "$O/chunk3.log"
+  ;;
+g)
+  join_fa4
+  timeout 420 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4-tuned}" --phases chunk \
+    --out "$O/diffusion_chunk_i18d_35.json" > "$O/chunk35.log" 2>&1
+  timeout 120 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py > "$O/cuda_tests.log" 2>&1
+  for f in chunk35 cuda_tests; do echo "== $f"; tail -n 12 "$O/$f.log"; done
+  ;;
+h)
+  join_fa4
+  timeout 560 python -W ignore bench/diffusion_chunk.py --steps 3 --phases chunk --variants fa4-tuned,fa4-autotune \
+    --out "$O/diffusion_chunk_i18d_autotune.json" > "$O/chunk3_autotune.log" 2>&1
+  tail -n 30 "$O/chunk3_autotune.log"
   ;;
 e)
   join_fa4

@@ -9,6 +9,7 @@ import torch
 
 from objvid.diffusion.base import GenerateOptions, validate_chunk
 from objvid.diffusion.convert import convert
+from objvid.diffusion.gen3c import conditioning
 from objvid.diffusion.gen3c.memory import GpuMemoryError
 from objvid.diffusion.gen3c.model import Gen3cModel
 from objvid.testing import gen3c as synthetic
@@ -157,6 +158,54 @@ def test_batched_cfg_matches_sequential(model, small):
         model.cfg_batch = False
     assert [x.shape[0] for x in seen] == [2, 2]
     assert np.abs(batched.astype(int) - seq.astype(int)).max() <= 1
+
+
+class FullChunkConditionModel(Gen3cModel):
+    """Upstream's condition latent: the first frame padded with zeros to the whole chunk, all of it encoded."""
+
+    def _condition_latent(self, chunk):
+        video = conditioning.first_frame_video(
+            chunk.first_frame, chunk.num_frames, self.device, self.vae.dtype
+        )
+        return self.vae.encode(video)
+
+
+def test_one_frame_condition_encode_equals_the_whole_chunks_first_latent_frame(model, small):
+    """The causal tokenizer's latent frame 0 sees pixel frame 0 only: encoding that one frame gives exactly
+    the whole padded chunk's latent frame 0 (float64), and the frames after it stay zero."""
+    vae = model.vae
+    vae.autoencoder.double()
+    try:
+        full = vae.encode(conditioning.first_frame_video(small.first_frame, T, "cpu", torch.float64))
+        cond = conditioning.encode_condition_latent(
+            vae.encode_prefix, small.first_frame, 1, 8, full.shape[2], "cpu", torch.float64
+        )
+        two = conditioning.encode_condition_latent(
+            vae.encode_prefix, small.first_frame, 2, 8, full.shape[2], "cpu", torch.float64
+        )
+    finally:
+        vae.autoencoder.to(torch.float32)
+    assert cond.shape == full.shape == (1, 16, 2, 4, 6) and cond.dtype == torch.float32
+    assert torch.equal(cond[:, :, 0], full[:, :, 0].float())
+    assert torch.count_nonzero(cond[:, :, 1:]) == 0
+    assert torch.equal(two, full.float())  # 2 condition latents: all 9 frames, the first real, the rest zero
+
+
+def test_generate_matches_upstreams_whole_chunk_condition_encode(weights_dirs, small):
+    """The sampler uses only the condition frames of the condition latent, so the one-frame encode
+    reproduces upstream's whole-chunk encode: the same video (the float32 frame 0 may differ in rounding)."""
+    ours = Gen3cModel.from_pretrained(weights_dirs["plain"], device="cpu")
+    upstream = FullChunkConditionModel.from_pretrained(weights_dirs["plain"], device="cpu")
+    a = ours.generate(small, opts(guidance=1.0))
+    b = upstream.generate(small, opts(guidance=1.0))
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_vae_prefix_encode_checks_the_frame_count(model):
+    with pytest.raises(ValueError, match="1 \\+ k \\* 8"):
+        model.vae.encode_prefix(torch.zeros(1, 3, 2, 32, 48))
+    with pytest.raises(ValueError, match="at most 9 frames"):
+        model.vae.encode_prefix(torch.zeros(1, 3, 17, 32, 48))
 
 
 def test_condition_mask_channel_marks_first_latent_frame(model, small):

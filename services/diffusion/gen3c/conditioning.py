@@ -1,7 +1,9 @@
 """GEN3C conditioning tensors, as upstream builds them (``model_gen3c.py``, ``model_v2w.py``, ``inference_utils``).
 
 - Condition latent: the first frame followed by T - 1 zero frames (zero = mid grey in [-1, 1]), VAE-encoded;
-  its first ``num_condition_latents`` latent frames are the condition region.
+  its first ``num_condition_latents`` latent frames are the condition region and the sampler multiplies the
+  rest by zero. The tokenizer is causal, so objvid encodes only the pixel frames the condition region sees
+  (1 of 121) and leaves the other latent frames zero: the sampler's input is unchanged (exact in float64).
 - Cache latents: for each buffer slot n, the renders (holes are black = -1) and the masks mapped to {-1, 1}
   and repeated to 3 channels, each VAE-encoded as a video; concatenated ``[warp_0, mask_0, warp_1, mask_1]``
   with zero latents for empty slots up to ``frame_buffer_max``.
@@ -34,6 +36,38 @@ def first_frame_video(first_frame: np.ndarray, num_frames: int, device, dtype) -
     frame = uint8_to_unit(first_frame[None], device, dtype)
     pad = frame.new_zeros((1, 3, num_frames - 1, *frame.shape[-2:]))
     return torch.cat([frame, pad], dim=2)
+
+
+def condition_pixel_frames(num_condition_latents: int, temporal_compression: int) -> int:
+    """Pixel frames that the first ``num_condition_latents`` latent frames of the causal tokenizer see (at
+    least 1): 1 + (n - 1) * temporal_compression."""
+    return 1 + max(num_condition_latents - 1, 0) * temporal_compression
+
+
+def encode_condition_latent(
+    encode_prefix: Callable[[torch.Tensor], torch.Tensor],
+    first_frame: np.ndarray,
+    num_condition_latents: int,
+    temporal_compression: int,
+    latent_frames: int,
+    device,
+    dtype,
+) -> torch.Tensor:
+    """Condition latent (1, C, latent_frames, h, w) float32 of the zero-padded first-frame video.
+
+    encode_prefix: the first 1 + 8k frames of a chunk -> its first 1 + k latent frames (causal tokenizer);
+    first_frame: (H, W, 3) uint8. Latent frames from ``num_condition_latents`` on are zero: upstream encodes
+    the padded frames there, but the sampler uses only the condition frames of this latent.
+    """
+    if not 0 <= num_condition_latents <= latent_frames:
+        raise ValueError(
+            f"num_condition_latents must be in [0, {latent_frames}], got {num_condition_latents}"
+        )
+    frames = condition_pixel_frames(num_condition_latents, temporal_compression)
+    head = encode_prefix(first_frame_video(first_frame, frames, device, dtype)).float()
+    out = head.new_zeros((*head.shape[:2], latent_frames, *head.shape[3:]))
+    out[:, :, :num_condition_latents] = head[:, :, :num_condition_latents]
+    return out
 
 
 def mask_video(masks: np.ndarray, device, dtype) -> torch.Tensor:

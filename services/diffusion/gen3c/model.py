@@ -357,11 +357,7 @@ class Gen3cModel(VideoModel):
         emit(Progress("encode", 0, total, "encoding first frame and cache buffers"))
         vae_dtype = self.vae.dtype
         with memory.on_device(self.vae, self.device, self.offload.vae):
-            first = conditioning.first_frame_video(
-                chunk.first_frame, chunk.num_frames, self.device, vae_dtype
-            )
-            cond_latent = self.vae.encode(first)
-            del first
+            cond_latent = self._condition_latent(chunk)
             tick("first frame")
             encode_cache = conditioning.encode_cache_latents
             if view_fusion == "latent-max":  # the multi-view fork's vector-max over all views
@@ -376,6 +372,19 @@ class Gen3cModel(VideoModel):
                 on_video=lambda: tick("cache buffer"),
             )
         return cond_latent, cache_latents
+
+    def _condition_latent(self, chunk: ChunkInputs) -> torch.Tensor:
+        """(1, 16, T', h, w) float32 condition latent of the first frame (one frame encoded, the rest zero)."""
+        cfg = self.config
+        return conditioning.encode_condition_latent(
+            self.vae.encode_prefix,
+            chunk.first_frame,
+            cfg.num_condition_latents,
+            cfg.temporal_compression,
+            cfg.latent_frames,
+            self.device,
+            self.vae.dtype,
+        )
 
     def _denoise(
         self,

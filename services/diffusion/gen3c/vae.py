@@ -43,6 +43,7 @@ class Gen3cVae(nn.Module):
     """Encode / decode whole chunks with upstream's latent normalisation.
 
     encode: video (B, 3, T, H, W) float in [-1, 1], T = pixel_chunk_frames -> (B, 16, T', H/8, W/8) float32;
+    encode_prefix: the same for the first 1 + 8k frames of a chunk -> its first 1 + k latent frames;
     decode: the inverse -> (B, 3, T, H, W) float32, roughly [-1, 1].
     """
 
@@ -88,8 +89,34 @@ class Gen3cVae(nn.Module):
             raise ValueError(
                 f"VAE encode needs (B, 3, {self.pixel_chunk_frames}, H, W), got {tuple(video.shape)}"
             )
+        return self._encode(video)
+
+    @torch.no_grad()
+    def encode_prefix(self, video: torch.Tensor) -> torch.Tensor:
+        """The first latent frames of a chunk from its first pixel frames only.
+
+        video: (B, 3, 1 + k * temporal_compression, H, W) in [-1, 1], at most a chunk -> (B, 16, 1 + k, h, w),
+        normalised like the chunk's first 1 + k latent frames. The tokenizer is causal (latent frame i sees
+        pixel frames <= i * temporal_compression), so this equals the first 1 + k latent frames of the
+        whole chunk's encoding: exactly in float64, within rounding in bf16.
+        """
+        frames = video.shape[2] if video.ndim == 5 else -1
+        if (
+            video.ndim != 5
+            or video.shape[1] != 3
+            or not 1 <= frames <= self.pixel_chunk_frames
+            or (frames - 1) % self.temporal_compression
+        ):
+            raise ValueError(
+                f"VAE prefix encode needs (B, 3, 1 + k * {self.temporal_compression}, H, W) with at most "
+                f"{self.pixel_chunk_frames} frames, got {tuple(video.shape)}"
+            )
+        return self._encode(video)
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
         raw = self.autoencoder.encode(video.to(self.device, self.dtype)).latent_dist.mode().float()
-        return (raw - self.latent_mean) / self.latent_std * self.sigma_data
+        t = raw.shape[2]
+        return (raw - self.latent_mean[:, :, :t]) / self.latent_std[:, :, :t] * self.sigma_data
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

@@ -103,12 +103,7 @@ class ParallelGen3cModel(Gen3cModel):
             return super()._encode_inputs(chunk, emit, view_fusion)
         world = self.layout.world_size
         dev, vae_dtype = self.device, self.vae.dtype
-        makers: list[tuple[str, Callable[[], torch.Tensor]]] = [
-            (
-                "first frame",
-                lambda: conditioning.first_frame_video(chunk.first_frame, chunk.num_frames, dev, vae_dtype),
-            )
-        ]
+        makers: list[tuple[str, Callable[[], torch.Tensor]]] = []
         for n in range(chunk.num_slots):
             makers.append(
                 ("cache buffer", lambda n=n: conditioning.uint8_to_unit(chunk.renders[:, n], dev, vae_dtype))
@@ -116,7 +111,7 @@ class ParallelGen3cModel(Gen3cModel):
             makers.append(
                 ("cache buffer", lambda n=n: conditioning.mask_video(chunk.masks[:, n], dev, vae_dtype))
             )
-        total = len(makers)
+        total = 1 + len(makers)
         s, tc = self.config.spatial_compression, self.config.temporal_compression
         shape = (
             1,
@@ -125,18 +120,25 @@ class ParallelGen3cModel(Gen3cModel):
             chunk.height // s,
             chunk.width // s,
         )
-        latents: list[torch.Tensor] = []
+        parts: list[torch.Tensor] = []
         emit(Progress("encode", 0, total, "encoding first frame and cache buffers"))
         with memory.on_device(self.vae, dev, self.offload.vae):
-            for start in range(0, total, world):  # one round: video start + r on rank r
+            # One frame (cheap): rank 0 encodes it while the others start on the cache videos' first round.
+            cond = (
+                self._condition_latent(chunk).contiguous()
+                if self.rank == 0
+                else torch.empty(shape, device=dev)
+            )
+            emit(Progress("encode", 1, total, "first frame"))
+            for start in range(0, len(makers), world):  # one round: video start + r on rank r
                 mine = start + self.rank
-                own = self.vae.encode(makers[mine][1]()).float().contiguous() if mine < total else None
-                for index in range(start, min(start + world, total)):
+                own = self.vae.encode(makers[mine][1]()).float().contiguous() if mine < len(makers) else None
+                for index in range(start, min(start + world, len(makers))):
                     owner = index - start
                     latent = own if owner == self.rank else torch.empty(shape, device=dev)
-                    latents.append(self._broadcast(latent, owner))
-                    emit(Progress("encode", index + 1, total, makers[index][0]))
-        cond_latent, parts = latents[0], latents[1:]
+                    parts.append(self._broadcast(latent, owner))
+                    emit(Progress("encode", index + 2, total, makers[index][0]))
+            cond_latent = self._broadcast(cond, 0)
         parts.extend([torch.zeros_like(cond_latent)] * (2 * (self.config.frame_buffer_max - chunk.num_slots)))
         return cond_latent, torch.cat(parts, dim=1)
 

@@ -15,6 +15,7 @@ delivered responses).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -44,6 +45,12 @@ IDEMPOTENT: dict[str, tuple[str, ...]] = {
 }
 #: gRPC caps maxAttempts at 5 (larger values are clamped by gRPC itself).
 GRPC_MAX_ATTEMPTS = 5
+#: Seconds the first call to an address that has not answered yet waits for it (``connect_timeout`` None):
+#: a wrong or dead address fails in about this long, not after the whole retry schedule.
+FIRST_CONNECT_TIMEOUT = 2.0
+#: Seconds the probe that words why an address does not answer may take (one health check on a fresh
+#: channel, no retries): a refused connection or a DNS error answers at once, a silent host takes this long.
+PROBE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class RetryPolicy:
     from ``initial`` doubling up to ``maximum`` seconds (gRPC draws each delay uniformly below it).
 
     connect_timeout: how long any call waits for a server that does not accept connections yet before it
-    is sent anyway (and fails UNAVAILABLE); None = the sum of the backoff schedule.
+    fails UNAVAILABLE; None = :data:`FIRST_CONNECT_TIMEOUT` (2 s) until the address has answered once,
+    then the sum of the backoff schedule (a server restarting between calls), see :class:`Connections`.
     """
 
     attempts: int = 6
@@ -94,16 +102,76 @@ class RetryPolicy:
         return {"methodConfig": configs}
 
 
-def wait_connected(channel: grpc.Channel, timeout: float) -> None:
+def wait_connected(channel: grpc.Channel, timeout: float) -> bool:
     """Wait up to ``timeout`` s until the server behind ``channel`` accepts calls: a health check sent
     with gRPC's ``wait_for_ready`` (it waits for the connection instead of failing fast). Any answer, even
-    an error status, means the server is there; a timeout means it is not (the caller's call then fails)."""
+    an error status, means the server is there (True); a timeout means it is not (False)."""
     try:
         health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=max(timeout, 0.01), wait_for_ready=True
         )
-    except grpc.RpcError:
-        pass
+    except grpc.RpcError as err:
+        return err.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+    return True
+
+
+def probe(channel: grpc.Channel, address: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why the server at ``address`` does not answer (gRPC's reason: refused, DNS, TLS), or None when it
+    answers now (any status). ``channel``: one without retries, so the reason comes at once."""
+    try:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            return err.details() or f"{address}: no connection"
+        if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no connection to {address}"
+    return None
+
+
+class Connections:
+    """The wait before every call, per address (the module docstring says why there is one).
+
+    Until an address has answered, its first call waits up to :data:`FIRST_CONNECT_TIMEOUT` (at most
+    ``retry.connect_wait``) and later calls not at all, so a wrong or dead address fails in about two
+    seconds with gRPC's own reason (a refused connection, a DNS or TLS error; :func:`probe`) and the
+    request is never sent into gRPC's retries. Once it has answered, calls wait up to
+    ``retry.connect_wait`` (a server restarting between calls). An explicit ``retry.connect_timeout`` is
+    every call's wait (0: none). No answer in time: ``UNAVAILABLE`` (the request is not sent).
+
+    probe_channel: a channel to an address without the retry policy (closed after the probe).
+    """
+
+    def __init__(self, retry: RetryPolicy, probe_channel: Callable[[str], grpc.Channel]):
+        self.retry = retry
+        self._probe_channel = probe_channel
+        self._answered: set[str] = set()
+        self._silent: set[str] = set()
+
+    def timeout(self, address: str) -> float:
+        """Seconds the next call to ``address`` waits for it to accept calls."""
+        if address in self._answered:
+            return self.retry.connect_wait
+        if self.retry.connect_timeout is not None:
+            return self.retry.connect_timeout
+        return 0.0 if address in self._silent else min(FIRST_CONNECT_TIMEOUT, self.retry.connect_wait)
+
+    def wait(self, channel: grpc.Channel, address: str, service: str, method: str) -> None:
+        """Return once the server at ``address`` accepts calls; ServiceError UNAVAILABLE when it does not."""
+        timeout = self.timeout(address)
+        reason = None
+        if timeout <= 0 or not wait_connected(channel, timeout):
+            plain = self._probe_channel(address)
+            try:
+                reason = probe(plain, address)
+            finally:
+                plain.close()
+        if reason is None:
+            self._answered.add(address)
+            self._silent.discard(address)
+            return
+        self._silent.add(address)
+        waited = f"; waited {timeout:g} s" if timeout > 0 else ""
+        raise ServiceError(service, method, "UNAVAILABLE", reason + waited)
 
 
 def service_error(service: str, method: str, err: grpc.RpcError, partial: bool = False) -> ServiceError:

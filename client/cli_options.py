@@ -89,6 +89,7 @@ Token = Annotated[str | None, opt("--token", help="bearer token", metavar="TOKEN
 TlsCa = Annotated[Path | None, opt("--tls-ca", help="PEM CA bundle (enables TLS)", metavar="PATH")]
 TlsCert = Annotated[Path | None, opt("--tls-cert", help="PEM client certificate for mTLS (with --tls-key, --tls-ca)", metavar="PATH")]  # fmt: skip
 TlsKey = Annotated[Path | None, opt("--tls-key", help="PEM private key of --tls-cert", metavar="PATH")]
+ConnectTimeout = Annotated[float | None, opt("--connect-timeout", help="seconds a call waits for a service to accept connections (default: 2 s until it has answered once, then the retry schedule's 7.75 s)", metavar="SECONDS")]  # fmt: skip
 AllowInsecureToken = Annotated[bool, flag("allow-insecure-token", "send --token over plaintext to non-local servers (trusted networks only)")]  # fmt: skip
 DepthModel = Annotated[
     str, opt("--depth-model", help="MoGe checkpoint path or hub id (local stack)", metavar="MODEL")

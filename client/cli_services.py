@@ -31,6 +31,7 @@ SERVICE_FLAGS: dict[str, tuple[object, object]] = {
     "tls_cert": (o.TlsCert, None),
     "tls_key": (o.TlsKey, None),
     "allow_insecure_token": (o.AllowInsecureToken, False),
+    "connect_timeout": (o.ConnectTimeout, None),
     "depth_model": (o.DepthModel, DEFAULT_DEPTH_MODEL),
     "gen3c_weights": (o.Weights, None),
     "device": (o.Device, "auto"),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import typer
 
+from objvid.client.calls import RetryPolicy
 from objvid.client.cli_output import Output
 from objvid.client.errors import Interrupted, ObjvidError
 from objvid.client.run import Reporter
@@ -42,6 +43,7 @@ class Services:
     tls_key: Path | None = None
     allow_insecure_token: bool = False
     geometry_model: str = ""  # VGGT for unposed --views (local stack); empty = not loaded
+    connect_timeout: float | None = None  # --connect-timeout; None = the SDK's (calls.Connections)
 
     def stack_config(self, need_depth: bool, need_cache: bool, backend: str | None) -> StackConfig:
         """The local stack that starts exactly the needed services without an address."""
@@ -92,7 +94,8 @@ def connect(reporter: Reporter, services: Services, *, need_depth: bool, need_ca
         try:
             client = ObjvidClient(addrs["depth"], addrs["cache"], addrs["triton"], token=services.token,
                                   tls_ca=services.tls_ca, tls_cert=services.tls_cert, tls_key=services.tls_key,
-                                  allow_insecure_token=services.allow_insecure_token)  # fmt: skip
+                                  allow_insecure_token=services.allow_insecure_token,
+                                  retry=RetryPolicy(connect_timeout=services.connect_timeout))  # fmt: skip
         except ValueError as exc:
             raise ObjvidError("inputs", str(exc)) from None
         try:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 import grpc
 
-from objvid.client.calls import service_error, wait_connected
+from objvid.client.calls import service_error
 from objvid.client.frames import RenderedFrame, frame_from_bytes
 from objvid.runtime import shm
 from objvid.v1 import cache_pb2
@@ -44,11 +45,12 @@ class FrameRenderer:
     """``Render`` calls on ``channel`` with the transport negotiated (see module docstring)."""
 
     def __init__(self, channel: grpc.Channel, address: str, metadata, timeout: float,
-                 transport: str = "auto", connect_wait: float = 0.0, slots_hint: int = 2):  # fmt: skip
+                 transport: str = "auto", connect: Callable[[], None] | None = None,
+                 slots_hint: int = 2):  # fmt: skip
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         self._channel, self._metadata, self.timeout = channel, metadata, timeout
-        self._connect_wait = connect_wait
+        self._connect = connect  # waits until the server accepts calls (the SDK's Connections)
         self._call = channel.unary_unary(
             "/objvid.v1.CacheService/Render",
             request_serializer=cache_pb2.RenderRequest.SerializeToString,
@@ -81,7 +83,8 @@ class FrameRenderer:
 
     def render(self, request: cache_pb2.RenderRequest, copy: bool = True) -> RenderedFrame:
         """One ``Render`` call (``request.shm`` is filled here) -> RenderedFrame (index 0)."""
-        wait_connected(self._channel, self._connect_wait)
+        if self._connect is not None:
+            self._connect()
         if self.use_shm:
             frame = self._render_shm(request, copy)
             if frame is not None:

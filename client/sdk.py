@@ -15,6 +15,7 @@ message. Streamed render frames are decoded without protobuf objects (:mod:`objv
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from objvid.client.calls import Deadlines, RetryPolicy, service_error, wait_connected
+from objvid.client.calls import Connections, Deadlines, RetryPolicy, service_error
 from objvid.client.errors import ServiceError
 from objvid.client.frame_render import FrameRenderer
 from objvid.client.frames import LiftedView, RenderedFrame, frame_from_bytes
@@ -84,6 +85,7 @@ class ObjvidClient:
         self._ca = self.transport.ca
         self._metadata = wire.bearer_metadata(token)
         self._channels: dict[str, grpc.Channel] = {}
+        self._connections = Connections(self.retry, self._probe_channel)
         self.render_transport = render_transport  # per-frame Render: auto | shm | grpc (frame_render.py)
         self._frames: FrameRenderer | None = None
         self._depth = self._cache = self._render_stream = None
@@ -117,6 +119,15 @@ class ObjvidClient:
             )
         return self._channels[address]
 
+    def _probe_channel(self, address: str) -> grpc.Channel:
+        """A channel to ``address`` without retries: why a server does not answer, at once (calls.probe)."""
+        t = self.transport
+        return channels.make_channel(address, tls_ca=t.ca, tls_cert=t.cert, tls_key=t.key)
+
+    def _connected(self, address: str, service: str, method: str) -> None:
+        """Wait for the server at ``address`` to accept calls (calls.Connections); UNAVAILABLE if it does not."""
+        self._connections.wait(self._channel(address), address, service, method)
+
     def close(self) -> None:
         if self._frames is not None:
             self._frames.close()
@@ -146,7 +157,7 @@ class ObjvidClient:
         the bearer token (idempotent methods are retried by gRPC's policy, :mod:`objvid.client.calls`)."""
         address = self.depth_addr if service == "depth" else self.cache_addr
         stub = self._need(self._depth if service == "depth" else self._cache, service)
-        wait_connected(self._channel(address), self.retry.connect_wait)
+        self._connected(address, service, method)
         try:
             return getattr(stub, method)(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as err:
@@ -321,8 +332,9 @@ class ObjvidClient:
         copy=False: shared-memory arrays are views valid until this thread's next ``render``."""
         if self._frames is None:
             channel = self._channel(self._need(self.cache_addr, "cache"))
+            connect = functools.partial(self._connected, self.cache_addr, "cache", "Render")
             self._frames = FrameRenderer(channel, self.cache_addr, self._metadata, self.deadlines.unary,
-                                         self.render_transport, self.retry.connect_wait)  # fmt: skip
+                                         self.render_transport, connect)  # fmt: skip
         req = cache_pb2.RenderRequest(scene_id=scene_id, camera=wire.encode_camera(K, w2c, width, height),
                                       options=options)  # fmt: skip
         return self._frames.render(req, copy)
@@ -344,7 +356,7 @@ class ObjvidClient:
                                                     start_frame=start_frame + done if start_frame or object_tracks
                                                     else 0, object_tracks=object_tracks)  # fmt: skip
             timeout = self.deadlines.render_base + self.deadlines.render_per_frame * (len(cams) - done)
-            wait_connected(self._channel(self.cache_addr), self.retry.connect_wait)
+            self._connected(self.cache_addr, "cache", "RenderTrajectory")
             stream = call(req, timeout=timeout, metadata=self._metadata)
             before = done
             try:

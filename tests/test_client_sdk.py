@@ -4,6 +4,7 @@ deadlines, bearer token and TLS."""
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import sys
 import threading
@@ -158,6 +159,35 @@ def test_grpc_retries_idempotent_calls_with_one_key():
         server.stop(0)
 
 
+def test_a_dead_address_fails_fast_with_grpc_reason_until_a_server_listens():
+    """Nothing listens at the address: the default policy's first call waits FIRST_CONNECT_TIMEOUT (2 s),
+    not the whole retry schedule (7.75 s) plus gRPC's resends, and says why (gRPC's reason); the next
+    call does not wait again; once a server listens there, calls reach it."""
+    port = free_ports(1)[0]
+    client = ObjvidClient(cache_addr=f"127.0.0.1:{port}")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError) as err:
+            client.get_scene("x")
+        assert err.value.code == "UNAVAILABLE" and err.value.service == "cache"
+        assert "Connection refused" in err.value.details and err.value.details.endswith("; waited 2 s")
+        assert time.monotonic() - t0 < 10  # generous bound (it used to take ~11.5 s)
+        with pytest.raises(ServiceError) as again:
+            client.delete_scene("x")
+        assert again.value.code == "UNAVAILABLE" and "waited" not in again.value.details
+        from objvid.cache.server import CacheServer, ServerConfig
+
+        server = CacheServer(ServerConfig(host="127.0.0.1", port=port, device="cpu", memory_budget=1 << 30))
+        try:
+            with pytest.raises(ServiceError) as found:
+                client.get_scene("x")
+            assert found.value.code == "NOT_FOUND"
+        finally:
+            server.stop(0)
+    finally:
+        client.close()
+
+
 def test_unavailable_gives_up_with_a_clear_error():
     client = ObjvidClient(
         cache_addr=f"127.0.0.1:{free_ports(1)[0]}", retry=RetryPolicy(attempts=2, initial=0.05)
@@ -210,9 +240,12 @@ def test_cli_reports_an_unreachable_service_in_one_line(tmp_path):
         [sys.executable, "-m", "objvid.client", "render", "--image", a["image"], "--depth", a["depth"],
          "--intrinsics", a["intrinsics"], "--width", "64", "--height", "48", "--frames", "2",
          "--cache-addr", dead, "--out", str(tmp_path / "o.mp4")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, OBJVID_CLIENT_CONNECT_TIMEOUT="1.5"),
     )  # fmt: skip
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: scene: cache service unreachable"), proc.stderr
+    assert "Connection refused" in line and line.endswith("; waited 1.5 s)"), (
+        line
+    )  # OBJVID_CLIENT_CONNECT_TIMEOUT
     assert not (tmp_path / "o.mp4").exists()

@@ -541,14 +541,17 @@ def test_service_options_gather_the_flags_and_their_env_names_into_services():
         got.update(services=services, frames=frames, quiet=quiet)
 
     result = CliRunner().invoke(app, ["--cache-addr", "h:1", "--frames", "5", "--device", "cpu", "--quiet"],
-                                env={"OBJVID_CLIENT_TOKEN": "t0k", "COLUMNS": "200"})  # fmt: skip
+                                env={"OBJVID_CLIENT_TOKEN": "t0k", "OBJVID_CLIENT_CONNECT_TIMEOUT": "1.5",
+                                     "COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     s = got["services"]
     assert (s.cache_addr, s.token, s.device, s.depth_addr, s.tls_cert) == ("h:1", "t0k", "cpu", None, None)
+    assert s.connect_timeout == 1.5
     assert got["frames"] == 5 and got["quiet"] is True
     help_text = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     assert "--tls-cert" not in help_text and "OBJVID_CLIENT_TRITON_ADDR" in help_text
     order = [help_text.index(f) for f in ("--frames", "--depth-addr", "--device", "--quiet")]
     assert order == sorted(order)  # own flags, then the service flags, then the output flags
     assert service_flags(cache=False, triton=False) == ["depth_addr", "token", "tls_ca", "tls_cert", "tls_key",
-                                                         "allow_insecure_token", "depth_model", "device"]  # fmt: skip
+                                                         "allow_insecure_token", "connect_timeout", "depth_model",
+                                                         "device"]  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_render_reference import ALL, assert_zbuffer_equal
+from test_render_reference import ALL, INTERPRETER_ZBUF_BLOCK, assert_zbuffer_equal
 
 from objvid.cache import Scene
 from objvid.cache.io import load_object
@@ -132,6 +132,8 @@ KERNEL_SCRIPT = textwrap.dedent(
     import numpy as np
     from test_render_culling import K, H, W, cameras, setup
     from test_render_reference import ALL, assert_zbuffer_equal
+    from objvid.cache import kernels
+    kernels.ZBUF_POINT_BLOCK = {block}  # launch shape only (see test_render_reference.INTERPRETER_ZBUF_BLOCK)
     scene = setup(7)
     cams = cameras(np.random.default_rng(8))
     for mode in ("objects", "fused", "full"):
@@ -147,7 +149,11 @@ def test_triton_culling_under_the_interpreter():
     pytest.importorskip("triton", reason="triton not installed (pip install triton to test the kernels here)")
     env = dict(os.environ, TRITON_INTERPRET="1")
     res = subprocess.run(
-        [sys.executable, "-c", KERNEL_SCRIPT.format(tests=str(Path(__file__).parent))],
+        [
+            sys.executable,
+            "-c",
+            KERNEL_SCRIPT.format(tests=str(Path(__file__).parent), block=INTERPRETER_ZBUF_BLOCK),
+        ],
         env=env,
         capture_output=True,
         text=True,

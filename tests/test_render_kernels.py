@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_render_reference import INTERPRETER_ZBUF_BLOCK
 
 pytest.importorskip("triton", reason="triton not installed (pip install triton to test the kernels here)")
 
@@ -22,7 +23,8 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import numpy as np, torch
     from test_render_reference import ALL, H, W, assert_zbuffer_equal, random_setup
-    from objvid.cache import Scene
+    from objvid.cache import Scene, kernels
+    kernels.ZBUF_POINT_BLOCK = {block}  # launch shape only (INTERPRETER_ZBUF_BLOCK)
 
     cases = [("scene", "gen3c", 2, 1.2), ("fused", "gen3c", 2, 1.2), ("fused", "zbuffer", 1, 0.0),
              ("full", "zbuffer", 3, 2.0), ("objects", "zbuffer", 4, 0.7)]
@@ -58,7 +60,7 @@ def test_triton_kernels_interpreter_match_reference():
     tests = str(Path(__file__).parent)
     env = dict(os.environ, TRITON_INTERPRET="1")
     res = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(tests=tests)],
+        [sys.executable, "-c", SCRIPT.format(tests=tests, block=INTERPRETER_ZBUF_BLOCK)],
         env=env,
         capture_output=True,
         text=True,

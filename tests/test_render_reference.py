@@ -10,6 +10,12 @@ from objvid.cache import Scene
 
 H, W = 20, 28
 ALL = ("rgb", "rgb_float", "mask", "depth", "object_mask")
+#: ``kernels.ZBUF_POINT_BLOCK`` in the interpreter tests (test_render_kernels, test_render_culling). The
+#: z-buffer kernel's launch shape is tuned for GPUs (64 points per program); its integer atomic-min result
+#: does not depend on it (kernels.py), while the interpreter's cost grows with the number of programs
+#: (~0.1 s each on a CPU core): 256 is 3-4x faster. Their inputs still span several blocks and end in a
+#: partial one (the masked tail and ``index_base`` stay covered).
+INTERPRETER_ZBUF_BLOCK = 256
 
 
 def random_rotation(rng, max_angle):

@@ -201,6 +201,13 @@ def is_compiled(net: transformer.Gen3cNet) -> bool:
     return getattr(net.transformer.transformer_blocks[0], "_compiled_call_impl", None) is not None
 
 
+def drop_compiled(net: transformer.Gen3cNet) -> None:
+    """Back to eager blocks (the next ``compile_blocks`` compiles afresh)."""
+    for block in net.transformer.transformer_blocks:
+        block._compiled_call_impl = None
+    torch._dynamo.reset()
+
+
 #: Inductor's GEMM autotuning: cuBLAS and Triton templates timed per shape, fusion of epilogues (GELU).
 GEMM_AUTOTUNE_OPTIONS = {
     "max_autotune_gemm": True,
@@ -211,16 +218,15 @@ GEMM_AUTOTUNE_OPTIONS = {
 
 def configure_variant(net: transformer.Gen3cNet, name: str) -> None:
     """Set the attention processor / SDPA backend / compile of one variant on ``net``: ``PROC-BACKEND``
-    plus ``-compile`` (compiled blocks) and ``-tuned`` (Inductor's kernel tuning) or ``-autotune`` (that plus
-    Triton GEMM templates benchmarked against cuBLAS, epilogues fused into them). Compiled blocks are kept
+    plus ``-compile`` (compiled blocks) and ``-tuned`` (Inductor's kernel tuning), ``-multikernel`` (that plus
+    persistent and looped reductions both generated, the faster picked) or ``-autotune`` (tuning plus Triton
+    GEMM templates benchmarked against cuBLAS, epilogues fused into them). Compiled blocks are kept
     while the next variant compiles the same way, and dropped otherwise."""
     proc, backend, *rest = name.split("-")
     want_compile = "compile" in rest
-    tuned = "autotune" if "autotune" in rest else "tuned" if "tuned" in rest else ""
+    tuned = next((t for t in ("autotune", "multikernel", "tuned") if t in rest), "")
     if is_compiled(net) and (not want_compile or getattr(net, "_bench_tuned", "") != tuned):
-        for block in net.transformer.transformer_blocks:
-            block._compiled_call_impl = None
-        torch._dynamo.reset()
+        drop_compiled(net)
     transformer.use_fast_attention(
         net.transformer, proc == "fast", kernel="fa4" if backend == "fa4" else "sdpa"
     )
@@ -230,6 +236,7 @@ def configure_variant(net: transformer.Gen3cNet, name: str) -> None:
             "": None,
             "tuned": transformer.TUNED_KERNEL_OPTIONS,
             "autotune": {**transformer.TUNED_KERNEL_OPTIONS, **GEMM_AUTOTUNE_OPTIONS},
+            "multikernel": {**transformer.TUNED_KERNEL_OPTIONS, "triton.multi_kernel": 1},
         }[tuned]
         transformer.compile_blocks(net.transformer, options=options)
         net._bench_tuned = tuned

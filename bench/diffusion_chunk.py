@@ -9,7 +9,8 @@ Phases (``--phases``):
   VAE decode), per variant on the SAME weights and inputs (``VARIANTS``): ``bf16`` (fast attention, cuDNN
   SDPA, ``torch.compile`` of the blocks), ``fa4`` (the same with FlashAttention-4), ``fa4-prev`` (the
   previous default: fa4 with the whole padded chunk encoded for the condition latent), ``-tuned`` (Inductor's
-  kernel tuning), ``cfgbatch`` (both CFG passes in one batch: an output-preserving change, the yardstick for
+  kernel tuning), ``-gelu`` (the feed-forward's GELU in its GEMM's epilogue: cuBLASLt's tanh GELU; run
+  it after the variants without it), ``cfgbatch`` (both CFG passes in one batch: an output-preserving change, the yardstick for
   bf16 noise), then ``fp8`` (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise
   ``_scaled_mm``). Reports seconds per stage, s/step, the 35-step extrapolation when ``--steps`` < 35, and
   each video's deviation from the first variant's (mean / max abs uint8 difference, PSNR) plus one DiT
@@ -44,7 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from objvid.diffusion.base import GenerateOptions, validate_chunk  # noqa: E402
-from objvid.diffusion.gen3c import fp8  # noqa: E402
+from objvid.diffusion.gen3c import fp8, gelu_epilogue  # noqa: E402
 from objvid.diffusion.gen3c.config import Gen3cConfig  # noqa: E402
 
 
@@ -97,6 +98,8 @@ VARIANTS = {
     "fa4-tuned": ("fast-fa4-compile-tuned", False, False),
     "fa4-tuned-cfgbatch": ("fast-fa4-compile-tuned", True, False),
     "fa4-autotune": ("fast-fa4-compile-autotune", False, False),
+    "fa4-multikernel": ("fast-fa4-compile-multikernel", False, False),
+    "fa4-gelu": ("fast-fa4-compile", False, False),  # + the FFN's GELU in the GEMM epilogue (irreversible)
     "cfgbatch": ("fast-cudnn-compile", True, False),
     "fa4-cfgbatch": ("fast-fa4-compile", True, False),
     "fp8": ("fast-cudnn-compile", False, False),
@@ -146,6 +149,11 @@ def phase_chunk(args) -> dict:
                 raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
             dit_variant, model.cfg_batch, model.whole_chunk_condition = VARIANTS[variant]
             db.configure_variant(net, "fast-default" if args.small else dit_variant)
+            if variant.endswith("-gelu"):  # swap the FFN modules, then compile afresh
+                db.drop_compiled(net)
+                n = gelu_epilogue.fuse_ffn_gelu_(net.transformer.transformer_blocks)
+                print(f"gelu epilogue: {n} feed-forwards fused", flush=True)
+                db.configure_variant(net, "fast-default" if args.small else dit_variant)
             if variant == "fp8":
                 n = fp8.quantize_linears_(net.transformer.transformer_blocks, min_features=16 if args.small else 256,
                                           reference=True if args.small else None)  # fmt: skip

@@ -233,3 +233,30 @@ def test_fp8_with_fa4_in_compiled_blocks():
         ref, got = (net(x, step, text, cond, cache, fps=24.0).float() for net in nets)
     rel = ((got - ref).norm() / ref.norm()).item()
     assert 0 < rel < 0.1, rel  # FP8 rounding is visible (> 0) but small (7B: 2.9e-2)
+
+
+def test_gelu_epilogue_gemm_matches_reference():
+    """cuBLASLt's GEMM with the GELU epilogue is the tanh GELU of the linear (float32, TF32 off, tells it
+    from the erf GELU), and within bf16 rounding of the float64 reference at bf16."""
+    import torch.nn.functional as F
+
+    from objvid.diffusion.gen3c import gelu_epilogue
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(3, 500, 256, device="cuda", generator=g)
+    w = torch.randn(384, 256, device="cuda", generator=g) / 16
+    b = torch.zeros(384, device="cuda")
+    ref = gelu_epilogue.reference_linear_gelu_tanh(x, w, b)
+    erf = F.gelu(F.linear(x.double(), w.double()))
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        out = gelu_epilogue.linear_gelu_tanh(x, w, b)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert (out.double() - ref).abs().max() < 2e-5 < (erf - ref).abs().max()
+    xb, wb, bb = x.bfloat16(), w.bfloat16(), b.bfloat16()
+    out_b = gelu_epilogue.linear_gelu_tanh(xb, wb, bb)
+    ref_b = gelu_epilogue.reference_linear_gelu_tanh(xb, wb, bb)
+    assert out_b.dtype == torch.bfloat16
+    torch.testing.assert_close(out_b.double(), ref_b, rtol=1.6e-2, atol=1e-2)

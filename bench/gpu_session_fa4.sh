@@ -14,6 +14,7 @@
 #   g VARIANT: a whole 35-step chunk of VARIANT, then the CUDA tests of the GEN3C paths
 #   h: 3-step chunks: fa4-tuned vs fa4-autotune (Triton GEMM templates + fused GELU epilogue)
 #   i: 3-step chunks: fa4 vs fa4-gelu (cuBLASLt GELU epilogue), then the CUDA test of that GEMM
+#   j: every CUDA test (tests/test_cuda_paths.py) on the new defaults
 # Preparing the carried folders here (git-ignored through .git/info/exclude: /.whl/ /.gpu_a/ /.gpu_b/), with
 # P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform any":
 #   pip download $P -d .whl diffusers==0.42.1 grpcio==1.81.1 grpcio-health-checking==1.81.1 \
@@ -90,6 +91,10 @@ i)
   timeout 400 python -W ignore bench/diffusion_chunk.py --steps 3 --phases chunk --variants fa4,fa4-gelu \
     --out "$O/diffusion_chunk_i18d_gelu.json" > "$O/chunk3_gelu.log" 2>&1
   for f in cuda_tests chunk3_gelu; do echo "== $f"; tail -n 8 "$O/$f.log"; done
+  ;;
+j)
+  join_fa4
+  timeout 200 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py 2>&1 | tail -n 15
   ;;
 e)
   join_fa4

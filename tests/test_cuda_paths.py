@@ -122,7 +122,13 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
     from objvid.diffusion.gen3c.model import Gen3cModel
 
     weights = _tiny_gen3c_weights(tmp_path)
-    model = Gen3cModel.from_pretrained(weights, device="cuda")  # bf16, auto attention, compiled
+    from objvid.diffusion.gen3c.gelu_epilogue import LinearGeluTanh
+
+    model = Gen3cModel.from_pretrained(
+        weights, device="cuda"
+    )  # bf16, auto attention, compiled, GELU epilogue
+    blocks = model.net.transformer.transformer_blocks
+    assert sum(isinstance(m, LinearGeluTanh) for m in blocks.modules()) == len(blocks)
     chunk = make_chunk(64, 96)
     opts = GenerateOptions(seed=3, num_steps=2, guidance=1.0)
     a = model.generate(chunk, opts)

@@ -1,5 +1,6 @@
-"""Issue 18's opt-in speed settings reach the model: FP8 linears (``--fp8`` / ``fp8``) and a persistent
-``torch.compile`` cache (``--compile-cache`` / ``compile_cache``), through the same settings path the
+"""Issue 18's speed settings reach the model: FP8 linears (``--fp8`` / ``fp8``), the feed-forward's GELU in
+its GEMM (``--gelu-epilogue`` / ``gelu_epilogue``) and a persistent ``torch.compile`` cache
+(``--compile-cache`` / ``compile_cache``), through the same settings path the
 servers use, on a tiny random GEN3C loaded like a real checkpoint (CPU)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from objvid.diffusion.base import GenerateOptions, validate_chunk
 from objvid.diffusion.cli import cli
 from objvid.diffusion.convert import convert
-from objvid.diffusion.gen3c import fp8
+from objvid.diffusion.gen3c import fp8, gelu_epilogue
 from objvid.diffusion.gen3c.compile_cache import (
     FA4_ENABLE_ENV,
     FA4_ENV,
@@ -63,6 +64,26 @@ def test_fp8_setting_quantizes_the_blocks_and_stays_close(weights_dir, monkeypat
     assert d.mean() < 8.0, d.mean()  # ... and stay near the full-precision video
 
 
+def test_gelu_epilogue_setting_fuses_the_feed_forwards(weights_dir):
+    plain = load_model("gen3c", ModelSettings(weights_dir=weights_dir))  # auto: off on a CPU
+    fused = load_model(
+        "gen3c", settings_from_parameters({"weights_dir": weights_dir, "gelu_epilogue": "true"}, "cpu")
+    )
+    blocks = fused.net.transformer.transformer_blocks
+    n = sum(isinstance(m, gelu_epilogue.LinearGeluTanh) for m in blocks.modules())
+    assert n == len(blocks) > 0
+    assert not any(isinstance(m, gelu_epilogue.LinearGeluTanh) for m in plain.net.modules())
+    chunk, opts = _chunk(), GenerateOptions(num_steps=2, seed=1)
+    a, b = plain.generate(chunk, opts), fused.generate(chunk, opts)
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    assert d.mean() < 1.0, d.mean()  # the tanh GELU stays next to upstream's erf GELU
+    with pytest.raises(ValueError, match="gelu_epilogue and fp8 are exclusive"):
+        load_model("gen3c", ModelSettings(weights_dir=weights_dir, fp8=True, gelu_epilogue="true"))
+    with pytest.raises(ValueError, match="gelu_epilogue must be auto, true or false"):
+        settings_from_parameters({"gelu_epilogue": "fast"}, "cpu")
+    assert settings_from_parameters({"gelu_epilogue": " FALSE "}, "cpu").gelu_epilogue == "false"
+
+
 def test_fp8_and_compile_cache_parameters_are_checked(tmp_path):
     with pytest.raises(ValueError, match="fp8 must be true or false"):
         settings_from_parameters({"fp8": "fast"}, "cpu")
@@ -102,5 +123,6 @@ def test_serve_help_documents_the_flags():
     from click.testing import CliRunner
 
     out = CliRunner().invoke(cli, ["serve", "--help"], terminal_width=200).output
-    for text in ("--compile-cache", "OBJVID_DIFFUSION_COMPILE_CACHE", "--fp8", "OBJVID_DIFFUSION_FP8"):
+    flags = ("--compile-cache", "OBJVID_DIFFUSION_COMPILE_CACHE", "--fp8", "OBJVID_DIFFUSION_FP8")
+    for text in (*flags, "--gelu-epilogue", "OBJVID_DIFFUSION_GELU_EPILOGUE"):
         assert text in out, text

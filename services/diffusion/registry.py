@@ -36,6 +36,7 @@ class ModelSettings:
     compile: torch.compile the GEN3C blocks: auto (CUDA only), true, false.
     compile_cache: directory for torch.compile's caches (kept across restarts); None = Inductor's default.
     fp8: opt-in FP8 linear layers in the GEN3C transformer blocks (Hopper/Ada; measured in docs/performance.md).
+    gelu_epilogue: the feed-forward's GELU in its GEMM's epilogue (tanh GELU): auto (CUDA unless fp8), true, false.
     inpaint_radius (working-resolution pixels) and inpaint_max_side (pixels): preview only.
     world_size: gen3c processes (one per GPU from ``device`` on, or CPU processes with gloo); > 1 starts a
     worker group (``objvid.diffusion.parallel``). cfg_parallel: auto, 1 or 2 guidance groups;
@@ -51,6 +52,7 @@ class ModelSettings:
     compile: str = "auto"
     compile_cache: str | None = None
     fp8: bool = False
+    gelu_epilogue: str = "auto"
     inpaint_radius: int = 3
     inpaint_max_side: int = 320
     world_size: int = 1
@@ -63,8 +65,9 @@ class ModelSettings:
             raise ValueError(f"offload: unknown part(s) {unknown}; choose from {list(OFFLOAD_PARTS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        if self.compile not in ("auto", "true", "false"):
-            raise ValueError(f"compile must be auto, true or false, got {self.compile!r}")
+        for key in ("compile", "gelu_epilogue"):
+            if getattr(self, key) not in ("auto", "true", "false"):
+                raise ValueError(f"{key} must be auto, true or false, got {getattr(self, key)!r}")
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"device must be cpu, cuda or cuda:<index>, got {self.device!r}")
         if not 1 <= self.world_size <= 64:
@@ -124,6 +127,7 @@ def gen3c_load_options(settings) -> dict:
         "compile_blocks": None if settings.compile == "auto" else settings.compile == "true",
         "fp8": settings.fp8,
         "compile_cache": settings.compile_cache,
+        "gelu_epilogue": None if settings.gelu_epilogue == "auto" else settings.gelu_epilogue == "true",
     }
 
 
@@ -140,7 +144,7 @@ def parse_bool(text: str, key: str) -> bool:
 def settings_from_parameters(parameters: Mapping[str, str], device: str) -> ModelSettings:
     """Triton ``config.pbtxt`` parameters (string values) -> :class:`ModelSettings`.
 
-    Keys: weights_dir, dtype, attention_backend, compile, compile_cache, fp8, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
+    Keys: weights_dir, dtype, attention_backend, compile, compile_cache, fp8, gelu_epilogue, offload_text_encoder, offload_vae, offload_transformer, cfg_batch,
     inpaint_radius, inpaint_max_side, world_size, cfg_parallel, cp_mode, cache_address, cache_token, cache_ready_file (read by ``cache_source``) (and ``model``, the registry name when it differs from the Triton name). Unknown keys raise ValueError (catches typos in the config).
     """
     known = {
@@ -152,6 +156,7 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
         "compile",
         "compile_cache",
         "fp8",
+        "gelu_epilogue",
     }
     known |= {"world_size", "cfg_parallel", "cp_mode"}
     known |= {"inpaint_radius", "inpaint_max_side"}
@@ -164,7 +169,7 @@ def settings_from_parameters(parameters: Mapping[str, str], device: str) -> Mode
     kwargs: dict = {"device": device}
     if parameters.get("weights_dir"):
         kwargs["weights_dir"] = parameters["weights_dir"]
-    for key in ("dtype", "attention_backend", "compile"):
+    for key in ("dtype", "attention_backend", "compile", "gelu_epilogue"):
         if parameters.get(key):
             kwargs[key] = parameters[key].strip().lower()
     for key in ("cfg_parallel", "cp_mode"):

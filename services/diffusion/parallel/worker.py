@@ -32,7 +32,8 @@ class WorkerSpec:
 
     devices: one torch device per rank ("cuda:0", ... or "cpu" repeated); dtype: "auto" or a torch dtype name;
     cfg_parallel: "auto", "1" or "2"; cp_mode: "auto", "ulysses" or "ring"; store_dir: rendezvous directory;
-    compile: "auto", "true" or "false"; attention_backend, compile_cache and fp8 as ``ModelSettings``.
+    compile, gelu_epilogue: "auto", "true" or "false"; attention_backend, compile_cache and fp8 as
+    ``ModelSettings``.
     """
 
     weights_dir: str
@@ -45,6 +46,7 @@ class WorkerSpec:
     compile: str = "auto"
     compile_cache: str | None = None
     fp8: bool = False
+    gelu_epilogue: str = "auto"
     cfg_parallel: str = "auto"
     cp_mode: str = "auto"
     log_level: int = logging.WARNING

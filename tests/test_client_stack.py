@@ -20,6 +20,19 @@ from objvid.client.stack import LocalStack, StackConfig, child_specs, wire_cache
 CACHE_ONLY = StackConfig(depth=False, backend=None, device="cpu")
 
 
+def _children() -> set[int]:
+    """Live (non-zombie) descendants of this process. Compare with a set taken before the stack started:
+    this pytest process may hold other servers (session fixtures of modules that ran earlier here)."""
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.add(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def _gone(pids: list[int], timeout: float = 10.0) -> bool:
     """True once none of ``pids`` is a live (non-zombie) process."""
     procs = []
@@ -89,10 +102,12 @@ def test_connect_times_the_stop_of_the_local_servers(tmp_path):
     from objvid.client.connect import Services, connect
 
     events = _Events()
+    before = _children()
     with connect(events, Services(device="cpu"), need_depth=False, need_cache=True, backend=None,
                  log_dir=tmp_path) as (client, record):  # fmt: skip
         assert client.healthy(record["cache"])
-        pids = [p.pid for p in psutil.Process().children(recursive=True)]
+        pids = sorted(_children() - before)
+        assert pids  # the cache server (and its parse workers)
         assert "stack_stop_seconds" not in record
     assert record["local_stack"] == ["cache"] and record["stack_seconds"] > 0
     assert record["stack_stop_seconds"] > 0  # set once the servers are gone
@@ -164,6 +179,7 @@ def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
         depth=True, depth_model=str(tmp_path / "missing.pt"), cache=True, backend=None, device="cpu"
     )
     stack = LocalStack(cfg, tmp_path)
+    before = _children()
     with pytest.raises(
         ObjvidError, match=r"^stack: depth server exited with code \d+ while starting \(log "
     ) as err:
@@ -171,4 +187,4 @@ def test_a_child_that_fails_to_start_is_reported_and_cleaned_up(tmp_path):
     # the hint names the client's flag, not the depth service's --model
     assert "missing.pt" in str(err.value) and "--depth-model" in str(err.value)
     assert stack.children == []  # the cache server that did start was stopped too
-    assert not [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    assert not _children() - before

@@ -14,6 +14,9 @@ TORCH_VERSION := 2.13.0
 # wheels, ~200 MB instead of the multi-GB CUDA build PyPI serves on Linux). Empty: the package index only.
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`: 2 (CI's 2 cores; half the suite is waits and single-threaded work),
+# each test file whole on one worker (--dist loadfile: module fixtures built once). 0 = one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup test lint demo studio proto clean-env images k8s-validate
 
@@ -70,7 +73,7 @@ lint: setup
 	cd protos && ../$(BUF) lint
 
 test: lint $(STAMPS)/chromium
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The main job on bundled example inputs: a synthetic RGB-D room (exact depth, so no MoGe weights are
 # needed) and a sneaker point cloud, through the local stack (cache service + PyTriton `preview` model:

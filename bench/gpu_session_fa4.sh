@@ -11,7 +11,7 @@
 # Fourth session (issue 18, the last seconds):
 #   f: 3-step chunks side by side: fa4-prev (previous default), fa4 (one-frame condition encode), fa4-tuned
 #      (+ Inductor kernel tuning), fa4-tuned-cfgbatch, fa4-cfgbatch
-#   g VARIANT: a whole 35-step chunk of VARIANT, then the CUDA tests of the GEN3C paths
+#   g [VARIANT]: a whole 35-step chunk of VARIANT (default fa4-gelu: the new default), then the CUDA tests of the GEN3C paths
 #   h: 3-step chunks: fa4-tuned vs fa4-autotune (Triton GEMM templates + fused GELU epilogue)
 #   i: 3-step chunks: fa4 vs fa4-gelu (cuBLASLt GELU epilogue), then the CUDA test of that GEMM
 #   j: every CUDA test (tests/test_cuda_paths.py) on the new defaults
@@ -74,7 +74,7 @@ f)
   ;;
 g)
   join_fa4
-  timeout 420 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4-tuned}" --phases chunk \
+  timeout 420 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4-gelu}" --phases chunk \
     --out "$O/diffusion_chunk_i18d_35.json" > "$O/chunk35.log" 2>&1
   timeout 120 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py > "$O/cuda_tests.log" 2>&1
   for f in chunk35 cuda_tests; do echo "== $f"; tail -n 12 "$O/$f.log"; done

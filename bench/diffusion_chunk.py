@@ -10,8 +10,8 @@ Phases (``--phases``):
   SDPA, ``torch.compile`` of the blocks), ``fa4`` (the same with FlashAttention-4), ``fa4-prev`` (the
   previous default: fa4 with the whole padded chunk encoded for the condition latent), ``-tuned`` (Inductor's
   kernel tuning), ``-gelu`` (the feed-forward's GELU in its GEMM's epilogue: cuBLASLt's tanh GELU; run
-  it after the variants without it), ``cfgbatch`` (both CFG passes in one batch: an output-preserving change, the yardstick for
-  bf16 noise), then ``fp8`` (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise
+  it after the variants without it), ``cfgbatch`` (both CFG passes in one batch: an output-preserving
+  change, the yardstick for bf16 noise), then ``fp8`` (``objvid.diffusion.gen3c.fp8``: the blocks' linears as float8 rowwise
   ``_scaled_mm``). Reports seconds per stage, s/step, the 35-step extrapolation when ``--steps`` < 35, and
   each video's deviation from the first variant's (mean / max abs uint8 difference, PSNR) plus one DiT
   forward's relative error on identical inputs.

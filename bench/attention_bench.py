@@ -12,7 +12,6 @@ its kernel then) and the error against a float32 reference computed for 512 samp
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -74,12 +73,8 @@ def time_calls(fn, args, reps: int, device) -> tuple[float, float]:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--small", action="store_true", help="tiny shapes (CPU check of the script)")
+    p = db.bench_parser("attention_bench", __doc__, reps=10)
     p.add_argument("--fa4-tiles", default="", help="FA4 forward tiles to try, e.g. 128x176,192x128")
-    p.add_argument("--out", help="JSON path (default $OUT/attention_bench.json or bench/results/)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.float32 if device.type == "cpu" else torch.bfloat16

@@ -107,6 +107,18 @@ def peak_reset(device):
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def bench_parser(name: str, doc: str | None, reps: int | None = None) -> argparse.ArgumentParser:
+    """The options every diffusion bench shares: ``--device``, ``--small`` (a tiny CPU check of the script),
+    ``--out`` (default :func:`result_path`) and, given a default, ``--reps``."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    p.add_argument("--device", default="cuda")
+    if reps is not None:
+        p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--small", action="store_true", help="tiny shapes on a CPU (a check of the script)")
+    p.add_argument("--out", help=f"JSON path (default $OUT/{name}.json or bench/results/)")
+    return p
+
+
 def result_header(name: str, device: torch.device | None = None, **extra) -> dict:
     """The first keys of a bench's JSON: its name, when, the torch version, the GPU (when on one), ``extra``."""
     res = {

@@ -251,8 +251,7 @@ def phase_compile_cache(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda")
+    p = db.bench_parser("diffusion_chunk", __doc__)
     p.add_argument("--steps", type=int, default=35, help="denoising steps run (35 = a real chunk)")
     p.add_argument(
         "--guidance", type=float, default=1.0, help="CFG g (GEN3C's default 1.0: two passes per step)"
@@ -267,8 +266,6 @@ def main(argv=None) -> dict:
     p.add_argument("--frames", type=int, default=121)
     p.add_argument("--height", type=int, default=704)
     p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--small", action="store_true", help="tiny CPU check of the script")
-    p.add_argument("--out", help="JSON path (default $OUT/diffusion_chunk.json or bench/results/)")
     args = p.parse_args(argv)
     res = db.result_header(
         "diffusion_chunk", None if args.small else torch.device(args.device), config=vars(args)

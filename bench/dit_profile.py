@@ -9,7 +9,6 @@ Triton fused elementwise / norms, other).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -54,12 +53,8 @@ def profile_forward(net, args_, device) -> dict:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda")
+    p = db.bench_parser("dit_profile", __doc__, reps=3)
     p.add_argument("--variants", default="fast-cudnn-compile,fast-fa4-compile")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--small", action="store_true")
-    p.add_argument("--out", help="JSON path (default $OUT/dit_profile.json or bench/results/)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.float32 if args.small else torch.bfloat16

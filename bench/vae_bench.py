@@ -9,7 +9,6 @@ algorithms once per shape), same weights and input, outputs compared.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,11 +18,7 @@ import torch  # noqa: E402
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--small", action="store_true")
-    p.add_argument("--out", help="JSON path (default $OUT/vae_bench.json or bench/results/)")
+    p = db.bench_parser("vae_bench", __doc__, reps=3)
     args = p.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.float32 if args.small else torch.bfloat16

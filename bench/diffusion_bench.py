@@ -220,6 +220,10 @@ def drop_compiled(net: transformer.Gen3cNet) -> None:
     torch._dynamo.reset()
 
 
+#: Inductor's kernel tuning: coordinate-descent search of each generated Triton kernel's launch configuration
+#: (block sizes, warps) at compile time. Same arithmetic per element; a reduction's float32 summation order
+#: may change with its block size.
+TUNED_KERNEL_OPTIONS = {"coordinate_descent_tuning": True}
 #: Inductor's GEMM autotuning: cuBLAS and Triton templates timed per shape, fusion of epilogues (GELU).
 GEMM_AUTOTUNE_OPTIONS = {
     "max_autotune_gemm": True,
@@ -246,9 +250,9 @@ def configure_variant(net: transformer.Gen3cNet, name: str) -> None:
     if want_compile and not is_compiled(net):
         options = {
             "": None,
-            "tuned": transformer.TUNED_KERNEL_OPTIONS,
-            "autotune": {**transformer.TUNED_KERNEL_OPTIONS, **GEMM_AUTOTUNE_OPTIONS},
-            "multikernel": {**transformer.TUNED_KERNEL_OPTIONS, "triton.multi_kernel": 1},
+            "tuned": TUNED_KERNEL_OPTIONS,
+            "autotune": {**TUNED_KERNEL_OPTIONS, **GEMM_AUTOTUNE_OPTIONS},
+            "multikernel": {**TUNED_KERNEL_OPTIONS, "triton.multi_kernel": 1},
         }[tuned]
         transformer.compile_blocks(net.transformer, options=options)
         net._bench_tuned = tuned

@@ -155,17 +155,11 @@ def use_fast_attention(model: nn.Module, enabled: bool = True, kernel: str = "sd
             attn.set_processor(FastCosmosAttnProcessor(kernel) if enabled else CosmosAttnProcessor2_0())
 
 
-#: Inductor options that tune the compiled blocks' kernels: coordinate-descent search of each generated
-#: Triton kernel's launch configuration (block sizes, warps) at compile time. Same arithmetic per element;
-#: a reduction's float32 summation order may change with its block size.
-TUNED_KERNEL_OPTIONS = {"coordinate_descent_tuning": True}
-
-
 def compile_blocks(model: nn.Module, mode: str | None = None, options: dict | None = None) -> None:
     """``torch.compile`` each transformer block (regional compilation: one graph reused by all 28 blocks).
 
-    options: Inductor options, e.g. :data:`TUNED_KERNEL_OPTIONS` (a slower first compile, kept by the
-    compile cache); not with ``mode``, which sets its own."""
+    options: Inductor options (``torch.compile(options=...)``; ``bench/diffusion_bench.py`` measures kernel
+    tuning and GEMM autotuning this way); not with ``mode``, which sets its own."""
     if options and mode is not None:
         raise ValueError("compile_blocks: options and mode are exclusive")
     for block in model.transformer_blocks:

@@ -12,7 +12,6 @@ its kernel then) and the error against a float32 reference computed for 512 samp
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -68,8 +67,8 @@ def time_calls(fn, args, reps: int, device) -> tuple[float, float]:
     clock = db.Clock(device)
     with torch.inference_mode():
         first = clock.once(lambda: fn(*args))
-        times = [clock.once(lambda: fn(*args)) for _ in range(reps)]
-    return first, statistics.median(times)
+        median, _ = clock.median(lambda: fn(*args), reps=reps, warmup=0)
+    return first, median
 
 
 def main(argv=None) -> dict:

@@ -112,11 +112,11 @@ class ParallelGen3cModel(Gen3cModel):
                 ("cache buffer", lambda n=n: conditioning.mask_video(chunk.masks[:, n], dev, vae_dtype))
             )
         total = 1 + len(makers)
-        s, tc = self.config.spatial_compression, self.config.temporal_compression
+        s = self.config.spatial_compression
         shape = (
             1,
             self.config.latent_channels,
-            1 + (chunk.num_frames - 1) // tc,
+            self.config.latent_frames,
             chunk.height // s,
             chunk.width // s,
         )

@@ -119,14 +119,12 @@ def test_gen3c_cuda_defaults_are_deterministic(tmp_path):
     from test_diffusion_gen3c import T, make_chunk
 
     from objvid.diffusion.base import GenerateOptions
+    from objvid.diffusion.gen3c.gelu_epilogue import LinearGeluTanh
     from objvid.diffusion.gen3c.model import Gen3cModel
 
     weights = _tiny_gen3c_weights(tmp_path)
-    from objvid.diffusion.gen3c.gelu_epilogue import LinearGeluTanh
-
-    model = Gen3cModel.from_pretrained(
-        weights, device="cuda"
-    )  # bf16, auto attention, compiled, GELU epilogue
+    # the CUDA defaults: bf16, auto attention, compiled blocks, GELU epilogue
+    model = Gen3cModel.from_pretrained(weights, device="cuda")
     blocks = model.net.transformer.transformer_blocks
     assert sum(isinstance(m, LinearGeluTanh) for m in blocks.modules()) == len(blocks)
     chunk = make_chunk(64, 96)

@@ -15,8 +15,11 @@
 #   h: 3-step chunks: fa4-tuned vs fa4-autotune (Triton GEMM templates + fused GELU epilogue)
 #   i: 3-step chunks: fa4 vs fa4-gelu (cuBLASLt GELU epilogue), then the CUDA test of that GEMM
 #   j: every CUDA test (tests/test_cuda_paths.py) on the new defaults
+# Fifth session (issue 18, the whole chunk measured):
+#   k VARIANT: a whole 35-step chunk of VARIANT only, saved as diffusion_chunk_i18e_35_VARIANT.json
 # Preparing the carried folders here (git-ignored through .git/info/exclude: /.whl/ /.gpu_a/ /.gpu_b/), with
-# P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform any":
+# P="--no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
+#    --platform manylinux2014_x86_64 --platform any" (grpcio and protobuf ship manylinux2014 wheels only):
 #   pip download $P -d .whl diffusers==0.42.1 grpcio==1.81.1 grpcio-health-checking==1.81.1 \
 #     grpcio-reflection==1.81.1 protobuf==6.33.5 flash-attn-4==4.0.0b36 quack-kernels==0.6.5 \
 #     nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1 nvidia-cutlass-dsl-libs-core==4.8.1 \
@@ -95,6 +98,13 @@ i)
 j)
   join_fa4
   timeout 200 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py 2>&1 | tail -n 15
+  ;;
+k)
+  join_fa4
+  v=${2:?variant}
+  timeout 560 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "$v" --phases chunk \
+    --out "$O/diffusion_chunk_i18e_35_$v.json" > "$O/chunk35_$v.log" 2>&1
+  tail -n 12 "$O/chunk35_$v.log"
   ;;
 e)
   join_fa4

@@ -138,6 +138,11 @@ class Connections:
     ``retry.connect_wait`` (a server restarting between calls). An explicit ``retry.connect_timeout`` is
     every call's wait (0: none). No answer in time: ``UNAVAILABLE`` (the request is not sent).
 
+    While an address has answered and its channel is READY (gRPC's connectivity callback, watched from
+    the first wait on), a call does not wait at all: the connection is up, so the health check's round
+    trip would only add latency to every per-frame ``Render``. Once the connection drops the channel
+    leaves READY and calls wait again.
+
     probe_channel: a channel to an address without the retry policy (closed after the probe).
     """
 
@@ -146,6 +151,25 @@ class Connections:
         self._probe_channel = probe_channel
         self._answered: set[str] = set()
         self._silent: set[str] = set()
+        self._watched: dict[str, grpc.Channel] = {}  # address -> the channel whose state is watched
+        self._ready: dict[str, bool] = {}  # address -> that channel is READY now
+
+    def _watch(self, channel: grpc.Channel, address: str) -> None:
+        """Follow ``channel``'s connectivity (a new channel for an address replaces the old one)."""
+        if self._watched.get(address) is channel:
+            return
+        self._watched[address] = channel
+        self._ready[address] = False
+
+        def on_state(state: grpc.ChannelConnectivity) -> None:
+            if self._watched.get(address) is channel:
+                self._ready[address] = state == grpc.ChannelConnectivity.READY
+
+        channel.subscribe(on_state, try_to_connect=False)
+
+    def connected(self, address: str) -> bool:
+        """True when ``address`` has answered and its watched channel is READY (a call needs no wait)."""
+        return address in self._answered and self._ready.get(address, False)
 
     def timeout(self, address: str) -> float:
         """Seconds the next call to ``address`` waits for it to accept calls."""
@@ -157,6 +181,9 @@ class Connections:
 
     def wait(self, channel: grpc.Channel, address: str, service: str, method: str) -> None:
         """Return once the server at ``address`` accepts calls; ServiceError UNAVAILABLE when it does not."""
+        self._watch(channel, address)
+        if self.connected(address):
+            return
         timeout = self.timeout(address)
         reason = None
         if timeout <= 0 or not wait_connected(channel, timeout):

@@ -249,3 +249,61 @@ def test_cli_reports_an_unreachable_service_in_one_line(tmp_path):
         line
     )  # OBJVID_CLIENT_CONNECT_TIMEOUT
     assert not (tmp_path / "o.mp4").exists()
+
+
+class _CountingServer:
+    """A real gRPC server on ``port``: a health service that counts its Check calls, and GetScene."""
+
+    def __init__(self, port: int = 0):
+        from grpc_health.v1 import health, health_pb2_grpc
+
+        checks = self.checks = collections.Counter()
+
+        class Counting(health.HealthServicer):
+            def Check(self, request, context):
+                checks["Check"] += 1
+                return super().Check(request, context)
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        health_pb2_grpc.add_HealthServicer_to_server(Counting(), self.server)
+        handler = grpc.unary_unary_rpc_method_handler(
+            lambda request, context: cache_pb2.GetSceneResponse(),
+            request_deserializer=lambda b: b, response_serializer=lambda m: m.SerializeToString(),
+        )  # fmt: skip
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("objvid.v1.CacheService", {"GetScene": handler}),)
+        )
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        self.server.start()
+
+
+def test_calls_skip_the_connection_wait_while_the_channel_is_ready():
+    """Once the server has answered and the channel is READY, calls go out without a health check first
+    (a round trip per call, per-frame Render included); after the server goes away the next call waits
+    for the restarted one again (no gRPC retries here: only that wait makes the call succeed)."""
+    first = _CountingServer()
+    client = ObjvidClient(cache_addr=f"127.0.0.1:{first.port}",
+                          retry=RetryPolicy(attempts=1, connect_timeout=10.0))  # fmt: skip
+    try:
+        client.get_scene("s")
+        assert first.checks["Check"] == 1
+        deadline = time.monotonic() + 5
+        while not client._connections.connected(client.cache_addr) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the READY notice comes on gRPC's own thread
+        for _ in range(20):
+            client.get_scene("s")
+        assert first.checks["Check"] == 1
+
+        first.server.stop(0).wait()
+        time.sleep(0.5)  # the channel notices the closed connection and leaves READY
+        assert not client._connections.connected(client.cache_addr)
+        holder = {}
+        late = threading.Timer(0.5, lambda: holder.setdefault("s", _CountingServer(first.port)))
+        late.start()
+        t0 = time.monotonic()
+        client.get_scene("s")  # waits for the restarted server instead of failing UNAVAILABLE
+        late.join()
+        assert time.monotonic() - t0 > 0.3 and holder["s"].checks["Check"] >= 1
+        holder["s"].server.stop(0)
+    finally:
+        client.close()

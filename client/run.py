@@ -72,15 +72,20 @@ class Run:
     def stage(self, name: str, total: float | None = None, text: str = ""):
         """Time the block, drive its progress bar, and turn its failures into ObjvidError(name, reason)."""
         self.reporter.start(name, total, text)
+        with self.errors_as(name), self.timings.stage(name):
+            yield
+        self.reporter.finish(name)
+
+    @contextmanager
+    def errors_as(self, name: str):
+        """Turn the block's failures into ObjvidError(name, reason), without a bar or a timing (a check)."""
         try:
-            with self.timings.stage(name):
-                yield
+            yield
         except Exception as exc:
             err = stage_error(name, exc)
             if err is None or err is exc:
                 raise
             raise err from None
-        self.reporter.finish(name)
 
     def writer(self, w):
         """Register a video writer: aborted (its partial file deleted) if the run fails."""

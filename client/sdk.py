@@ -387,6 +387,11 @@ class ObjvidClient:
         """True when Triton is ready (and ``model`` is loaded and ready)."""
         return self._diffusion_client().ready(model)
 
+    def check_model(self, model: str) -> None:
+        """ServiceError unless Triton serves ``model``: ``UNAVAILABLE`` (no server there, or not ready) or
+        ``NOT_FOUND`` (the model is not loaded); a run checks this before its first chunk's work."""
+        self._diffusion_client().check_ready(model)
+
     def generate_chunk(self, model: str, first_frame: np.ndarray, renders: np.ndarray | None,
                        masks: np.ndarray | None, options: diffusion_pb2.GenerateOptions | None = None,
                        on_progress: Callable[[diffusion_pb2.GenerateProgress], None] | None = None,

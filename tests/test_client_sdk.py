@@ -4,6 +4,7 @@ deadlines, bearer token and TLS."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -248,6 +249,29 @@ def test_cli_reports_an_unreachable_service_in_one_line(tmp_path):
     assert "Connection refused" in line and line.endswith("; waited 1.5 s)"), (
         line
     )  # OBJVID_CLIENT_CONNECT_TIMEOUT
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_generate_checks_triton_before_any_depth_or_render_work(tmp_path):
+    """Every address is dead: the first thing ``generate`` contacts is Triton (is the model served?), so
+    a wrong --triton-addr fails at once instead of after the depth lifting and the chunk's renders."""
+    from objvid.testing.assets import write_assets
+
+    a = write_assets(tmp_path / "a", 64, 48, num_points=200)
+    depth, cache, triton = (f"127.0.0.1:{p}" for p in free_ports(3))
+    proc = subprocess.run(
+        [sys.executable, "-m", "objvid.client", "generate", "--image", a["image"], "--object", a["object"], "--width", "64",
+         "--height", "48", "--frames", "121", "--depth-addr", depth, "--cache-addr", cache,
+         "--triton-addr", triton, "--out", str(tmp_path / "o.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert (
+        line.startswith("error: diffusion: diffusion service unreachable") and "Connection refused" in line
+    ), proc.stderr
+    m = json.loads((tmp_path / "o_work" / "manifest.json").read_text())
+    assert m["status"] == "error" and set(m["timings"]) == {"inputs", "total"}, m["timings"]
     assert not (tmp_path / "o.mp4").exists()
 
 

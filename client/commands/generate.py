@@ -167,6 +167,8 @@ def _generate(run: Run) -> dict:
     run.manifest.update(backend=cfg.backend, preview=preview)
     if preview:
         run.reporter.note("backend: preview (OpenCV hole filling of the cache renders, not GEN3C)")
+    with run.errors_as("diffusion"):  # a wrong Triton address or model fails before the depth and render work
+        run.client.check_model(cfg.backend)
     stages.depth(run, plan)
     Ks, w2cs = stages.cameras(run, plan)
     session = stages.scene(run, plan)

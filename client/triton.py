@@ -119,7 +119,6 @@ class DiffusionClient:
         from tritonclient.utils import InferenceServerException
 
         client = client or self._connect()
-
         kw = {"headers": self._headers, "client_timeout": self.deadlines.health}
         try:
             if not client.is_server_ready(**kw):

@@ -2,7 +2,6 @@
 injection, warm-up and thread/malloc settings."""
 
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -145,10 +144,11 @@ def test_model_calls_and_warm_up_run_on_the_inference_thread():
 
 
 def test_a_request_past_its_deadline_before_its_model_call_is_cancelled():
-    gate = threading.Event()
+    gate, inside = threading.Event(), threading.Event()
 
     class Slow(_Recorder):
         def __call__(self, x):
+            inside.set()
             gate.wait(10)
             return super().__call__(x)
 
@@ -162,7 +162,7 @@ def test_a_request_past_its_deadline_before_its_model_call_is_cancelled():
         with channels.make_channel(srv.address) as channel:
             stub = depth_pb2_grpc.DepthServiceStub(channel)
             first = stub.Lift.future(req, timeout=30)  # holds the inference thread until the gate opens
-            time.sleep(0.2)
+            assert inside.wait(10)  # the first request is in the model (a fixed sleep raced under load)
             with pytest.raises(grpc.RpcError) as info:
                 stub.Lift(req, timeout=0.3)  # queued behind it; its deadline passes first
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

@@ -33,6 +33,11 @@ set -u
 stage=${1:?stage a, b or c}
 O=${OUT:-bench/results}; mkdir -p "$O"
 export PYTHONPATH=$PWD/bench/_path:/tmp/site:/tmp/site/nvidia_cutlass_dsl/dsl_packages PYTHONUNBUFFERED=1
+whole_chunk() {  # VARIANT NAME: a whole 35-step chunk of VARIANT -> $O/NAME.json, log $O/NAME.log, its tail
+  timeout 560 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "$1" --phases chunk \
+    --out "$O/$2.json" > "$O/$2.log" 2>&1
+  tail -n 12 "$O/$2.log"
+}
 join_fa4() {  # stages b and c: the second half (.gpu_b) joins the first, kept by stage a
   test -d /tmp/site || { echo "no /tmp/site: stage a ran on another machine"; exit 1; }
   test -d /tmp/site/nvidia_cutlass_dsl/cu13 || cat /tmp/stash/cu13.part.aa .gpu_b/cu13.part.ab | xz -d | tar x -C /tmp/site || exit 1
@@ -58,9 +63,8 @@ b)
 c)
   join_fa4
   timeout 150 python -W ignore bench/vae_bench.py --out "$O/vae_bench.json" > "$O/vae_bench.log" 2>&1
-  timeout 400 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4}" --phases chunk \
-    --out "$O/diffusion_chunk_fa4_35.json" > "$O/chunk35.log" 2>&1
-  for f in vae_bench chunk35; do echo "== $f"; tail -n 12 "$O/$f.log"; done
+  tail -n 12 "$O/vae_bench.log"
+  whole_chunk "${2:-fa4}" diffusion_chunk_fa4_35
   ;;
 d)
   join_fa4
@@ -77,10 +81,8 @@ f)
   ;;
 g)
   join_fa4
-  timeout 420 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "${2:-fa4-gelu}" --phases chunk \
-    --out "$O/diffusion_chunk_i18d_35.json" > "$O/chunk35.log" 2>&1
-  timeout 120 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py > "$O/cuda_tests.log" 2>&1
-  for f in chunk35 cuda_tests; do echo "== $f"; tail -n 12 "$O/$f.log"; done
+  whole_chunk "${2:-fa4-gelu}" diffusion_chunk_i18d_35
+  timeout 120 python -m pytest -q -p no:cacheprovider -W ignore tests/test_cuda_paths.py 2>&1 | tail -n 12
   ;;
 h)
   join_fa4
@@ -101,10 +103,7 @@ j)
   ;;
 k)
   join_fa4
-  v=${2:?variant}
-  timeout 560 python -W ignore bench/diffusion_chunk.py --steps 35 --variants "$v" --phases chunk \
-    --out "$O/diffusion_chunk_i18e_35_$v.json" > "$O/chunk35_$v.log" 2>&1
-  tail -n 12 "$O/chunk35_$v.log"
+  whole_chunk "${2:?variant}" "diffusion_chunk_i18e_35_$2"
   ;;
 e)
   join_fa4

@@ -113,12 +113,12 @@ class DiffusionClient:
         except InferenceServerException:
             return False
 
-    def check_ready(self, model: str, client=None) -> None:
+    def check_ready(self, model: str) -> None:
         """ServiceError unless Triton serves ``model`` (readiness calls are retried by gRPC's policy):
         ``UNAVAILABLE`` (no server, or not ready), ``NOT_FOUND`` (the model is not loaded and ready)."""
         from tritonclient.utils import InferenceServerException
 
-        client = client or self._connect()
+        client = self._connect()
         kw = {"headers": self._headers, "client_timeout": self.deadlines.health}
         try:
             if not client.is_server_ready(**kw):
@@ -143,7 +143,7 @@ class DiffusionClient:
         from tritonclient.utils import InferenceServerException
 
         client = self._connect()
-        self.check_ready(model, client)
+        self.check_ready(model)
         inputs = _infer_inputs(first_frame, renders, masks, options, source)
         responses: queue.Queue = queue.Queue()
         client.start_stream(callback=lambda result, error: responses.put((result, error)),
